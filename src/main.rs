@@ -1,2 +1,77 @@
-//! Placeholder entry point: replaced by the real CLI in the next commit.
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use berth::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "A container image registry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry.
+    Serve {
+        /// Configuration file (TOML); see berth.example.toml.
+        #[arg(long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:5000].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory [default: ./berth-data].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data,
+        } => {
+            let mut config = match Config::load(config.as_deref(), |k| std::env::var(k).ok()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("berth: configuration: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if let Some(data) = data {
+                config.data_dir = data;
+            }
+            init_logging(&config);
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(berth::server::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "berth failed");
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,180 @@
+//! Configuration: built-in defaults, then the TOML file, then `BERTH_*`
+//! environment variables, then command-line flags; each overrides the last.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the registry listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the embedded database and the blobs.
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub uploads: UploadConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `berth=debug,sqlx=warn`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// Uploads untouched for this long are abandoned and their data removed.
+    pub expire_after_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:5000".parse().expect("valid address"),
+            data_dir: PathBuf::from("./berth-data"),
+            log: LogConfig::default(),
+            uploads: UploadConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            expire_after_secs: 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads the file (if any) and applies environment overrides.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?
+            }
+        };
+        fn parse<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                name,
+                message: e.to_string(),
+            })
+        }
+        if let Some(v) = env("BERTH_LISTEN") {
+            config.listen = parse("BERTH_LISTEN", v)?;
+        }
+        if let Some(v) = env("BERTH_DATA_DIR") {
+            config.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("BERTH_LOG") {
+            config.log.level = v;
+        }
+        if let Some(v) = env("BERTH_LOG_FORMAT") {
+            config.log.format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "BERTH_LOG_FORMAT",
+                        message: format!("{v:?} is neither text nor json"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = env("BERTH_UPLOADS_EXPIRE_AFTER_SECS") {
+            config.uploads.expire_after_secs = parse("BERTH_UPLOADS_EXPIRE_AFTER_SECS", v)?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env() {
+        let dir = std::env::temp_dir().join(format!("berth-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("berth.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:5001\"\n[uploads]\nexpire_after_secs = 60\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), |_| None).unwrap();
+        assert_eq!(c.listen.port(), 5001);
+        assert_eq!(c.uploads.expire_after_secs, 60);
+        assert_eq!(c.data_dir, PathBuf::from("./berth-data"));
+        let c = Config::load(Some(&file), |k| {
+            (k == "BERTH_LISTEN").then(|| "127.0.0.1:7".into())
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 7);
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        assert!(matches!(
+            Config::load(Some(&file), |_| None),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(Config::load(None, |k| (k == "BERTH_LOG_FORMAT").then(|| "xml".into())).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/berth.example.toml");
+        Config::load(Some(Path::new(example)), |_| None).unwrap();
+    }
+}

@@ -1,0 +1,93 @@
+//! Error responses in the distribution spec's JSON form.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::registry::RegistryError;
+
+/// An error answer, with any headers the spec requires alongside it.
+pub struct ApiError {
+    pub error: RegistryError,
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        ApiError {
+            error,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// The message of a failed request, for the request log line.
+#[derive(Clone)]
+pub struct ErrorMessage(pub String);
+
+impl ApiError {
+    pub fn with_header(mut self, name: header::HeaderName, value: String) -> Self {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            self.headers.push((name, v));
+        }
+        self
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use RegistryError::*;
+        match &self.error {
+            NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+            BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            ManifestUnknown | NotAcceptable(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID"),
+            ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
+            DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            UploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            UploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+            UploadOutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+            SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
+            RangeNotSatisfiable(..) => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
+            Referenced(_) => (StatusCode::CONFLICT, "DENIED"),
+            Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            PaginationInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self.error {
+            // Internal details go to the log, not to the client.
+            RegistryError::Internal(_) => "internal server error".to_string(),
+            e => e.to_string(),
+        };
+        let detail = match &self.error {
+            RegistryError::ManifestBlobUnknown(digests) => json!({ "missing": digests }),
+            RegistryError::RangeNotSatisfiable(_, size) => json!({ "size": size }),
+            _ => json!({}),
+        };
+        let body = json!({ "errors": [{ "code": code, "message": message, "detail": detail }] });
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        if let RegistryError::RangeNotSatisfiable(_, size) = &self.error {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+        }
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+            .extensions_mut()
+            .insert(ErrorMessage(self.error.to_string()));
+        response
+    }
+}

@@ -1,0 +1,144 @@
+//! The HTTP surface: routing, the per-request log line and metrics, health
+//! endpoints. Handlers call the registry service and never touch storage.
+
+mod error;
+mod routes;
+mod v2;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::registry::Registry;
+
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub metrics: Metrics,
+}
+
+/// Counts an upload request in the in-flight gauge while alive.
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.uploads_in_flight.dec();
+    }
+}
+
+impl AppState {
+    pub fn upload_in_flight(&self) -> InFlight<'_> {
+        self.metrics.uploads_in_flight.inc();
+        InFlight(&self.metrics)
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v2", any(v2::dispatch))
+        .route("/v2/", any(v2::dispatch))
+        .route("/v2/{*path}", any(v2::dispatch))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.registry.meta().ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "metadata database unavailable",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Ok(bytes) = state.registry.meta().storage_bytes().await {
+        state.metrics.storage_bytes.set(bytes);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+fn length(headers: &axum::http::HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One structured log line and the metrics of every request.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let bytes_in = length(request.headers());
+    let mut response = next.run(request).await;
+    let elapsed = start.elapsed();
+    if path.starts_with("/v2") {
+        response.headers_mut().insert(
+            header::HeaderName::from_static("docker-distribution-api-version"),
+            HeaderValue::from_static("registry/2.0"),
+        );
+    }
+    let status = response.status();
+    let bytes_out = axum::body::HttpBody::size_hint(response.body())
+        .exact()
+        .unwrap_or_else(|| length(response.headers()));
+    let route = response.extensions().get::<v2::RouteLabel>().map_or(
+        if path.starts_with("/v2") {
+            "v2_other"
+        } else {
+            "ops"
+        },
+        |r| r.0,
+    );
+    let m = &state.metrics;
+    m.requests
+        .get_or_create(&RequestLabels {
+            route,
+            method: method.to_string(),
+            status: status.as_u16(),
+        })
+        .inc();
+    m.latency
+        .get_or_create(&RouteLabels {
+            route,
+            method: method.to_string(),
+        })
+        .observe(elapsed.as_secs_f64());
+    m.bytes_received.inc_by(bytes_in);
+    m.bytes_sent.inc_by(bytes_out);
+    let error = response
+        .extensions()
+        .get::<error::ErrorMessage>()
+        .map(|e| e.0.as_str());
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::error!(%method, %path, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, error, "request");
+    } else if status.is_client_error() {
+        tracing::info!(%method, %path, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, error, "request");
+    } else {
+        tracing::info!(%method, %path, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, "request");
+    }
+    response
+}

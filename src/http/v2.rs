@@ -1,0 +1,529 @@
+//! Handlers of the distribution API (`/v2/...`). They translate HTTP to
+//! registry operations and back, and nothing else: no storage, no SQL.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::routes::{self, Route};
+use super::AppState;
+use crate::oci::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
+use crate::oci::{Digest, Reference, RepositoryName};
+use crate::registry::RegistryError;
+use crate::storage::UploadId;
+
+const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+/// Bodies of single-request blob pushes up to this size are hashed in memory.
+const SMALL_BLOB: u64 = 1024 * 1024;
+/// Default and largest page of tag and catalog listings.
+const MAX_PAGE: u32 = 100_000;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Params {
+    n: Option<String>,
+    last: Option<String>,
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+    artifact_type: Option<String>,
+}
+
+/// The route a request took, for metrics and logs.
+#[derive(Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
+pub async fn dispatch(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let path = uri.path().strip_prefix("/v2").unwrap_or("");
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let route = match routes::parse(path) {
+        Err(routes::NoRoute) => {
+            let mut r = ApiError::from(RegistryError::Unsupported(format!(
+                "no such endpoint: {}",
+                uri.path()
+            )))
+            .into_response();
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return r;
+        }
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Ok(Ok(route)) => route,
+    };
+    let label = RouteLabel(route.label());
+    let params = Query::<Params>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let cx = Cx {
+        state: &state,
+        method: &method,
+        headers: &headers,
+        params,
+    };
+    let mut response = cx
+        .handle(route, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(label);
+    response
+}
+
+struct Cx<'a> {
+    state: &'a AppState,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    params: Params,
+}
+
+fn not_allowed(method: &Method) -> ApiError {
+    RegistryError::Unsupported(format!("method {method} not allowed here")).into()
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn content_length(headers: &HeaderMap) -> std::result::Result<Option<u64>, ApiError> {
+    match headers.get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                RegistryError::SizeInvalid("Content-Length is not a number".into()).into()
+            }),
+    }
+}
+
+fn upload_location(repo: &RepositoryName, id: UploadId) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+/// The `Range` header of upload responses: the inclusive range received.
+fn upload_range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+fn upload_response(status: StatusCode, repo: &RepositoryName, id: UploadId, size: u64) -> Response {
+    (
+        status,
+        [
+            (header::LOCATION, upload_location(repo, id)),
+            (header::RANGE, upload_range(size)),
+            (DOCKER_UPLOAD_UUID, id.to_string()),
+            (header::CONTENT_LENGTH, "0".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+fn blob_created(repo: &RepositoryName, digest: &Digest) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/v2/{repo}/blobs/{digest}")),
+            (DOCKER_CONTENT_DIGEST, digest.to_string()),
+            (header::CONTENT_LENGTH, "0".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+fn parse_digest(s: &str) -> std::result::Result<Digest, ApiError> {
+    s.parse::<Digest>()
+        .map_err(|e| RegistryError::DigestInvalid(e.to_string()).into())
+}
+
+/// Whether the client's `Accept` headers admit `media_type`. No Accept
+/// header admits everything.
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    let mut any = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let item = item.split(';').next().unwrap_or("").trim();
+            if item.is_empty() {
+                continue;
+            }
+            any = true;
+            if item == media_type || item == "*/*" || item == "application/*" {
+                return true;
+            }
+        }
+    }
+    !any
+}
+
+impl Cx<'_> {
+    async fn handle(self, route: Route, body: Body) -> Result<Response> {
+        let m = self.method.clone();
+        match route {
+            Route::Base if m == Method::GET || m == Method::HEAD => {
+                Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
+            }
+            Route::Catalog if m == Method::GET => self.catalog().await,
+            Route::Tags(repo) if m == Method::GET => self.tags(repo).await,
+            Route::Manifest(repo, r) if m == Method::GET || m == Method::HEAD => {
+                self.get_manifest(repo, r).await
+            }
+            Route::Manifest(repo, r) if m == Method::PUT => self.put_manifest(repo, r, body).await,
+            Route::Manifest(repo, r) if m == Method::DELETE => {
+                self.state.registry.delete_manifest(&repo, &r).await?;
+                Ok(StatusCode::ACCEPTED.into_response())
+            }
+            Route::Blob(repo, d) if m == Method::GET || m == Method::HEAD => {
+                self.get_blob(repo, d).await
+            }
+            Route::Blob(repo, d) if m == Method::DELETE => {
+                self.state.registry.delete_blob(&repo, &d).await?;
+                Ok(StatusCode::ACCEPTED.into_response())
+            }
+            Route::UploadStart(repo) if m == Method::POST => self.start_upload(repo, body).await,
+            Route::Upload(repo, id) if m == Method::GET => {
+                let size = self.state.registry.upload_status(&repo, id).await?;
+                Ok(upload_response(StatusCode::NO_CONTENT, &repo, id, size))
+            }
+            Route::Upload(repo, id) if m == Method::PATCH => {
+                self.patch_upload(repo, id, body).await
+            }
+            Route::Upload(repo, id) if m == Method::PUT => self.finish_upload(repo, id, body).await,
+            Route::Upload(repo, id) if m == Method::DELETE => {
+                self.state.registry.cancel_upload(&repo, id).await?;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            Route::Referrers(repo, d) if m == Method::GET => self.referrers(repo, d).await,
+            _ => Err(not_allowed(&m)),
+        }
+    }
+
+    /// `n` and `last` of a listing, and the number of rows to fetch (one more
+    /// than the page, to know whether a next page exists).
+    fn page(&self) -> Result<(u32, Option<&str>)> {
+        let n = match self.params.n.as_deref() {
+            None => MAX_PAGE,
+            Some(n) => n
+                .parse::<u32>()
+                .map_err(|_| {
+                    RegistryError::PaginationInvalid(format!(
+                        "n must be a non-negative integer, not {n:?}"
+                    ))
+                })?
+                .min(MAX_PAGE),
+        };
+        Ok((n, self.params.last.as_deref()))
+    }
+
+    fn listing(
+        &self,
+        path: String,
+        key: &str,
+        name: Option<&str>,
+        mut items: Vec<String>,
+        n: u32,
+    ) -> Response {
+        let more = items.len() > n as usize;
+        items.truncate(n as usize);
+        let mut body = json!({ key: items });
+        if let Some(name) = name {
+            body["name"] = json!(name);
+        }
+        let mut response = (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        if let (true, Some(last)) = (more, items.last()) {
+            let link = format!("<{path}?n={n}&last={last}>; rel=\"next\"");
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                response.headers_mut().insert(header::LINK, v);
+            }
+        }
+        response
+    }
+
+    async fn catalog(&self) -> Result<Response> {
+        let (n, last) = self.page()?;
+        let repos = self.state.registry.catalog(last, n + 1).await?;
+        Ok(self.listing("/v2/_catalog".into(), "repositories", None, repos, n))
+    }
+
+    async fn tags(&self, repo: RepositoryName) -> Result<Response> {
+        let (n, last) = self.page()?;
+        let tags = if n == 0 {
+            // An empty page still tells whether the repository exists.
+            self.state.registry.tags(&repo, last, 1).await?;
+            Vec::new()
+        } else {
+            self.state.registry.tags(&repo, last, n + 1).await?
+        };
+        Ok(self.listing(
+            format!("/v2/{repo}/tags/list"),
+            "tags",
+            Some(repo.as_str()),
+            tags,
+            n,
+        ))
+    }
+
+    async fn get_manifest(&self, repo: RepositoryName, reference: Reference) -> Result<Response> {
+        let head = self.method == Method::HEAD;
+        let manifest = self
+            .state
+            .registry
+            .manifest(&repo, &reference, !head)
+            .await?;
+        if !accepts(self.headers, &manifest.media_type) {
+            return Err(RegistryError::NotAcceptable(format!(
+                "manifest is {}, which the Accept header does not include",
+                manifest.media_type
+            ))
+            .into());
+        }
+        let headers = [
+            (header::CONTENT_TYPE, manifest.media_type.clone()),
+            (header::CONTENT_LENGTH, manifest.content.len().to_string()),
+            (DOCKER_CONTENT_DIGEST, manifest.digest.to_string()),
+            (header::ETAG, format!("\"{}\"", manifest.digest)),
+        ];
+        let body = if head {
+            Body::empty()
+        } else {
+            Body::from(manifest.content)
+        };
+        Ok((headers, body).into_response())
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: RepositoryName,
+        reference: Reference,
+        body: Body,
+    ) -> Result<Response> {
+        let limit = MAX_MANIFEST_SIZE;
+        if content_length(self.headers)?.is_some_and(|l| l > limit as u64) {
+            return Err(RegistryError::ManifestTooLarge {
+                size: content_length(self.headers)?.unwrap_or_default(),
+                limit,
+            }
+            .into());
+        }
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                RegistryError::ManifestTooLarge {
+                    size: limit as u64 + 1,
+                    limit,
+                }
+            } else {
+                RegistryError::ManifestInvalid(format!("reading manifest: {e}"))
+            }
+        })?;
+        if content_length(self.headers)?.is_some_and(|l| l != bytes.len() as u64) {
+            return Err(RegistryError::SizeInvalid(
+                "manifest body length differs from Content-Length".into(),
+            )
+            .into());
+        }
+        let content_type = header_str(self.headers, header::CONTENT_TYPE);
+        let pushed = self
+            .state
+            .registry
+            .put_manifest(&repo, &reference, content_type, &bytes)
+            .await?;
+        let mut response = (
+            StatusCode::CREATED,
+            [
+                (
+                    header::LOCATION,
+                    format!("/v2/{repo}/manifests/{}", pushed.digest),
+                ),
+                (DOCKER_CONTENT_DIGEST, pushed.digest.to_string()),
+                (header::CONTENT_LENGTH, "0".to_string()),
+            ],
+        )
+            .into_response();
+        if let Some(subject) = pushed.subject {
+            response.headers_mut().insert(
+                OCI_SUBJECT,
+                HeaderValue::from_str(subject.as_str()).expect("digests are ASCII"),
+            );
+        }
+        Ok(response)
+    }
+
+    async fn get_blob(&self, repo: RepositoryName, digest: Digest) -> Result<Response> {
+        let head = self.method == Method::HEAD;
+        let range = header_str(self.headers, header::RANGE);
+        let blob = self
+            .state
+            .registry
+            .read_blob(&repo, &digest, range, !head)
+            .await?;
+        let mut response = Response::builder()
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(DOCKER_CONTENT_DIGEST, digest.as_str())
+            .header(header::ETAG, format!("\"{digest}\""))
+            .header(header::ACCEPT_RANGES, "bytes");
+        let length = match blob.range {
+            Some(r) => {
+                response = response.status(StatusCode::PARTIAL_CONTENT).header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{}", r.start, r.end, blob.size),
+                );
+                r.len()
+            }
+            None => blob.size,
+        };
+        let body = match blob.body {
+            Some(stream) => Body::from_stream(stream),
+            None => Body::empty(),
+        };
+        let mut response = response.body(body).expect("valid response head");
+        // Set after the body so HEAD keeps the blob's length.
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        Ok(response)
+    }
+
+    async fn start_upload(&self, repo: RepositoryName, body: Body) -> Result<Response> {
+        let registry = &self.state.registry;
+        if let Some(mount) = self.params.mount.as_deref() {
+            let digest = parse_digest(mount)?;
+            let from = match self.params.from.as_deref() {
+                Some(f) => Some(
+                    f.parse::<RepositoryName>()
+                        .map_err(|e| RegistryError::NameInvalid(format!("from: {e}")))?,
+                ),
+                None => None,
+            };
+            if registry.mount_blob(&repo, &digest, from.as_ref()).await? {
+                return Ok(blob_created(&repo, &digest));
+            }
+            // Not mountable: the client uploads the blob instead.
+        } else if let Some(digest) = self.params.digest.as_deref() {
+            let digest = parse_digest(digest)?;
+            let length = content_length(self.headers)?;
+            match length {
+                Some(len) if len <= SMALL_BLOB => {
+                    let bytes = axum::body::to_bytes(body, len as usize)
+                        .await
+                        .map_err(|e| RegistryError::UploadInvalid(format!("reading body: {e}")))?;
+                    if bytes.len() as u64 != len {
+                        return Err(RegistryError::SizeInvalid(
+                            "body shorter than Content-Length".into(),
+                        )
+                        .into());
+                    }
+                    registry.push_blob(&repo, &digest, bytes).await?;
+                }
+                _ => {
+                    let id = registry.start_upload(&repo).await?;
+                    let _in_flight = self.state.upload_in_flight();
+                    let result = registry
+                        .finish_upload(&repo, id, &digest, length, body.into_data_stream())
+                        .await;
+                    if result.is_err() {
+                        registry.cancel_upload(&repo, id).await.ok();
+                    }
+                    result?;
+                }
+            }
+            return Ok(blob_created(&repo, &digest));
+        }
+        let id = registry.start_upload(&repo).await?;
+        Ok(upload_response(StatusCode::ACCEPTED, &repo, id, 0))
+    }
+
+    async fn patch_upload(
+        &self,
+        repo: RepositoryName,
+        id: UploadId,
+        body: Body,
+    ) -> Result<Response> {
+        let _in_flight = self.state.upload_in_flight();
+        let content_range = header_str(self.headers, header::CONTENT_RANGE);
+        let result = self
+            .state
+            .registry
+            .upload_chunk(
+                &repo,
+                id,
+                content_range,
+                content_length(self.headers)?,
+                body.into_data_stream(),
+            )
+            .await;
+        match result {
+            Ok(size) => Ok(upload_response(StatusCode::ACCEPTED, &repo, id, size)),
+            Err(RegistryError::UploadOutOfOrder { size }) => {
+                Err(ApiError::from(RegistryError::UploadOutOfOrder { size })
+                    .with_header(header::LOCATION, upload_location(&repo, id))
+                    .with_header(header::RANGE, upload_range(size))
+                    .with_header(DOCKER_UPLOAD_UUID, id.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn finish_upload(
+        &self,
+        repo: RepositoryName,
+        id: UploadId,
+        body: Body,
+    ) -> Result<Response> {
+        let digest = self.params.digest.as_deref().ok_or_else(|| {
+            RegistryError::DigestInvalid("the digest query parameter is required".into())
+        })?;
+        let digest = parse_digest(digest)?;
+        let _in_flight = self.state.upload_in_flight();
+        let length = content_length(self.headers)?;
+        self.state
+            .registry
+            .finish_upload(&repo, id, &digest, length, body.into_data_stream())
+            .await?;
+        Ok(blob_created(&repo, &digest))
+    }
+
+    async fn referrers(&self, repo: RepositoryName, subject: Digest) -> Result<Response> {
+        let filter = self
+            .params
+            .artifact_type
+            .as_deref()
+            .filter(|t| !t.is_empty());
+        let manifests = self
+            .state
+            .registry
+            .referrers(&repo, &subject, filter)
+            .await?;
+        let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+        let mut response = ([(header::CONTENT_TYPE, OCI_INDEX)], body.to_string()).into_response();
+        if filter.is_some() {
+            response.headers_mut().insert(
+                OCI_FILTERS_APPLIED,
+                HeaderValue::from_static("artifactType"),
+            );
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,10 @@
+//! Berth, a container image registry. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod http;
+pub mod meta;
+pub mod metrics;
+pub mod oci;
+pub mod registry;
+pub mod server;
+pub mod storage;

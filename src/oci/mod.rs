@@ -1,0 +1,12 @@
+//! The OCI protocol vocabulary: digests, names, references, manifests and
+//! byte ranges. Pure parsing and validation, no I/O: everything a client sends
+//! passes through here before it reaches storage.
+
+pub mod digest;
+pub mod manifest;
+pub mod name;
+pub mod range;
+
+pub use digest::{Algorithm, Digest, Hasher};
+pub use manifest::{Descriptor, Manifest};
+pub use name::{Reference, RepositoryName, Tag};

@@ -1,0 +1,86 @@
+//! The registry's failures, one variant per distinct answer a client gets.
+
+use crate::meta::MetaError;
+use crate::oci::Digest;
+use crate::storage::{StorageError, UploadError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    #[error("{0}")]
+    NameInvalid(String),
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    #[error("manifest unknown to registry")]
+    ManifestUnknown,
+    #[error("{0}")]
+    ManifestInvalid(String),
+    /// The manifest exists but not in a media type the client accepts.
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("manifest is {size} bytes, more than the {limit} allowed")]
+    ManifestTooLarge { size: u64, limit: usize },
+    #[error("manifest references content not in this repository: {}", list(.0))]
+    ManifestBlobUnknown(Vec<Digest>),
+    #[error("{0}")]
+    DigestInvalid(String),
+    #[error("blob upload unknown to registry")]
+    UploadUnknown,
+    #[error("{0}")]
+    UploadInvalid(String),
+    /// A chunk that does not continue the upload; `size` is what was received.
+    #[error("chunk out of order: the upload has {size} bytes")]
+    UploadOutOfOrder { size: u64 },
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("{0}")]
+    RangeNotSatisfiable(String, u64),
+    #[error("{0}")]
+    Referenced(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    PaginationInvalid(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn list(digests: &[Digest]) -> String {
+    digests
+        .iter()
+        .map(Digest::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl From<MetaError> for RegistryError {
+    fn from(e: MetaError) -> Self {
+        RegistryError::Internal(e.to_string())
+    }
+}
+
+impl From<StorageError> for RegistryError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            // Metadata said the blob exists: its bytes missing is an internal fault.
+            StorageError::NotFound => {
+                RegistryError::Internal("blob listed in metadata is missing from storage".into())
+            }
+            e => RegistryError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<UploadError> for RegistryError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::Unknown => RegistryError::UploadUnknown,
+            UploadError::OutOfOrder { size } => RegistryError::UploadOutOfOrder { size },
+            e @ UploadError::LengthMismatch { .. } => RegistryError::SizeInvalid(e.to_string()),
+            e @ UploadError::DigestMismatch { .. } => RegistryError::DigestInvalid(e.to_string()),
+            e @ UploadError::Body(_) => RegistryError::UploadInvalid(e.to_string()),
+            UploadError::Io(e) => RegistryError::Internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The registry service: the operations of the distribution API, expressed in
+//! terms of validated names and digests. It combines metadata (`meta`) and
+//! blob bytes (`storage`) in the order that keeps the invariants:
+//! bytes are stored and verified before metadata names them, and metadata
+//! changes are single transactions.
+
+mod error;
+mod pulls;
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use error::RegistryError;
+
+use crate::meta::{MetaStore, PutManifestRefusal, RemoveRefusal, StoredManifest};
+use crate::oci::manifest::MAX_MANIFEST_SIZE;
+use crate::oci::range::{self, ByteRange};
+use crate::oci::{Algorithm, Descriptor, Digest, Manifest, Reference, RepositoryName};
+use crate::storage::{BlobStore, ByteStream, UploadId};
+
+pub type Result<T> = std::result::Result<T, RegistryError>;
+
+pub struct Registry {
+    meta: MetaStore,
+    blobs: BlobStore,
+    pulls: pulls::PullCounter,
+}
+
+/// A blob being served.
+pub struct BlobRead {
+    pub size: u64,
+    /// Present when a range was asked for.
+    pub range: Option<ByteRange>,
+    /// None for HEAD requests.
+    pub body: Option<ByteStream>,
+}
+
+/// A stored manifest and what the push response reports.
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    pub fn new(meta: MetaStore, blobs: BlobStore) -> Arc<Registry> {
+        Arc::new(Registry {
+            meta,
+            blobs,
+            pulls: pulls::PullCounter::default(),
+        })
+    }
+
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    pub fn blob_store(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Writes buffered pull statistics to the database.
+    pub async fn flush_pulls(&self) -> Result<()> {
+        self.pulls.flush(&self.meta).await
+    }
+
+    async fn require_repository(&self, repo: &RepositoryName) -> Result<()> {
+        if self.meta.repository_exists(repo).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::NameUnknown)
+        }
+    }
+
+    // ---- blobs -------------------------------------------------------------
+
+    /// Size of a blob the repository holds.
+    pub async fn blob_size(&self, repo: &RepositoryName, blob: &Digest) -> Result<u64> {
+        self.meta
+            .blob_size(repo, blob)
+            .await?
+            .ok_or(RegistryError::BlobUnknown)
+    }
+
+    /// Opens a blob (or a `Range` of it) for a GET, or just sizes it for a HEAD.
+    pub async fn read_blob(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+        range_header: Option<&str>,
+        with_body: bool,
+    ) -> Result<BlobRead> {
+        let size = self.blob_size(repo, blob).await?;
+        let range = range_header
+            .map(|h| range::parse_range(h, size))
+            .transpose()
+            .map_err(|e| RegistryError::RangeNotSatisfiable(e.to_string(), size))?;
+        let body = if with_body {
+            self.pulls.blob(repo, blob);
+            Some(self.blobs.read(blob, range).await?)
+        } else {
+            None
+        };
+        Ok(BlobRead { size, range, body })
+    }
+
+    /// Links an existing blob into `repo` without upload. With no `from`, any
+    /// repository holding the blob serves as the source.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<bool> {
+        let source = match from {
+            Some(from) => Some(from.clone()),
+            None => self.meta.repository_with_blob(blob).await?,
+        };
+        let Some(source) = source else {
+            return Ok(false);
+        };
+        Ok(self.meta.mount_blob(repo, &source, blob).await?.is_some())
+    }
+
+    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadId> {
+        self.blobs
+            .uploads()
+            .start(repo.as_str())
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))
+    }
+
+    /// Receives a whole blob in the POST that opens the upload.
+    pub async fn push_blob(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+        bytes: Bytes,
+    ) -> Result<()> {
+        let size = bytes.len() as u64;
+        if !self.blobs.put_verified(blob, bytes).await? {
+            return Err(RegistryError::DigestInvalid(format!(
+                "content does not match digest {blob}"
+            )));
+        }
+        self.meta.add_blob(repo, blob, size).await?;
+        Ok(())
+    }
+
+    pub async fn upload_status(&self, repo: &RepositoryName, id: UploadId) -> Result<u64> {
+        Ok(self.blobs.uploads().status(id, repo.as_str()).await?.size)
+    }
+
+    /// Appends a chunk. `content_range` is the raw header, if sent.
+    pub async fn upload_chunk<S, E>(
+        &self,
+        repo: &RepositoryName,
+        id: UploadId,
+        content_range: Option<&str>,
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: fmt::Display,
+    {
+        let start = match content_range {
+            Some(h) => {
+                let r = range::parse_content_range(h)
+                    .map_err(|e| RegistryError::UploadInvalid(format!("Content-Range: {e}")))?;
+                if content_length.is_some_and(|l| l != r.len()) {
+                    return Err(RegistryError::SizeInvalid(format!(
+                        "Content-Range covers {} bytes but Content-Length is {}",
+                        r.len(),
+                        content_length.unwrap_or_default()
+                    )));
+                }
+                Some(r.start)
+            }
+            None => None,
+        };
+        let status = self
+            .blobs
+            .uploads()
+            .append(id, repo.as_str(), start, content_length, body)
+            .await?;
+        Ok(status.size)
+    }
+
+    /// Completes an upload (with an optional last chunk) and verifies it.
+    pub async fn finish_upload<S, E>(
+        &self,
+        repo: &RepositoryName,
+        id: UploadId,
+        blob: &Digest,
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: fmt::Display,
+    {
+        if content_length != Some(0) {
+            self.blobs
+                .uploads()
+                .append(id, repo.as_str(), None, content_length, body)
+                .await?;
+        }
+        let size = self.blobs.commit_upload(id, repo.as_str(), blob).await?;
+        self.meta.add_blob(repo, blob, size).await?;
+        Ok(())
+    }
+
+    pub async fn cancel_upload(&self, repo: &RepositoryName, id: UploadId) -> Result<()> {
+        Ok(self.blobs.uploads().cancel(id, repo.as_str()).await?)
+    }
+
+    /// Removes a blob from a repository. Its bytes stay until garbage
+    /// collection finds nothing referencing them.
+    pub async fn delete_blob(&self, repo: &RepositoryName, blob: &Digest) -> Result<()> {
+        match self.meta.delete_blob(repo, blob).await? {
+            Ok(()) => Ok(()),
+            Err(RemoveRefusal::NotFound) => Err(RegistryError::BlobUnknown),
+            Err(RemoveRefusal::ReferencedBy(m)) => Err(RegistryError::Referenced(format!(
+                "blob {blob} is used by manifest {} in this repository; delete that first",
+                m[0]
+            ))),
+        }
+    }
+
+    // ---- manifests ---------------------------------------------------------
+
+    /// A manifest by tag or digest. `count_pull` is false for HEAD requests.
+    pub async fn manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        count_pull: bool,
+    ) -> Result<StoredManifest> {
+        let found = match reference {
+            Reference::Tag(tag) => self.meta.manifest_by_tag(repo, tag).await?,
+            Reference::Digest(d) => self.meta.manifest_by_digest(repo, d).await?,
+        };
+        let Some(manifest) = found else {
+            self.require_repository(repo).await?;
+            return Err(RegistryError::ManifestUnknown);
+        };
+        if count_pull {
+            self.pulls.manifest(repo, &manifest.digest);
+        }
+        Ok(manifest)
+    }
+
+    /// Stores a manifest pushed to `reference`.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<PushedManifest> {
+        if bytes.len() > MAX_MANIFEST_SIZE {
+            return Err(RegistryError::ManifestTooLarge {
+                size: bytes.len() as u64,
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        let (digest, tag) = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), bytes);
+                if actual != *expected {
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest digest is {actual}, not {expected}"
+                    )));
+                }
+                (actual, None)
+            }
+            Reference::Tag(tag) => (Digest::of(Algorithm::Sha256, bytes), Some(tag)),
+        };
+        let content = std::str::from_utf8(bytes)
+            .map_err(|_| RegistryError::ManifestInvalid("manifest is not UTF-8 JSON".into()))?;
+        let manifest = Manifest::parse(bytes, content_type)
+            .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
+        match self
+            .meta
+            .put_manifest(repo, &digest, &manifest, content, tag)
+            .await?
+        {
+            Ok(()) => Ok(PushedManifest {
+                digest,
+                subject: manifest.subject,
+            }),
+            Err(PutManifestRefusal::Missing(missing)) => {
+                Err(RegistryError::ManifestBlobUnknown(missing))
+            }
+        }
+    }
+
+    /// Deletes a tag (the manifest stays) or a manifest by digest (with its tags).
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        match reference {
+            Reference::Tag(tag) => match self.meta.delete_tag(repo, tag).await? {
+                Some(_) => Ok(()),
+                None => {
+                    self.require_repository(repo).await?;
+                    Err(RegistryError::ManifestUnknown)
+                }
+            },
+            Reference::Digest(d) => match self.meta.delete_manifest(repo, d).await? {
+                Ok(_tags) => Ok(()),
+                Err(RemoveRefusal::NotFound) => {
+                    self.require_repository(repo).await?;
+                    Err(RegistryError::ManifestUnknown)
+                }
+                Err(RemoveRefusal::ReferencedBy(parents)) => Err(RegistryError::Referenced(format!(
+                    "manifest {d} is a child of index {} in this repository; delete the index first",
+                    parents[0]
+                ))),
+            },
+        }
+    }
+
+    // ---- discovery ---------------------------------------------------------
+
+    pub async fn tags(
+        &self,
+        repo: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let tags = self.meta.tags(repo, last, limit).await?;
+        if tags.is_empty() {
+            self.require_repository(repo).await?;
+        }
+        Ok(tags)
+    }
+
+    pub async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
+        Ok(self.meta.repositories(last, limit).await?)
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    pub async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        Ok(self.meta.referrers(repo, subject, artifact_type).await?)
+    }
+}

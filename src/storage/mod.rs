@@ -1,0 +1,169 @@
+//! Blob storage: verified, content-addressed blob bytes and the staging area
+//! of uploads in progress. Knows nothing of repositories or metadata.
+//!
+//! Layout under the blob root:
+//!
+//! ```text
+//! blobs/<algorithm>/<first two hex>/<hex>   verified content, immutable once there
+//! uploads/<uuid>/data                       bytes received so far for one upload
+//! uploads/<uuid>/repository                 the repository the upload belongs to
+//! ```
+//!
+//! A blob file appears only by an atomic rename of a fully written, fsynced and
+//! digest-verified upload file, so a reader never sees a partial blob.
+
+mod uploads;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
+
+use crate::oci::range::ByteRange;
+use crate::oci::Digest;
+
+pub use uploads::{UploadError, UploadId, UploadStatus};
+
+/// Bytes of one blob read, as a stream.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// Read buffer for blob GETs: large enough that per-chunk overhead vanishes.
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("blob not found in storage")]
+    NotFound,
+    #[error("storage I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+}
+
+pub struct BlobStore {
+    root: PathBuf,
+    objects: Arc<dyn ObjectStore>,
+    uploads: uploads::Uploads,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) a blob store on local disk.
+    pub fn open_local(root: PathBuf) -> Result<BlobStore, StorageError> {
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("uploads"))?;
+        let objects = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
+        Ok(BlobStore {
+            uploads: uploads::Uploads::new(root.join("uploads")),
+            root,
+            objects,
+        })
+    }
+
+    fn object_path(digest: &Digest) -> ObjectPath {
+        let hex = digest.hex();
+        ObjectPath::from(format!(
+            "blobs/{}/{}/{hex}",
+            digest.algorithm().name(),
+            &hex[..2]
+        ))
+    }
+
+    fn file_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().name())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    /// Opens a blob for reading, whole or a range of it.
+    pub async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError> {
+        let options = GetOptions {
+            range: range.map(|r| GetRange::Bounded(r.start..r.end + 1)),
+            ..Default::default()
+        };
+        let result = match self
+            .objects
+            .get_opts(&Self::object_path(digest), options)
+            .await
+        {
+            Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound),
+            r => r?,
+        };
+        Ok(match result.payload {
+            // object_store reads local files in 8 KiB blocking steps; a larger
+            // buffer is what lets a pull run at page-cache speed.
+            GetResultPayload::File(file, _) => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                let mut file = tokio::fs::File::from_std(file);
+                file.seek(io::SeekFrom::Start(result.range.start)).await?;
+                let len = result.range.end - result.range.start;
+                tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed()
+            }
+            GetResultPayload::Stream(s) => s.map_err(io::Error::other).boxed(),
+        })
+    }
+
+    /// Whether a verified blob is present.
+    pub async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
+        match self.objects.head(&Self::object_path(digest)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a blob's bytes. Only garbage collection may call this, after the
+    /// metadata says nothing references the blob.
+    pub async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
+        match self.objects.delete(&Self::object_path(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn uploads(&self) -> &uploads::Uploads {
+        &self.uploads
+    }
+
+    /// Verifies a finished upload against `expected` and moves it into place.
+    /// Returns the blob's size. On a digest mismatch the upload is discarded.
+    pub async fn commit_upload(
+        &self,
+        id: UploadId,
+        repository: &str,
+        expected: &Digest,
+    ) -> Result<u64, UploadError> {
+        let target = self.file_path(expected);
+        self.uploads.commit(id, repository, expected, target).await
+    }
+
+    /// Stores a small blob received whole (single-request push), after checking
+    /// its digest. Returns false on a mismatch.
+    pub async fn put_verified(
+        &self,
+        expected: &Digest,
+        bytes: Bytes,
+    ) -> Result<bool, StorageError> {
+        if Digest::of(expected.algorithm(), &bytes) != *expected {
+            return Ok(false);
+        }
+        let target = self.file_path(expected);
+        let staging = self.uploads.staging_file();
+        tokio::task::spawn_blocking(move || uploads::write_durably(&staging, &bytes, &target))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(true)
+    }
+}
