@@ -96,7 +96,7 @@ fn not_allowed(method: &Method) -> ApiError {
     RegistryError::Unsupported(format!("method {method} not allowed here")).into()
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -171,6 +171,35 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
         }
     }
     !any
+}
+
+/// How much of an oversized manifest is read (and dropped) so the client
+/// receives the 413 instead of a reset connection.
+const OVERSIZE_DRAIN: usize = 4 * MAX_MANIFEST_SIZE;
+
+async fn read_manifest_body(body: Body) -> std::result::Result<bytes::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| RegistryError::ManifestInvalid(format!("reading manifest: {e}")))?;
+        total += chunk.len();
+        if total <= MAX_MANIFEST_SIZE {
+            bytes.extend_from_slice(&chunk);
+        } else if total > OVERSIZE_DRAIN {
+            break;
+        }
+    }
+    if total > MAX_MANIFEST_SIZE {
+        return Err(RegistryError::ManifestTooLarge {
+            size: total as u64,
+            limit: MAX_MANIFEST_SIZE,
+        }
+        .into());
+    }
+    Ok(bytes.freeze())
 }
 
 impl Cx<'_> {
@@ -318,26 +347,7 @@ impl Cx<'_> {
         reference: Reference,
         body: Body,
     ) -> Result<Response> {
-        let limit = MAX_MANIFEST_SIZE;
-        if content_length(self.headers)?.is_some_and(|l| l > limit as u64) {
-            return Err(RegistryError::ManifestTooLarge {
-                size: content_length(self.headers)?.unwrap_or_default(),
-                limit,
-            }
-            .into());
-        }
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                RegistryError::ManifestTooLarge {
-                    size: limit as u64 + 1,
-                    limit,
-                }
-            } else {
-                RegistryError::ManifestInvalid(format!("reading manifest: {e}"))
-            }
-        })?;
+        let bytes = read_manifest_body(body).await?;
         if content_length(self.headers)?.is_some_and(|l| l != bytes.len() as u64) {
             return Err(RegistryError::SizeInvalid(
                 "manifest body length differs from Content-Length".into(),

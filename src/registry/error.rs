@@ -19,7 +19,7 @@ pub enum RegistryError {
     /// The manifest exists but not in a media type the client accepts.
     #[error("{0}")]
     NotAcceptable(String),
-    #[error("manifest is {size} bytes, more than the {limit} allowed")]
+    #[error("manifest is at least {size} bytes, more than the {limit} allowed")]
     ManifestTooLarge { size: u64, limit: usize },
     #[error("manifest references content not in this repository: {}", list(.0))]
     ManifestBlobUnknown(Vec<Digest>),

@@ -66,7 +66,9 @@ impl Server {
     pub fn start_with(extra_args: &[&str]) -> Server {
         if let Ok(addr) = std::env::var("BERTH_TEST_EXTERNAL_REGISTRY") {
             return Server {
-                addr: addr.parse().expect("BERTH_TEST_EXTERNAL_REGISTRY is host:port"),
+                addr: addr
+                    .parse()
+                    .expect("BERTH_TEST_EXTERNAL_REGISTRY is host:port"),
                 data_dir: None,
                 child: None,
             };
@@ -77,7 +79,11 @@ impl Server {
             data_dir: None,
             child: None,
         };
-        server.child = Some(spawn(server.addr, data_dir.path().to_path_buf(), extra_args));
+        server.child = Some(spawn(
+            server.addr,
+            data_dir.path().to_path_buf(),
+            extra_args,
+        ));
         server.data_dir = Some(data_dir);
         server.wait_ready();
         server
@@ -143,7 +149,10 @@ fn spawn(addr: SocketAddr, data_dir: PathBuf, extra_args: &[&str]) -> Child {
         .arg("--data")
         .arg(&data_dir)
         .args(extra_args)
-        .env("BERTH_LOG", std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "BERTH_LOG",
+            std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null());
     if std::env::var_os("BERTH_TEST_SHOW_LOGS").is_none() {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
