@@ -42,7 +42,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     if let Err(e) = registry.flush_pulls().await {
         tracing::warn!(error = %e, "could not record the last pull statistics");
     }
-    registry.meta().close().await;
+    registry.close().await;
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -57,7 +57,7 @@ async fn background_jobs(registry: Arc<Registry>, upload_ttl: Duration) {
                     tracing::warn!(error = %e, "recording pull statistics failed");
                 }
             }
-            _ = sweep.tick() => match registry.blob_store().uploads().expire(upload_ttl).await {
+            _ = sweep.tick() => match registry.expire_uploads(upload_ttl).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
                 Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),

@@ -52,7 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.registry.meta().ping().await {
+    match state.registry.ready().await {
         Ok(()) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -66,7 +66,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    if let Ok(bytes) = state.registry.meta().storage_bytes().await {
+    if let Ok(bytes) = state.registry.storage_bytes().await {
         state.metrics.storage_bytes.set(bytes);
     }
     (

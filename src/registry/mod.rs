@@ -53,12 +53,28 @@ impl Registry {
         })
     }
 
-    pub fn meta(&self) -> &MetaStore {
-        &self.meta
+    /// Closes the database cleanly (after the last request).
+    pub async fn close(&self) {
+        self.meta.close().await;
     }
 
-    pub fn blob_store(&self) -> &BlobStore {
-        &self.blobs
+    /// Removes upload sessions untouched for `ttl`; returns how many.
+    pub async fn expire_uploads(&self, ttl: std::time::Duration) -> Result<usize> {
+        self.blobs
+            .uploads()
+            .expire(ttl)
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))
+    }
+
+    /// Whether the metadata database answers.
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.meta.ping().await?)
+    }
+
+    /// Bytes of stored blobs and manifests.
+    pub async fn storage_bytes(&self) -> Result<u64> {
+        Ok(self.meta.storage_bytes().await?)
     }
 
     /// Writes buffered pull statistics to the database.
