@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::http::{err, Conn, Result, Target};
 use crate::report::{fmt_size, Figure, Limits, Run, TargetReport};
-use crate::stats::{mb_per_s, micros, proc_status_kib, OpStats};
+use crate::stats::{mb_per_s, micros, proc_status_kib, CpuMeter, OpStats};
 
 const PHASES: &[&str] = &[
     "sha", "nullget", "nullops", "push", "pull", "small", "mput", "mget", "mhead", "tags", "rss",
@@ -288,10 +288,11 @@ async fn run(args: Args) -> Result<()> {
         )
         .await?;
         log(format!(
-            "do-nothing small GETs: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            "do-nothing small GETs: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (client + server CPU {:.0}%)",
             s.ops_per_s(),
             s.pct_ms(50.0),
-            s.pct_ms(99.0)
+            s.pct_ms(99.0),
+            s.client_cpu_pct,
         ));
         limits.null_ops_s = Some(s.ops_per_s());
     }
@@ -494,10 +495,14 @@ async fn bench_target(
         let sha = limits.sha256_mb_s.unwrap_or(f64::NAN);
         let d = data::digest(&mono);
         let rss = RssSampler::start(ctx.pid);
+        let cpu = CpuMeter::start();
         let t = Instant::now();
         registry::push_monolithic(&mut conn, &ctx.repo, &mono, &d).await?;
         let v = mb_per_s(size, t.elapsed());
-        ctx.log(format!("push monolithic {blob_label}: {v:.0} MB/s"));
+        ctx.log(format!(
+            "push monolithic {blob_label}: {v:.0} MB/s (client CPU {:.0}%)",
+            cpu.pct()
+        ));
         figs.push(
             Figure::new(
                 "push_monolithic_mb_s",
@@ -511,12 +516,14 @@ async fn bench_target(
         mono_digest = Some(d);
 
         let d = data::digest(&chunked);
+        let cpu = CpuMeter::start();
         let t = Instant::now();
         registry::push_chunked(&mut conn, &ctx.repo, &chunked, &d, p.chunk).await?;
         let v = mb_per_s(size, t.elapsed());
         ctx.log(format!(
-            "push chunked {blob_label} ({} PATCHes): {v:.0} MB/s",
-            p.blob.div_ceil(p.chunk)
+            "push chunked {blob_label} ({} PATCHes): {v:.0} MB/s (client CPU {:.0}%)",
+            p.blob.div_ceil(p.chunk),
+            cpu.pct()
         ));
         figs.push(
             Figure::new(
@@ -555,6 +562,7 @@ async fn bench_target(
         let path = format!("/v2/{}/blobs/{d}", ctx.repo);
         let rss = RssSampler::start(ctx.pid);
         let mut best = 0f64;
+        let cpu = CpuMeter::start();
         for _ in 0..PULL_REPS {
             let t = Instant::now();
             let n = registry::get_discard(&mut conn, &path).await?;
@@ -564,7 +572,10 @@ async fn bench_target(
             }
             best = best.max(mb_per_s(size, el));
         }
-        ctx.log(format!("pull {blob_label}: {best:.0} MB/s"));
+        ctx.log(format!(
+            "pull {blob_label}: {best:.0} MB/s (client CPU {:.0}%)",
+            cpu.pct()
+        ));
         figs.push(
             Figure::new(
                 "pull_mb_s",
@@ -608,11 +619,12 @@ async fn bench_target(
         .await?;
         let label = fmt_size(p.small_size as u64);
         ctx.log(format!(
-            "{} pushes of {label}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            "{} pushes of {label}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (client CPU {:.0}%)",
             s.ops,
             s.ops_per_s(),
             s.pct_ms(50.0),
-            s.pct_ms(99.0)
+            s.pct_ms(99.0),
+            s.client_cpu_pct,
         ));
         figs.push(
             Figure::new(
@@ -665,11 +677,12 @@ async fn bench_target(
         )
         .await?;
         ctx.log(format!(
-            "{} manifest PUTs: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            "{} manifest PUTs: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (client CPU {:.0}%)",
             s.ops,
             s.ops_per_s(),
             s.pct_ms(50.0),
-            s.pct_ms(99.0)
+            s.pct_ms(99.0),
+            s.client_cpu_pct,
         ));
         figs.push(
             Figure::new(
@@ -717,11 +730,12 @@ async fn bench_target(
             )
             .await?;
             ctx.log(format!(
-                "{} {method}s: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+                "{} {method}s: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (client CPU {:.0}%)",
                 s.ops,
                 s.ops_per_s(),
                 s.pct_ms(50.0),
-                s.pct_ms(99.0)
+                s.pct_ms(99.0),
+                s.client_cpu_pct,
             ));
             let (k_ops, k50, k99): (&'static str, &'static str, &'static str) = match phase {
                 "mget" => (
@@ -994,6 +1008,7 @@ async fn run_workers(target: &Target, op: Arc<Op>, workers: usize, stop: Stop) -
     }
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicBool::new(false));
+    let cpu = CpuMeter::start();
     let start = Instant::now();
     let deadline = match stop {
         Stop::After(d) => Some(start + d),
@@ -1050,5 +1065,7 @@ async fn run_workers(target: &Target, op: Arc<Op>, workers: usize, stop: Stop) -
     if let Some(e) = first_err {
         return Err(e);
     }
-    Ok(OpStats::new(elapsed, all))
+    let mut s = OpStats::new(elapsed, all);
+    s.client_cpu_pct = cpu.pct();
+    Ok(s)
 }

@@ -7,6 +7,8 @@ pub struct OpStats {
     pub ops: usize,
     pub elapsed: Duration,
     pub lat_us: Vec<u32>,
+    /// CPU the client used meanwhile, percent of one core.
+    pub client_cpu_pct: f64,
 }
 
 impl OpStats {
@@ -16,6 +18,7 @@ impl OpStats {
             ops: lat_us.len(),
             elapsed,
             lat_us,
+            client_cpu_pct: f64::NAN,
         }
     }
 
@@ -50,4 +53,42 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         let rest = l.strip_prefix(field)?.strip_prefix(':')?;
         rest.split_whitespace().next()?.parse().ok()
     })
+}
+
+/// CPU time this whole process (client and do-nothing server) has used, in
+/// seconds, from /proc/self/stat (utime + stime, 100 ticks a second).
+fn self_cpu_s() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name, which is in parentheses.
+    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
+        return f64::NAN;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// The client's CPU use over a phase, as a percentage of one core.
+pub struct CpuMeter {
+    cpu: f64,
+    wall: std::time::Instant,
+}
+
+impl CpuMeter {
+    pub fn start() -> CpuMeter {
+        CpuMeter {
+            cpu: self_cpu_s(),
+            wall: std::time::Instant::now(),
+        }
+    }
+
+    pub fn pct(&self) -> f64 {
+        (self_cpu_s() - self.cpu) / self.wall.elapsed().as_secs_f64() * 100.0
+    }
 }
