@@ -1,0 +1,58 @@
+//! Deterministic pseudo-random test data and SHA-256 digests.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// xorshift64* generator: tiny, fast, good enough for incompressible test data.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> Self {
+        // Never let the state be zero.
+        XorShift(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+    }
+
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// `len` pseudo-random bytes from `seed`, generated once.
+pub fn random_bytes(len: usize, seed: u64) -> Bytes {
+    let mut rng = XorShift::new(seed);
+    let mut v = vec![0u8; len];
+    let mut chunks = v.chunks_exact_mut(8);
+    for c in &mut chunks {
+        c.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    let rest = chunks.into_remainder();
+    let last = rng.next_u64().to_le_bytes();
+    let n = rest.len();
+    rest.copy_from_slice(&last[..n]);
+    Bytes::from(v)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// `sha256:<hex>` of `data`, hashed in 1 MiB updates.
+pub fn digest(data: &[u8]) -> String {
+    let mut h = Sha256::new();
+    for c in data.chunks(1 << 20) {
+        h.update(c);
+    }
+    format!("sha256:{}", hex(&h.finalize()))
+}
