@@ -336,7 +336,7 @@ impl Cx<'_> {
         let body = if head {
             Body::empty()
         } else {
-            Body::from(manifest.content)
+            Body::from(manifest.content.clone())
         };
         Ok((headers, body).into_response())
     }

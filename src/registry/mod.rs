@@ -4,6 +4,7 @@
 //! bytes are stored and verified before metadata names them, and metadata
 //! changes are single transactions.
 
+mod cache;
 mod error;
 mod pulls;
 
@@ -27,6 +28,7 @@ pub struct Registry {
     meta: MetaStore,
     blobs: BlobStore,
     pulls: pulls::PullCounter,
+    manifests: cache::ManifestCache,
 }
 
 /// A blob being served.
@@ -50,6 +52,7 @@ impl Registry {
             meta,
             blobs,
             pulls: pulls::PullCounter::default(),
+            manifests: cache::ManifestCache::default(),
         })
     }
 
@@ -254,14 +257,24 @@ impl Registry {
         repo: &RepositoryName,
         reference: &Reference,
         count_pull: bool,
-    ) -> Result<StoredManifest> {
-        let found = match reference {
-            Reference::Tag(tag) => self.meta.manifest_by_tag(repo, tag).await?,
-            Reference::Digest(d) => self.meta.manifest_by_digest(repo, d).await?,
-        };
-        let Some(manifest) = found else {
-            self.require_repository(repo).await?;
-            return Err(RegistryError::ManifestUnknown);
+    ) -> Result<Arc<StoredManifest>> {
+        let manifest = match self.manifests.get(repo, reference) {
+            Some(m) => m,
+            None => {
+                let ticket = self.manifests.ticket();
+                let found = match reference {
+                    Reference::Tag(tag) => self.meta.manifest_by_tag(repo, tag).await?,
+                    Reference::Digest(d) => self.meta.manifest_by_digest(repo, d).await?,
+                };
+                let Some(manifest) = found else {
+                    self.require_repository(repo).await?;
+                    return Err(RegistryError::ManifestUnknown);
+                };
+                let manifest = Arc::new(manifest);
+                self.manifests
+                    .insert(ticket, repo, reference, manifest.clone());
+                manifest
+            }
         };
         if count_pull {
             self.pulls.manifest(repo, &manifest.digest);
@@ -299,19 +312,21 @@ impl Registry {
             .map_err(|_| RegistryError::ManifestInvalid("manifest is not UTF-8 JSON".into()))?;
         let manifest = Manifest::parse(bytes, content_type)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
-        match self
+        let stored = self
             .meta
             .put_manifest(repo, &digest, &manifest, content, tag)
-            .await?
-        {
-            Ok(()) => Ok(PushedManifest {
-                digest,
-                subject: manifest.subject,
-            }),
-            Err(PutManifestRefusal::Missing(missing)) => {
-                Err(RegistryError::ManifestBlobUnknown(missing))
-            }
+            .await?;
+        if let Err(PutManifestRefusal::Missing(missing)) = stored {
+            return Err(RegistryError::ManifestBlobUnknown(missing));
         }
+        if let Some(tag) = tag {
+            self.manifests
+                .tag_changed(repo, &Reference::Tag(tag.clone()));
+        }
+        Ok(PushedManifest {
+            digest,
+            subject: manifest.subject,
+        })
     }
 
     /// Deletes a tag (the manifest stays) or a manifest by digest (with its tags).
@@ -322,14 +337,20 @@ impl Registry {
     ) -> Result<()> {
         match reference {
             Reference::Tag(tag) => match self.meta.delete_tag(repo, tag).await? {
-                Some(_) => Ok(()),
+                Some(_) => {
+                    self.manifests.tag_changed(repo, reference);
+                    Ok(())
+                }
                 None => {
                     self.require_repository(repo).await?;
                     Err(RegistryError::ManifestUnknown)
                 }
             },
             Reference::Digest(d) => match self.meta.delete_manifest(repo, d).await? {
-                Ok(_tags) => Ok(()),
+                Ok(_tags) => {
+                    self.manifests.manifests_removed();
+                    Ok(())
+                }
                 Err(RemoveRefusal::NotFound) => {
                     self.require_repository(repo).await?;
                     Err(RegistryError::ManifestUnknown)

@@ -44,6 +44,6 @@ impl PullCounter {
         if manifests.is_empty() && blobs.is_empty() {
             return Ok(());
         }
-        Ok(meta.record_pulls(&manifests, &blobs, now_millis()).await?)
+        Ok(meta.record_pulls(manifests, blobs, now_millis()).await?)
     }
 }

@@ -33,8 +33,10 @@ pub use uploads::{UploadError, UploadId, UploadStatus};
 /// Bytes of one blob read, as a stream.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
-/// Read buffer for blob GETs: large enough that per-chunk overhead vanishes.
-const READ_CHUNK: usize = 256 * 1024;
+/// Read size for blob GETs: large enough that per-chunk overhead vanishes.
+const READ_CHUNK: usize = 1024 * 1024;
+/// Chunks read ahead of the socket.
+const READ_AHEAD: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -102,15 +104,14 @@ impl BlobStore {
             r => r?,
         };
         Ok(match result.payload {
-            // object_store reads local files in 8 KiB blocking steps; a larger
-            // buffer is what lets a pull run at page-cache speed.
-            GetResultPayload::File(file, _) => {
-                use tokio::io::{AsyncReadExt, AsyncSeekExt};
-                let mut file = tokio::fs::File::from_std(file);
-                file.seek(io::SeekFrom::Start(result.range.start)).await?;
-                let len = result.range.end - result.range.start;
-                tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed()
-            }
+            // object_store reads local files in 8 KiB blocking steps; one
+            // thread reading ahead in large chunks lets a pull run at
+            // page-cache speed while the socket drains the previous chunk.
+            GetResultPayload::File(file, _) => read_ahead(
+                file,
+                result.range.start,
+                result.range.end - result.range.start,
+            ),
             GetResultPayload::Stream(s) => s.map_err(io::Error::other).boxed(),
         })
     }
@@ -166,4 +167,38 @@ impl BlobStore {
             .map_err(io::Error::other)??;
         Ok(true)
     }
+}
+
+/// Streams `len` bytes of `file` from `start`, read by a blocking thread that
+/// stays up to READ_AHEAD chunks ahead. Dropping the stream stops the thread.
+fn read_ahead(mut file: std::fs::File, start: u64, len: u64) -> ByteStream {
+    use std::io::{Read, Seek};
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = file.seek(io::SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut file = file.take(len);
+        loop {
+            let mut buf = bytes::BytesMut::zeroed(READ_CHUNK);
+            let n = match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            buf.truncate(n);
+            if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                return; // the client went away
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
 }
