@@ -12,7 +12,7 @@ use crate::storage::BlobStore;
 
 /// How often buffered pull statistics are written.
 const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
-/// How often abandoned uploads are looked for.
+/// How often abandoned uploads are looked for, at most.
 const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
 pub async fn open(config: &Config) -> anyhow_like::Result<Arc<Registry>> {
@@ -49,7 +49,9 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
 
 async fn background_jobs(registry: Arc<Registry>, upload_ttl: Duration) {
     let mut flush = tokio::time::interval(PULL_FLUSH_INTERVAL);
-    let mut sweep = tokio::time::interval(UPLOAD_SWEEP_INTERVAL);
+    // Sweep at least twice per expiry period, so a session outlives it by half at most.
+    let sweep_every = (upload_ttl / 2).clamp(Duration::from_secs(1), UPLOAD_SWEEP_INTERVAL);
+    let mut sweep = tokio::time::interval(sweep_every);
     loop {
         tokio::select! {
             _ = flush.tick() => {

@@ -44,7 +44,8 @@ fn require(client: &str, tools: &[&str]) {
 }
 
 fn oras_python_present() -> bool {
-    let venv = std::env::var("BERTH_ORAS_VENV").unwrap_or_else(|_| "/opt/berth-test-deps/oras-venv".into());
+    let venv = std::env::var("BERTH_ORAS_VENV")
+        .unwrap_or_else(|_| "/opt/berth-test-deps/oras-venv".into());
     let candidates = [
         std::env::var("BERTH_ORAS_PYTHON").ok(),
         Some(format!("{venv}/bin/python")),
@@ -65,9 +66,14 @@ fn oras_python_present() -> bool {
 /// (shown with `--nocapture`, and on failure), and asserts it exits 0.
 fn run_client(client: &str) {
     let server = common::Server::start();
-    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "clients", &format!("{client}.sh")]
-        .iter()
-        .collect();
+    let script: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "clients",
+        &format!("{client}.sh"),
+    ]
+    .iter()
+    .collect();
     let timeout = Duration::from_secs(
         std::env::var("BERTH_CLIENTS_TIMEOUT")
             .ok()
@@ -149,7 +155,10 @@ fn run_client(client: &str) {
 
 #[test]
 fn skopeo() {
-    require("skopeo", &["skopeo", "umoci", "jq", "curl", "tar", "sha256sum"]);
+    require(
+        "skopeo",
+        &["skopeo", "umoci", "jq", "curl", "tar", "sha256sum"],
+    );
     run_client("skopeo");
 }
 
@@ -167,7 +176,10 @@ fn buildah() {
 
 #[test]
 fn ctr() {
-    require("ctr", &["containerd", "ctr", "skopeo", "umoci", "jq", "curl", "tar"]);
+    require(
+        "ctr",
+        &["containerd", "ctr", "skopeo", "umoci", "jq", "curl", "tar"],
+    );
     run_client("ctr");
 }
 

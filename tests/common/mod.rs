@@ -1,5 +1,5 @@
 //! Test harness: starts a real `berth` process on a loopback port with its own
-//! temporary data directory, and stops it when dropped.
+//! temporary directory, and stops it when dropped.
 //!
 //! Setting `BERTH_TEST_EXTERNAL_REGISTRY=127.0.0.1:5001` points every test at an
 //! already-running registry instead (for comparing behaviour with another
@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 pub struct Server {
     pub addr: SocketAddr,
-    pub data_dir: Option<tempdir::TempDir>,
+    /// Holds `data/` (the server's data directory) and `server.log` (its stderr).
+    dir: Option<TempDir>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -59,32 +61,36 @@ pub use tempdir::TempDir;
 impl Server {
     /// Starts a fresh registry (or returns the external one).
     pub fn start() -> Server {
-        Server::start_with(&[])
+        Server::start_with_env(&[], &[])
     }
 
     /// Starts a fresh registry with extra command-line arguments.
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::start_with_env(extra_args, &[])
+    }
+
+    /// Starts a fresh registry with extra arguments and environment variables.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         if let Ok(addr) = std::env::var("BERTH_TEST_EXTERNAL_REGISTRY") {
             return Server {
                 addr: addr
                     .parse()
                     .expect("BERTH_TEST_EXTERNAL_REGISTRY is host:port"),
-                data_dir: None,
+                dir: None,
+                env: Vec::new(),
                 child: None,
             };
         }
-        let data_dir = TempDir::new("berth-test");
         let mut server = Server {
             addr: free_port(),
-            data_dir: None,
+            dir: Some(TempDir::new("berth-test")),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
-        server.child = Some(spawn(
-            server.addr,
-            data_dir.path().to_path_buf(),
-            extra_args,
-        ));
-        server.data_dir = Some(data_dir);
+        server.child = Some(server.spawn(extra_args));
         server.wait_ready();
         server
     }
@@ -103,6 +109,26 @@ impl Server {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .expect("a started server")
+            .path()
+            .join("data")
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        let dir = self.dir.as_ref().expect("a started server");
+        std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The process, for tests that signal or wait for it themselves.
+    pub fn child_mut(&mut self) -> Option<&mut Child> {
+        self.child.as_mut()
+    }
+
     /// Kills the process with SIGKILL and starts it again on the same port and data.
     pub fn kill_and_restart(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -110,9 +136,35 @@ impl Server {
         };
         child.kill().expect("kill");
         child.wait().expect("wait");
-        let dir = self.data_dir.as_ref().unwrap().path().to_path_buf();
-        self.child = Some(spawn(self.addr, dir, &[]));
+        self.child = Some(self.spawn(&[]));
         self.wait_ready();
+    }
+
+    fn spawn(&self, extra_args: &[&str]) -> Child {
+        let dir = self.dir.as_ref().expect("a started server").path();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data")
+            .arg(dir.join("data"))
+            .args(extra_args)
+            .env(
+                "BERTH_LOG",
+                std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if std::env::var_os("BERTH_TEST_SHOW_LOGS").is_none() {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))
+                .expect("server log file");
+            cmd.stderr(log);
+        }
+        cmd.spawn().expect("spawn berth")
     }
 
     fn wait_ready(&mut self) {
@@ -123,7 +175,7 @@ impl Server {
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("berth exited before it was ready: {status}");
+                    panic!("berth exited before it was ready: {status}\n{}", self.log());
                 }
             }
             assert!(Instant::now() < deadline, "berth did not start within 30 s");
@@ -139,25 +191,6 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
-}
-
-fn spawn(addr: SocketAddr, data_dir: PathBuf, extra_args: &[&str]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.arg("serve")
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--data")
-        .arg(&data_dir)
-        .args(extra_args)
-        .env(
-            "BERTH_LOG",
-            std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null());
-    if std::env::var_os("BERTH_TEST_SHOW_LOGS").is_none() {
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    }
-    cmd.spawn().expect("spawn berth")
 }
 
 /// A loopback port that was free a moment ago.

@@ -1,0 +1,238 @@
+//! Running the registry: defaults, configuration, logs, metrics, expiry of
+//! abandoned uploads, graceful shutdown.
+
+mod common;
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use support::*;
+
+#[tokio::test]
+async fn abandoned_uploads_expire_and_their_data_is_removed() {
+    let server = common::Server::start_with_env(&[], &[("BERTH_UPLOADS_EXPIRE_AFTER_SECS", "1")]);
+    let api = Api::new(server.url());
+    let location = api.start_upload("exp").await;
+    let r = api
+        .http
+        .patch(api.url(&location))
+        .body(vec![7u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let uploads = server.data_dir().join("storage/uploads");
+    assert_eq!(
+        std::fs::read_dir(&uploads).unwrap().count(),
+        1,
+        "one session on disk"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = api.get(&location).await;
+        if r.status() == StatusCode::NOT_FOUND {
+            assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+            break;
+        }
+        assert!(Instant::now() < deadline, "upload never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        std::fs::read_dir(&uploads).unwrap().count(),
+        0,
+        "its data is gone"
+    );
+    // Committed blobs are not touched by expiry.
+    let d = api.push_blob("exp", b"kept").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        api.get(&format!("/v2/exp/blobs/{d}"))
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+        &b"kept"[..]
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_an_upload_in_flight() {
+    let mut server = common::Server::start();
+    let api = Api::new(server.url());
+    let location = api.start_upload("shut").await;
+    let body = vec![42u8; 2 * 1024 * 1024];
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let pid = server.pid().unwrap();
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections are refused while the upload finishes.
+    assert!(
+        std::net::TcpStream::connect(server.addr).is_err(),
+        "listener closed on SIGTERM"
+    );
+    stream.write_all(&body[body.len() / 2..]).unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(
+        answer
+            .to_lowercase()
+            .contains(&format!("range: 0-{}", body.len() - 1)),
+        "{answer}"
+    );
+    drop(stream);
+    let code = server.child_mut().unwrap().wait().unwrap().code();
+    assert_eq!(code, Some(0), "clean exit");
+    assert!(
+        server.log().is_empty() || !server.log().contains("ERROR"),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test]
+async fn one_json_log_line_per_request() {
+    let server =
+        common::Server::start_with_env(&[], &[("BERTH_LOG_FORMAT", "json"), ("BERTH_LOG", "info")]);
+    let api = Api::new(server.url());
+    let (manifest, _) = api.push_image("logs/app", "v1", b"layer").await;
+    api.get("/v2/logs/app/manifests/v1")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    api.get("/v2/logs/app/manifests/nope").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let get = lines
+        .iter()
+        .find(|l| l["path"] == "/v2/logs/app/manifests/v1" && l["method"] == "GET")
+        .expect("a line for the GET");
+    assert_eq!(get["status"], 200);
+    assert_eq!(get["route"], "manifest");
+    assert_eq!(get["bytes_out"], manifest.len());
+    assert!(get["latency_ms"].as_f64().is_some());
+    let miss = lines
+        .iter()
+        .find(|l| l["path"] == "/v2/logs/app/manifests/nope")
+        .expect("a line for the 404");
+    assert_eq!(miss["status"], 404);
+    assert_eq!(miss["error"], "manifest unknown to registry");
+}
+
+#[tokio::test]
+async fn prometheus_metrics() {
+    let server = common::Server::start();
+    let api = Api::new(server.url());
+    api.push_image("metrics/app", "v1", b"0123456789").await;
+    for _ in 0..3 {
+        api.get("/v2/metrics/app/manifests/v1")
+            .await
+            .bytes()
+            .await
+            .unwrap();
+    }
+    let text = api.get("/metrics").await.text().await.unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value(r#"berth_http_requests_total{route="manifest",method="GET",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(r#"berth_http_requests_total{route="manifest",method="PUT",status="201"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"berth_http_request_duration_seconds_count{route="manifest",method="GET"}"#),
+        3.0
+    );
+    assert!(value("berth_http_sent_bytes_total") > 0.0);
+    assert!(value("berth_http_received_bytes_total") >= 10.0);
+    assert_eq!(value("berth_uploads_in_flight"), 0.0);
+    // config blob + layer + manifest
+    assert!(value("berth_storage_bytes") > 10.0);
+}
+
+#[test]
+fn defaults_listen_on_5000_with_data_in_the_working_directory() {
+    if std::net::TcpStream::connect("127.0.0.1:5000").is_ok() {
+        eprintln!("port 5000 is taken on this machine; the defaults cannot be checked here");
+        return;
+    }
+    let dir = common::TempDir::new("berth-defaults");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("BERTH_LISTEN")
+        .env_remove("BERTH_DATA_DIR")
+        .env_remove("BERTH_CONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = loop {
+        if std::net::TcpStream::connect("127.0.0.1:5000").is_ok() {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let data_created = dir.path().join("berth-data/berth.db").exists();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(up, "berth did not listen on 127.0.0.1:5000");
+    assert!(data_created, "no ./berth-data/berth.db");
+    eprintln!("listening {:?} after start", started.elapsed());
+}
+
+#[test]
+fn bad_configuration_is_reported() {
+    let dir = common::TempDir::new("berth-badconfig");
+    let file = dir.path().join("berth.toml");
+    std::fs::write(&file, "listen = 5\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("berth.toml") && stderr.contains("listen"),
+        "{stderr}"
+    );
+}
