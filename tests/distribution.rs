@@ -767,6 +767,31 @@ async fn tag_list_pagination() {
         "PAGINATION_NUMBER_INVALID",
     )
     .await;
+    // A new tag shows up in the next listing; a deleted one disappears.
+    assert_eq!(
+        api.put_manifest("t", "v99", OCI_MANIFEST, &manifest)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let body: serde_json::Value = api
+        .get("/v2/t/tags/list?last=v8")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["tags"], serde_json::json!(["v9", "v99"]));
+    assert_eq!(
+        api.delete("/v2/t/manifests/v99").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let body: serde_json::Value = api
+        .get("/v2/t/tags/list?last=v8")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["tags"], serde_json::json!(["v9"]));
 }
 
 trait IndexOf {

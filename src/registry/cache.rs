@@ -9,6 +9,9 @@
 //!   it read only if no generation passed while it read, so a slow reader can
 //!   never put back a value that a writer has already replaced.
 //!
+//! - Each repository's sorted tag list, so listings and their pages need no
+//!   query. Invalidated like resolutions whenever a tag of the repository moves.
+//!
 //! Only this process's writes invalidate: with several replicas, invalidations
 //! must also arrive from the others (see ARCHITECTURE.md).
 
@@ -26,6 +29,10 @@ use crate::oci::{Digest, Reference, RepositoryName};
 const CONTENT_BYTES: u64 = 32 * 1024 * 1024;
 /// Resolutions kept before the table is cleared and refilled.
 const MAX_RESOLUTIONS: usize = 200_000;
+/// Repositories with more tags than this are listed straight from the database.
+pub const MAX_CACHED_TAGS: usize = 100_000;
+/// Tag lists kept before the table is cleared and refilled.
+const MAX_TAG_LISTS: usize = 10_000;
 
 #[derive(Clone)]
 struct ByLength;
@@ -39,6 +46,7 @@ impl Weighter<Digest, Arc<StoredManifest>> for ByLength {
 pub struct ManifestCache {
     content: Cache<Digest, Arc<StoredManifest>, ByLength>,
     resolved: RwLock<HashMap<(RepositoryName, String), Digest>>,
+    tag_lists: RwLock<HashMap<RepositoryName, Arc<Vec<String>>>>,
     generation: AtomicU64,
 }
 
@@ -50,6 +58,7 @@ impl Default for ManifestCache {
         ManifestCache {
             content: Cache::with_weighter(100_000, CONTENT_BYTES, ByLength),
             resolved: RwLock::new(HashMap::new()),
+            tag_lists: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
     }
@@ -91,17 +100,40 @@ impl ManifestCache {
         self.content.insert(manifest.digest.clone(), manifest);
     }
 
-    /// After a tag of `repo` was (re)pointed.
-    pub fn tag_changed(&self, repo: &RepositoryName, reference: &Reference) {
-        let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        resolved.remove(&key(repo, reference));
+    /// The repository's sorted tags, if cached.
+    pub fn tag_list(&self, repo: &RepositoryName) -> Option<Arc<Vec<String>>> {
+        let lists = self.tag_lists.read().unwrap_or_else(|e| e.into_inner());
+        lists.get(repo).cloned()
     }
 
-    /// After manifests were removed: forget every resolution (deletes are rare).
+    /// Stores a repository's full tag list, unless a write intervened since `ticket`.
+    pub fn insert_tag_list(&self, ticket: Ticket, repo: &RepositoryName, tags: Arc<Vec<String>>) {
+        let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) != ticket.0 {
+            return;
+        }
+        if lists.len() >= MAX_TAG_LISTS {
+            lists.clear();
+        }
+        lists.insert(repo.clone(), tags);
+    }
+
+    /// After a tag of `repo` was created, moved or removed.
+    pub fn tag_changed(&self, repo: &RepositoryName, reference: &Reference) {
+        let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
+        let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        resolved.remove(&key(repo, reference));
+        lists.remove(repo);
+    }
+
+    /// After manifests were removed: forget every resolution and tag list
+    /// (deletes are rare).
     pub fn manifests_removed(&self) {
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
+        let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         resolved.clear();
+        lists.clear();
     }
 }

@@ -365,17 +365,36 @@ impl Registry {
 
     // ---- discovery ---------------------------------------------------------
 
+    /// Tags in lexical order after `last`, at most `limit`.
     pub async fn tags(
         &self,
         repo: &RepositoryName,
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>> {
-        let tags = self.meta.tags(repo, last, limit).await?;
-        if tags.is_empty() {
+        let page = |all: &[String]| {
+            let start = last.map_or(0, |l| all.partition_point(|t| t.as_str() <= l));
+            let end = all.len().min(start.saturating_add(limit as usize));
+            all[start..end].to_vec()
+        };
+        if let Some(all) = self.manifests.tag_list(repo) {
+            return Ok(page(&all));
+        }
+        let ticket = self.manifests.ticket();
+        let all = self
+            .meta
+            .tags(repo, None, cache::MAX_CACHED_TAGS as u32 + 1)
+            .await?;
+        if all.is_empty() {
             self.require_repository(repo).await?;
         }
-        Ok(tags)
+        if all.len() > cache::MAX_CACHED_TAGS {
+            // Too many to keep in memory: page in the database.
+            return Ok(self.meta.tags(repo, last, limit).await?);
+        }
+        let all = Arc::new(all);
+        self.manifests.insert_tag_list(ticket, repo, all.clone());
+        Ok(page(&all))
     }
 
     pub async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
