@@ -14,6 +14,7 @@ use support::*;
 async fn abandoned_uploads_expire_and_their_data_is_removed() {
     let server = common::Server::start_with_env(&[], &[("BERTH_UPLOADS_EXPIRE_AFTER_SECS", "1")]);
     let api = Api::new(server.url());
+    let empty = api.start_upload("exp").await; // never sent data: lives in memory only
     let location = api.start_upload("exp").await;
     let r = api
         .http
@@ -44,6 +45,12 @@ async fn abandoned_uploads_expire_and_their_data_is_removed() {
         0,
         "its data is gone"
     );
+    assert_error(
+        api.get(&empty).await,
+        StatusCode::NOT_FOUND,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
     // Committed blobs are not touched by expiry.
     let d = api.push_blob("exp", b"kept").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -23,8 +23,6 @@ const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uu
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
-/// Bodies of single-request blob pushes up to this size are hashed in memory.
-const SMALL_BLOB: u64 = 1024 * 1024;
 /// Default and largest page of tag and catalog listings.
 const MAX_PAGE: u32 = 100_000;
 
@@ -433,35 +431,14 @@ impl Cx<'_> {
             // Not mountable: the client uploads the blob instead.
         } else if let Some(digest) = self.params.digest.as_deref() {
             let digest = parse_digest(digest)?;
+            let _in_flight = self.state.upload_in_flight();
             let length = content_length(self.headers)?;
-            match length {
-                Some(len) if len <= SMALL_BLOB => {
-                    let bytes = axum::body::to_bytes(body, len as usize)
-                        .await
-                        .map_err(|e| RegistryError::UploadInvalid(format!("reading body: {e}")))?;
-                    if bytes.len() as u64 != len {
-                        return Err(RegistryError::SizeInvalid(
-                            "body shorter than Content-Length".into(),
-                        )
-                        .into());
-                    }
-                    registry.push_blob(&repo, &digest, bytes).await?;
-                }
-                _ => {
-                    let id = registry.start_upload(&repo).await?;
-                    let _in_flight = self.state.upload_in_flight();
-                    let result = registry
-                        .finish_upload(&repo, id, &digest, length, body.into_data_stream())
-                        .await;
-                    if result.is_err() {
-                        registry.cancel_upload(&repo, id).await.ok();
-                    }
-                    result?;
-                }
-            }
+            registry
+                .push_blob(&repo, &digest, length, body.into_data_stream())
+                .await?;
             return Ok(blob_created(&repo, &digest));
         }
-        let id = registry.start_upload(&repo).await?;
+        let id = registry.start_upload(&repo);
         Ok(upload_response(StatusCode::ACCEPTED, &repo, id, 0))
     }
 

@@ -24,6 +24,37 @@ use crate::storage::{BlobStore, ByteStream, UploadId};
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
+/// Blobs up to this size that arrive in one request are received in memory
+/// and written whole.
+const SMALL_BLOB: u64 = 1024 * 1024;
+
+/// Reads a body of exactly `len` bytes (at most SMALL_BLOB) into memory.
+async fn read_body<S, E>(mut body: S, len: u64) -> Result<Bytes>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: fmt::Display,
+{
+    use futures_util::StreamExt;
+    let mut buf = bytes::BytesMut::with_capacity(len as usize);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| RegistryError::UploadInvalid(format!("client stopped sending: {e}")))?;
+        if buf.len() + chunk.len() > len as usize {
+            return Err(RegistryError::SizeInvalid(format!(
+                "body is longer than its Content-Length {len}"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.len() as u64 != len {
+        return Err(RegistryError::SizeInvalid(format!(
+            "received {} bytes but the request declared {len}",
+            buf.len()
+        )));
+    }
+    Ok(buf.freeze())
+}
+
 pub struct Registry {
     meta: MetaStore,
     blobs: BlobStore,
@@ -143,29 +174,40 @@ impl Registry {
         Ok(self.meta.mount_blob(repo, &source, blob).await?.is_some())
     }
 
-    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadId> {
-        self.blobs
-            .uploads()
-            .start(repo.as_str())
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))
+    pub fn start_upload(&self, repo: &RepositoryName) -> UploadId {
+        self.blobs.uploads().start(repo.as_str())
     }
 
-    /// Receives a whole blob in the POST that opens the upload.
-    pub async fn push_blob(
+    /// Receives a whole blob in the POST that opens the upload (`?digest=`).
+    pub async fn push_blob<S, E>(
         &self,
         repo: &RepositoryName,
         blob: &Digest,
-        bytes: Bytes,
-    ) -> Result<()> {
-        let size = bytes.len() as u64;
-        if !self.blobs.put_verified(blob, bytes).await? {
-            return Err(RegistryError::DigestInvalid(format!(
-                "content does not match digest {blob}"
-            )));
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: fmt::Display,
+    {
+        match content_length {
+            Some(len) if len <= SMALL_BLOB => {
+                let bytes = read_body(body, len).await?;
+                let size = self.blobs.put_verified(blob, bytes).await?;
+                self.meta.add_blob(repo, blob, size).await?;
+                Ok(())
+            }
+            _ => {
+                let id = self.start_upload(repo);
+                let result = self
+                    .finish_upload(repo, id, blob, content_length, body)
+                    .await;
+                if result.is_err() {
+                    self.cancel_upload(repo, id).await.ok();
+                }
+                result
+            }
         }
-        self.meta.add_blob(repo, blob, size).await?;
-        Ok(())
     }
 
     pub async fn upload_status(&self, repo: &RepositoryName, id: UploadId) -> Result<u64> {
@@ -221,13 +263,23 @@ impl Registry {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
-        if content_length != Some(0) {
-            self.blobs
-                .uploads()
-                .append(id, repo.as_str(), None, content_length, body)
-                .await?;
-        }
-        let size = self.blobs.commit_upload(id, repo.as_str(), blob).await?;
+        let uploads = self.blobs.uploads();
+        let size = match content_length {
+            Some(0) => self.blobs.commit_upload(id, repo.as_str(), blob).await?,
+            // The whole blob in one small request: no session file at all.
+            Some(len) if len <= SMALL_BLOB && uploads.is_empty(id, repo.as_str()).await? => {
+                let bytes = read_body(body, len).await?;
+                self.blobs
+                    .commit_upload_bytes(id, repo.as_str(), blob, bytes)
+                    .await?
+            }
+            _ => {
+                uploads
+                    .append(id, repo.as_str(), None, content_length, body)
+                    .await?;
+                self.blobs.commit_upload(id, repo.as_str(), blob).await?
+            }
+        };
         self.meta.add_blob(repo, blob, size).await?;
         Ok(())
     }

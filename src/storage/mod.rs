@@ -7,11 +7,15 @@
 //! blobs/<algorithm>/<first two hex>/<hex>   verified content, immutable once there
 //! uploads/<uuid>/data                       bytes received so far for one upload
 //! uploads/<uuid>/repository                 the repository the upload belongs to
+//! uploads/tmp-<uuid>                         a small blob being written whole
 //! ```
 //!
-//! A blob file appears only by an atomic rename of a fully written, fsynced and
-//! digest-verified upload file, so a reader never sees a partial blob.
+//! A blob file appears only by an atomic rename of a fully written and
+//! digest-verified file, and is durable (fsync, or a shared syncfs for small
+//! blobs) before the call that stored it returns, so a reader never sees a
+//! partial blob and metadata never names one that a crash could lose.
 
+mod sync;
 mod uploads;
 
 use std::io;
@@ -60,8 +64,9 @@ impl BlobStore {
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
         let objects = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
+        let sync = Arc::new(sync::SyncGroup::new(&root)?);
         Ok(BlobStore {
-            uploads: uploads::Uploads::new(root.join("uploads")),
+            uploads: uploads::Uploads::new(root.join("uploads"), sync),
             root,
             objects,
         })
@@ -150,22 +155,26 @@ impl BlobStore {
         self.uploads.commit(id, repository, expected, target).await
     }
 
-    /// Stores a small blob received whole (single-request push), after checking
-    /// its digest. Returns false on a mismatch.
-    pub async fn put_verified(
+    /// Completes an upload that received nothing before with its whole
+    /// content, sent in the final request.
+    pub async fn commit_upload_bytes(
         &self,
+        id: UploadId,
+        repository: &str,
         expected: &Digest,
         bytes: Bytes,
-    ) -> Result<bool, StorageError> {
-        if Digest::of(expected.algorithm(), &bytes) != *expected {
-            return Ok(false);
-        }
+    ) -> Result<u64, UploadError> {
         let target = self.file_path(expected);
-        let staging = self.uploads.staging_file();
-        tokio::task::spawn_blocking(move || uploads::write_durably(&staging, &bytes, &target))
+        self.uploads
+            .commit_bytes(id, repository, expected, bytes, target)
             .await
-            .map_err(io::Error::other)??;
-        Ok(true)
+    }
+
+    /// Stores a small blob received whole (single-request push), after
+    /// checking its digest.
+    pub async fn put_verified(&self, expected: &Digest, bytes: Bytes) -> Result<u64, UploadError> {
+        let target = self.file_path(expected);
+        self.uploads.store_bytes(expected, bytes, target).await
     }
 }
 

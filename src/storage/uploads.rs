@@ -1,9 +1,12 @@
 //! Upload sessions: bytes received so far, hashed as they arrive.
 //!
-//! Each session is a directory `uploads/<uuid>/` holding `data` and
-//! `repository`. The running SHA-256 state is kept in memory; after a restart
-//! (or in another process) it is rebuilt by re-reading `data`, so a session
-//! survives both. Appends to one session are serialized by a per-session lock.
+//! A session starts in memory only; its directory `uploads/<uuid>/` (holding
+//! `data` and `repository`) is created with the first bytes, so a monolithic
+//! push (POST, then PUT with the body) touches the disk once. The running
+//! SHA-256 state is kept in memory; after a restart (or in another process)
+//! it is rebuilt by re-reading `data`, so a session with data survives both
+//! (one without data does not; its client starts over). Every operation on a
+//! session holds the session's lock, so appends are serialized.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,11 +15,12 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::sync::SyncGroup;
 use crate::oci::{Algorithm, Digest, Hasher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,16 +64,23 @@ pub struct UploadStatus {
 }
 
 struct Session {
+    repository: String,
     size: u64,
     /// SHA-256 of `data[..size]`, or None when it must be rebuilt from disk.
     hasher: Option<Hasher>,
+    /// Whether the session's directory exists.
+    on_disk: bool,
+    touched: Instant,
 }
 
+/// A session's lock; `None` inside means "not loaded yet" (or removed).
 type SessionLock = Arc<tokio::sync::Mutex<Option<Session>>>;
+type SessionGuard = tokio::sync::OwnedMutexGuard<Option<Session>>;
 
 pub struct Uploads {
     dir: PathBuf,
     sessions: Mutex<HashMap<UploadId, SessionLock>>,
+    sync: Arc<SyncGroup>,
 }
 
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -93,10 +104,11 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 impl Uploads {
-    pub(super) fn new(dir: PathBuf) -> Uploads {
+    pub(super) fn new(dir: PathBuf, sync: Arc<SyncGroup>) -> Uploads {
         Uploads {
             dir,
             sessions: Mutex::new(HashMap::new()),
+            sync,
         }
     }
 
@@ -108,60 +120,69 @@ impl Uploads {
         self.dir.join(format!("tmp-{}", uuid::Uuid::new_v4()))
     }
 
-    /// Starts a session for `repository`.
-    pub async fn start(&self, repository: &str) -> io::Result<UploadId> {
-        let id = UploadId(uuid::Uuid::new_v4());
-        let dir = self.session_dir(id);
-        let repository = repository.to_string();
-        blocking(move || {
-            fs::create_dir(&dir)?;
-            File::create(dir.join("data"))?;
-            fs::write(dir.join("repository"), repository)
-        })
-        .await?;
-        let session = Session {
-            size: 0,
-            hasher: Some(Algorithm::Sha256.hasher()),
-        };
-        self.lock_table()
-            .insert(id, Arc::new(tokio::sync::Mutex::new(Some(session))));
-        Ok(id)
-    }
-
-    fn lock_table(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, SessionLock>> {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, SessionLock>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The session's lock, loading the session from disk if this process has
-    /// not seen it. Fails unless the session belongs to `repository`.
-    async fn session(&self, id: UploadId, repository: &str) -> Result<SessionLock, UploadError> {
-        let dir = self.session_dir(id);
-        let owner = blocking(move || fs::read_to_string(dir.join("repository"))).await;
-        match owner {
-            Ok(owner) if owner == repository => {}
-            Ok(_) => return Err(UploadError::Unknown),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(UploadError::Unknown),
-            Err(e) => return Err(e.into()),
-        }
-        Ok(self.lock_table().entry(id).or_default().clone())
+    /// Starts a session for `repository` (in memory until data arrives).
+    pub fn start(&self, repository: &str) -> UploadId {
+        let id = UploadId(uuid::Uuid::new_v4());
+        let session = Session {
+            repository: repository.to_string(),
+            size: 0,
+            hasher: Some(Algorithm::Sha256.hasher()),
+            on_disk: false,
+            touched: Instant::now(),
+        };
+        self.table()
+            .insert(id, Arc::new(tokio::sync::Mutex::new(Some(session))));
+        id
     }
 
-    /// Loads size (and lazily the hash state) of a session not in memory.
-    async fn loaded<'a>(
-        &self,
-        id: UploadId,
-        guard: &'a mut Option<Session>,
-    ) -> Result<&'a mut Session, UploadError> {
+    /// Locks a session, loading it from disk if this process has not seen it.
+    /// Fails unless it exists and belongs to `repository`.
+    async fn open(&self, id: UploadId, repository: &str) -> Result<SessionGuard, UploadError> {
+        let lock = self.table().entry(id).or_default().clone();
+        let mut guard = lock.lock_owned().await;
         if guard.is_none() {
-            let data = self.session_dir(id).join("data");
-            let size = match blocking(move || fs::metadata(data)).await {
-                Ok(m) => m.len(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(UploadError::Unknown),
-                Err(e) => return Err(e.into()),
-            };
-            *guard = Some(Session { size, hasher: None });
+            let dir = self.session_dir(id);
+            let loaded = blocking(move || {
+                let repository = fs::read_to_string(dir.join("repository"))?;
+                let size = fs::metadata(dir.join("data"))?.len();
+                Ok((repository, size))
+            })
+            .await;
+            match loaded {
+                Ok((repository, size)) => {
+                    *guard = Some(Session {
+                        repository,
+                        size,
+                        hasher: None,
+                        on_disk: true,
+                        touched: Instant::now(),
+                    })
+                }
+                Err(e) => {
+                    self.forget(id, &guard);
+                    return Err(if e.kind() == io::ErrorKind::NotFound {
+                        UploadError::Unknown
+                    } else {
+                        e.into()
+                    });
+                }
+            }
         }
-        Ok(guard.as_mut().expect("just loaded"))
+        if guard.as_ref().is_some_and(|s| s.repository != repository) {
+            return Err(UploadError::Unknown);
+        }
+        Ok(guard)
+    }
+
+    /// Drops the table entry of a session that is gone.
+    fn forget(&self, id: UploadId, guard: &SessionGuard) {
+        if guard.is_none() {
+            self.table().remove(&id);
+        }
     }
 
     pub async fn status(
@@ -169,9 +190,8 @@ impl Uploads {
         id: UploadId,
         repository: &str,
     ) -> Result<UploadStatus, UploadError> {
-        let lock = self.session(id, repository).await?;
-        let mut guard = lock.lock().await;
-        let session = self.loaded(id, &mut guard).await?;
+        let guard = self.open(id, repository).await?;
+        let session = guard.as_ref().expect("open returns a loaded session");
         Ok(UploadStatus { size: session.size })
     }
 
@@ -190,45 +210,57 @@ impl Uploads {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
-        let lock = self.session(id, repository).await?;
-        let mut guard = lock.lock().await;
-        let session = self.loaded(id, &mut guard).await?;
+        let mut guard = self.open(id, repository).await?;
+        let session = guard.as_mut().expect("open returns a loaded session");
+        session.touched = Instant::now();
         if start.is_some_and(|s| s != session.size) {
             return Err(UploadError::OutOfOrder { size: session.size });
         }
-        let data = self.session_dir(id).join("data");
+        let dir = self.session_dir(id);
+        if !session.on_disk {
+            let (dir, repository) = (dir.clone(), session.repository.clone());
+            blocking(move || {
+                fs::create_dir(&dir)?;
+                File::create(dir.join("data"))?;
+                fs::write(dir.join("repository"), repository)
+            })
+            .await?;
+            session.on_disk = true;
+        }
+        let data = dir.join("data");
         let hasher = match session.hasher.take() {
             Some(h) => h,
             None => rehash(data.clone(), Algorithm::Sha256, session.size).await?,
         };
-        let before = session.size;
-        match write_body(&data, before, hasher, declared_len, body).await {
-            Ok((written, hasher)) => {
-                session.size += written;
-                session.hasher = Some(hasher);
-                Ok(UploadStatus { size: session.size })
-            }
-            // write_body restored the file; the hash state is rebuilt on next use.
-            Err(e) => Err(e),
-        }
+        // On failure write_body restored the file; the hash state is rebuilt on next use.
+        let (written, hasher) = write_body(&data, session.size, hasher, declared_len, body).await?;
+        session.size += written;
+        session.hasher = Some(hasher);
+        Ok(UploadStatus { size: session.size })
     }
 
     /// Removes a session and its data.
     pub async fn cancel(&self, id: UploadId, repository: &str) -> Result<(), UploadError> {
-        let lock = self.session(id, repository).await?;
-        let mut guard = lock.lock().await;
-        self.remove(id, &mut guard).await?;
-        Ok(())
+        let mut guard = self.open(id, repository).await?;
+        Ok(self.remove(id, &mut guard).await?)
     }
 
-    async fn remove(&self, id: UploadId, guard: &mut Option<Session>) -> io::Result<()> {
-        *guard = None;
-        self.lock_table().remove(&id);
+    async fn remove(&self, id: UploadId, guard: &mut SessionGuard) -> io::Result<()> {
+        let on_disk = guard.take().is_some_and(|s| s.on_disk);
+        self.forget(id, guard);
+        if !on_disk {
+            return Ok(());
+        }
         let dir = self.session_dir(id);
         match blocking(move || fs::remove_dir_all(dir)).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the session has received no bytes yet.
+    pub async fn is_empty(&self, id: UploadId, repository: &str) -> Result<bool, UploadError> {
+        Ok(self.status(id, repository).await?.size == 0)
     }
 
     /// Verifies the session's bytes against `expected`, then moves them to
@@ -240,10 +272,17 @@ impl Uploads {
         expected: &Digest,
         target: PathBuf,
     ) -> Result<u64, UploadError> {
-        let lock = self.session(id, repository).await?;
-        let mut guard = lock.lock().await;
-        let session = self.loaded(id, &mut guard).await?;
+        let mut guard = self.open(id, repository).await?;
+        let session = guard.as_mut().expect("open returns a loaded session");
         let size = session.size;
+        if !session.on_disk {
+            // Nothing was sent: the blob is the empty one.
+            drop(guard);
+            return self
+                .commit_bytes(id, repository, expected, Bytes::new(), target)
+                .await
+                .map(|_| 0);
+        }
         let data = self.session_dir(id).join("data");
         let actual = match session.hasher.clone() {
             Some(h) if h.algorithm() == expected.algorithm() => h.finish(),
@@ -263,40 +302,112 @@ impl Uploads {
         Ok(size)
     }
 
+    /// Completes a session that has received nothing with `bytes`, its whole
+    /// content, received in the final request.
+    pub(super) async fn commit_bytes(
+        &self,
+        id: UploadId,
+        repository: &str,
+        expected: &Digest,
+        bytes: Bytes,
+        target: PathBuf,
+    ) -> Result<u64, UploadError> {
+        let mut guard = self.open(id, repository).await?;
+        let size = guard.as_ref().expect("open returns a loaded session").size;
+        if size != 0 {
+            return Err(UploadError::OutOfOrder { size });
+        }
+        let result = self.store_bytes(expected, bytes, target).await;
+        self.remove(id, &mut guard).await?;
+        result
+    }
+
+    /// Writes a blob received whole: verify, write a staging file, rename it
+    /// into place, then wait for a filesystem sync shared with concurrent
+    /// writers (one journal commit for many small blobs, instead of three
+    /// fsyncs each).
+    pub(super) async fn store_bytes(
+        &self,
+        expected: &Digest,
+        bytes: Bytes,
+        target: PathBuf,
+    ) -> Result<u64, UploadError> {
+        let actual = Digest::of(expected.algorithm(), &bytes);
+        if actual != *expected {
+            return Err(UploadError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let size = bytes.len() as u64;
+        let staging = self.staging_file();
+        let written = blocking(move || write_then_rename(&staging, &bytes, &target)).await?;
+        if written {
+            self.sync.sync().await?;
+        }
+        Ok(size)
+    }
+
     /// Deletes sessions untouched for longer than `ttl`; returns how many.
     pub async fn expire(&self, ttl: Duration) -> io::Result<usize> {
+        let mut removed = 0;
+        // Sessions that never received data exist only in memory.
+        let in_memory: Vec<(UploadId, SessionLock)> = self
+            .table()
+            .iter()
+            .map(|(id, l)| (*id, l.clone()))
+            .collect();
+        for (id, lock) in in_memory {
+            let Ok(mut guard) = lock.try_lock_owned() else {
+                continue;
+            };
+            if guard
+                .as_ref()
+                .is_some_and(|s| !s.on_disk && s.touched.elapsed() > ttl)
+            {
+                self.remove(id, &mut guard).await?;
+                removed += 1;
+            }
+        }
         let dir = self.dir.clone();
         let stale = blocking(move || {
             let now = SystemTime::now();
+            let old = |m: io::Result<SystemTime>| {
+                m.is_ok_and(|m| now.duration_since(m).unwrap_or_default() > ttl)
+            };
             let mut stale = Vec::new();
             for entry in fs::read_dir(&dir)? {
                 let entry = entry?;
-                let modified = entry.metadata()?.modified()?;
-                if now.duration_since(modified).unwrap_or_default() <= ttl {
-                    continue;
-                }
                 // Session data is touched by every append; staging files by their writer.
-                let data_modified =
-                    fs::metadata(entry.path().join("data")).and_then(|m| m.modified());
-                if data_modified.is_ok_and(|m| now.duration_since(m).unwrap_or_default() <= ttl) {
-                    continue;
+                let data = entry.path().join("data");
+                let modified = if data.exists() {
+                    fs::metadata(data)
+                } else {
+                    entry.metadata()
+                };
+                if old(modified.and_then(|m| m.modified())) {
+                    stale.push(entry.file_name());
                 }
-                stale.push(entry.file_name());
             }
             Ok::<_, io::Error>(stale)
         })
         .await?;
-        let mut removed = 0;
         for name in stale {
             let name = name.to_string_lossy().into_owned();
             match name.parse::<UploadId>() {
                 Ok(id) => {
-                    let lock = self.lock_table().entry(id).or_default().clone();
+                    let lock = self.table().entry(id).or_default().clone();
                     // A session in use is not stale.
-                    let Ok(mut guard) = lock.try_lock() else {
+                    let Ok(mut guard) = lock.try_lock_owned() else {
                         continue;
                     };
-                    self.remove(id, &mut guard).await?;
+                    if guard.as_ref().is_some_and(|s| s.touched.elapsed() <= ttl) {
+                        continue;
+                    }
+                    *guard = None;
+                    self.table().remove(&id);
+                    let dir = self.session_dir(id);
+                    blocking(move || fs::remove_dir_all(dir)).await.ok();
                 }
                 Err(_) => {
                     let path = self.dir.join(&name);
@@ -419,13 +530,19 @@ fn move_durably(source: &Path, target: &Path) -> io::Result<()> {
     File::open(parent)?.sync_all()
 }
 
-/// Writes `bytes` to a staging file and moves it durably to `target`.
-pub(super) fn write_durably(staging: &Path, bytes: &[u8], target: &Path) -> io::Result<()> {
+/// Writes `bytes` to a staging file and renames it to `target`, without
+/// syncing (the caller syncs the filesystem). Returns false if `target`
+/// already existed.
+fn write_then_rename(staging: &Path, bytes: &[u8], target: &Path) -> io::Result<bool> {
     if target.exists() {
-        return Ok(());
+        return Ok(false);
     }
-    fs::write(staging, bytes)?;
-    move_durably(staging, target).inspect_err(|_| {
+    let result = fs::write(staging, bytes).and_then(|()| {
+        fs::create_dir_all(target.parent().expect("blob paths have a parent"))?;
+        fs::rename(staging, target)
+    });
+    if result.is_err() {
         let _ = fs::remove_file(staging);
-    })
+    }
+    result.map(|()| true)
 }
