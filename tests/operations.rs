@@ -243,3 +243,177 @@ fn bad_configuration_is_reported() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn pull_statistics_are_recorded_and_flushed_on_shutdown() {
+    let mut server = common::Server::start();
+    let api = Api::new(server.url());
+    let (_, digest) = api.push_image("stats/app", "v1", b"counted layer").await;
+    let layer = sha256(b"counted layer");
+    for _ in 0..3 {
+        api.get("/v2/stats/app/manifests/v1")
+            .await
+            .bytes()
+            .await
+            .unwrap();
+    }
+    api.head("/v2/stats/app/manifests/v1").await; // HEAD is not a pull
+    for _ in 0..2 {
+        api.get(&format!("/v2/stats/app/blobs/{layer}"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.terminate(), Some(0));
+
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        server.data_dir().join("berth.db").display()
+    ))
+    .await
+    .unwrap();
+    let (count, last): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT pull_count, last_pulled_at FROM repository_manifests WHERE repository = 'stats/app' AND digest = $1",
+    )
+    .bind(&digest)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(count, 3);
+    assert!(last.is_some());
+    let count: i64 = sqlx::query_scalar(
+        "SELECT pull_count FROM repository_blobs WHERE repository = 'stats/app' AND digest = $1",
+    )
+    .bind(&layer)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(count, 2);
+}
+
+/// Random requests built from the API's own vocabulary, valid and not:
+/// none may produce a 5xx, and every /v2 error carries the spec's JSON body.
+#[tokio::test]
+async fn random_requests_never_cause_server_errors() {
+    let server = common::Server::start();
+    let api = Api::new(server.url());
+    let (manifest, manifest_digest) = api.push_image("fuzz/app", "v1", b"fuzz layer").await;
+    let layer = sha256(b"fuzz layer");
+    // Never named by the requests below: must come through untouched.
+    let (kept, _) = api.push_image("kept/app", "v1", b"kept layer").await;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let names = [
+        "fuzz/app",
+        "fuzz/other",
+        "a",
+        "A",
+        "a//b",
+        "a/%2e%2e/b",
+        "-x",
+        &"n".repeat(300),
+        "a/b/c/d/e/f",
+    ];
+    let digests = [
+        manifest_digest.as_str(),
+        layer.as_str(),
+        "sha256:abc",
+        "sha512:00",
+        "md5:x",
+        "",
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ];
+    let refs = [
+        "v1",
+        "latest",
+        "-bad",
+        "a:b",
+        manifest_digest.as_str(),
+        "sha256:zz",
+        &"t".repeat(200),
+    ];
+    let methods = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"];
+    let media = [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        "application/json",
+        "text/plain",
+        "",
+    ];
+    let mut uploads = vec![
+        "00000000-0000-0000-0000-000000000000".to_string(),
+        "junk".into(),
+    ];
+    for i in 0..1500 {
+        let name = names[next(names.len())];
+        let path = match next(7) {
+            0 => format!("/v2/{name}/manifests/{}", refs[next(refs.len())]),
+            1 => format!("/v2/{name}/blobs/{}", digests[next(digests.len())]),
+            2 => format!("/v2/{name}/blobs/uploads/"),
+            3 => format!("/v2/{name}/blobs/uploads/{}", uploads[next(uploads.len())]),
+            4 => format!(
+                "/v2/{name}/tags/list?n={}&last={}",
+                ["", "0", "-1", "5", "x", "99999999999"][next(6)],
+                refs[next(refs.len())]
+            ),
+            5 => format!(
+                "/v2/{name}/referrers/{}?artifactType=%2B",
+                digests[next(digests.len())]
+            ),
+            _ => format!(
+                "/v2/{name}/blobs/uploads/{}?digest={}&mount={}&from={}",
+                uploads[next(uploads.len())],
+                digests[next(digests.len())],
+                digests[next(digests.len())],
+                names[next(names.len())]
+            ),
+        };
+        let method = reqwest::Method::from_bytes(methods[next(methods.len())].as_bytes()).unwrap();
+        let mut request = api.http.request(method.clone(), api.url(&path));
+        if next(2) == 0 {
+            request = request.header("Content-Type", media[next(media.len())]);
+        }
+        if next(3) == 0 {
+            let (a, b) = (next(50) as i64 - 5, next(50) as i64 - 5);
+            request = request.header("Content-Range", format!("{a}-{b}"));
+            request = request.header("Range", format!("bytes={a}-{b}"));
+        }
+        let body: Vec<u8> = match next(4) {
+            0 => Vec::new(),
+            1 => manifest.as_bytes().to_vec(),
+            2 => manifest.as_bytes()[..next(manifest.len())].to_vec(),
+            _ => (0..next(300)).map(|_| next(256) as u8).collect(),
+        };
+        let r = request.body(body).send().await.unwrap();
+        let status = r.status();
+        if let Some(location) = r.headers().get("location").and_then(|l| l.to_str().ok()) {
+            if let Some(id) = location.split("/blobs/uploads/").nth(1) {
+                uploads.push(id.split('?').next().unwrap().to_string());
+            }
+        }
+        let text = r.text().await.unwrap();
+        assert!(
+            !status.is_server_error(),
+            "request {i}: {method} {path} -> {status}: {text}"
+        );
+        if status.is_client_error() && method != reqwest::Method::HEAD {
+            let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                panic!("request {i}: {method} {path} -> {status}, not JSON ({e}): {text}")
+            });
+            assert!(body["errors"][0]["code"].is_string(), "{text}");
+        }
+    }
+    let r = api.get("/v2/kept/app/manifests/v1").await;
+    assert_eq!(r.text().await.unwrap(), kept);
+    let r = api
+        .get(&format!("/v2/kept/app/blobs/{}", sha256(b"kept layer")))
+        .await;
+    assert_eq!(r.bytes().await.unwrap(), &b"kept layer"[..]);
+}

@@ -124,6 +124,17 @@ impl Server {
         std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        Some(child.wait().expect("wait").code().unwrap_or(-1))
+    }
+
     /// The process, for tests that signal or wait for it themselves.
     pub fn child_mut(&mut self) -> Option<&mut Child> {
         self.child.as_mut()
