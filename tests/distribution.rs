@@ -562,6 +562,16 @@ async fn manifest_push_checks_references() {
         format!("/v2/p/manifests/{}", sha256(manifest.as_bytes()))
     );
 
+    // The same layer twice (Docker images with repeated empty layers do this).
+    let layer = sha256(b"missing layer");
+    let twice = image_manifest(&config, 2, &[(&layer, 13), (&layer, 13)], None, None);
+    assert_eq!(
+        api.put_manifest("p", "twice", OCI_MANIFEST, &twice)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+
     // An index needs its children in the repository.
     let absent_child = sha256(b"no such manifest");
     let index = index_manifest(

@@ -66,6 +66,71 @@ async fn has_manifest(
     Ok(row.is_some())
 }
 
+/// Those of `wanted` that `table` (repository_blobs or repository_manifests)
+/// does not list for the repository, in one query.
+async fn absent(
+    conn: &mut Conn,
+    table: &str,
+    repo: &RepositoryName,
+    wanted: &[&Digest],
+) -> Result<Vec<Digest>, MetaError> {
+    let mut wanted: Vec<&Digest> = wanted.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    let mut missing = Vec::new();
+    // Bounded statements: SQLite allows 32,766 parameters, PostgreSQL 65,535.
+    for chunk in wanted.chunks(1000) {
+        let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT digest FROM {table} WHERE repository = $1 AND digest IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(repo.as_str());
+        for d in chunk {
+            query = query.bind(d.as_str());
+        }
+        let present: std::collections::HashSet<String> =
+            query.fetch_all(&mut *conn).await?.into_iter().collect();
+        missing.extend(
+            chunk
+                .iter()
+                .filter(|d| !present.contains(d.as_str()))
+                .map(|d| (*d).clone()),
+        );
+    }
+    Ok(missing)
+}
+
+/// Inserts graph edges from `manifest`, one multi-row statement per 500 edges.
+/// `columns` names the table and its columns, the first being the manifest.
+async fn insert_edges<const N: usize>(
+    conn: &mut Conn,
+    columns: &str,
+    manifest: &Digest,
+    edges: &[[&str; N]],
+) -> Result<(), MetaError> {
+    for chunk in edges.chunks(500) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let cols: Vec<String> = (0..N).map(|c| format!("${}", 2 + r * N + c)).collect();
+                format!("($1, {})", cols.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {columns} VALUES {} ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(manifest.as_str());
+        for edge in chunk {
+            for value in edge {
+                query = query.bind(*value);
+            }
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 fn digests(rows: Vec<String>) -> Result<Vec<Digest>, MetaError> {
     rows.into_iter().map(digest).collect()
 }
@@ -136,23 +201,18 @@ impl MetaStore {
         self.committer
             .write(move |conn| {
                 Box::pin(async move {
-                    let mut missing = Vec::new();
-                    for blob in &manifest.blobs {
-                        if has_blob(conn, &repo, &blob.digest).await?.is_none() {
-                            missing.push(blob.digest.clone());
-                        }
-                    }
-                    for child in &manifest.manifests {
-                        if !has_manifest(conn, &repo, &child.digest).await? {
-                            missing.push(child.digest.clone());
-                        }
-                    }
+                    let blobs: Vec<&Digest> = manifest.blobs.iter().map(|b| &b.digest).collect();
+                    let children: Vec<&Digest> = manifest.manifests.iter().map(|m| &m.digest).collect();
+                    let mut missing = absent(conn, "repository_blobs", &repo, &blobs).await?;
+                    missing.extend(absent(conn, "repository_manifests", &repo, &children).await?);
                     if !missing.is_empty() {
-                        missing.dedup();
                         return Ok(Err(PutManifestRefusal::Missing(missing)));
                     }
                     let now = now_millis();
-                    ensure_repository(conn, &repo, now).await?;
+                    // Anything referenced is in the repository, which therefore exists.
+                    if blobs.is_empty() && children.is_empty() {
+                        ensure_repository(conn, &repo, now).await?;
+                    }
                     let annotations = manifest
                         .annotations
                         .as_ref()
@@ -175,23 +235,11 @@ impl MetaStore {
                     .rows_affected();
                     // The graph edges depend only on the content: written once.
                     if inserted == 1 {
-                        for blob in &manifest.blobs {
-                            sqlx::query(
-                                "INSERT INTO manifest_blobs (manifest, blob, media_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                            )
-                            .bind(manifest_digest.as_str())
-                            .bind(blob.digest.as_str())
-                            .bind(&blob.media_type)
-                            .execute(&mut *conn)
-                            .await?;
-                        }
-                        for child in &manifest.manifests {
-                            sqlx::query("INSERT INTO manifest_children (manifest, child) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                                .bind(manifest_digest.as_str())
-                                .bind(child.digest.as_str())
-                                .execute(&mut *conn)
-                                .await?;
-                        }
+                        let blob_edges: Vec<[&str; 2]> =
+                            manifest.blobs.iter().map(|b| [b.digest.as_str(), b.media_type.as_str()]).collect();
+                        insert_edges(conn, "manifest_blobs (manifest, blob, media_type)", &manifest_digest, &blob_edges).await?;
+                        let child_edges: Vec<[&str; 1]> = children.iter().map(|d| [d.as_str()]).collect();
+                        insert_edges(conn, "manifest_children (manifest, child)", &manifest_digest, &child_edges).await?;
                     }
                     sqlx::query(
                         "INSERT INTO repository_manifests (repository, digest, subject, pushed_at) VALUES ($1, $2, $3, $4)
