@@ -121,24 +121,6 @@ impl BlobStore {
         })
     }
 
-    /// Whether a verified blob is present.
-    pub async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
-        match self.objects.head(&Self::object_path(digest)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Removes a blob's bytes. Only garbage collection may call this, after the
-    /// metadata says nothing references the blob.
-    pub async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
-        match self.objects.delete(&Self::object_path(digest)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     pub fn uploads(&self) -> &uploads::Uploads {
         &self.uploads
     }

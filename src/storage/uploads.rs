@@ -459,7 +459,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: fmt::Display,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let target = path.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || {
         let file = OpenOptions::new().append(true).open(&target)?;
