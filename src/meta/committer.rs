@@ -4,7 +4,10 @@
 //! fails is rolled back to its savepoint without disturbing the others, and
 //! every job learns its result only after the commit is durable.
 
+use std::panic::AssertUnwindSafe;
+
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use sqlx::sqlite::SqlitePool;
 use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
@@ -90,7 +93,17 @@ async fn commit_batch(conn: &mut SqliteConnection, jobs: impl Iterator<Item = Jo
             outcome = Err(e);
             continue;
         }
-        let (keep, deliver) = job(conn).await;
+        // A panicking job (a bug) must not take the committer, and with it
+        // every later write, down: its caller sees the write as not applied.
+        let (keep, deliver) = match AssertUnwindSafe(job(conn)).catch_unwind().await {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::error!("a metadata write panicked; it is rolled back");
+                let _ = exec(conn, "ROLLBACK TO job").await;
+                let _ = exec(conn, "RELEASE job").await;
+                continue;
+            }
+        };
         if !keep {
             if let Err(e) = exec(conn, "ROLLBACK TO job").await {
                 outcome = Err(e);
@@ -111,5 +124,84 @@ async fn commit_batch(conn: &mut SqliteConnection, jobs: impl Iterator<Item = Jo
     }
     for deliver in deliveries {
         deliver(result.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    async fn store() -> (SqlitePool, Committer) {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let committer = Committer::start(pool.clone());
+        (pool, committer)
+    }
+
+    fn insert(
+        v: i64,
+    ) -> impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), MetaError>> + Send
+    {
+        move |conn| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                    .bind(v)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        }
+    }
+
+    async fn values(pool: &SqlitePool) -> Vec<i64> {
+        sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_is_undone_without_touching_its_batch() {
+        let (pool, committer) = store().await;
+        // Submitted together: usually run in one transaction, and correct either way.
+        let (a, b, c) = tokio::join!(
+            committer.write(insert(1)),
+            committer.write(|conn| Box::pin(async move {
+                insert(2)(conn).await?;
+                insert(1)(conn).await // duplicate key: this job fails after a change
+            })),
+            committer.write(insert(3)),
+        );
+        assert!(a.is_ok() && c.is_ok());
+        assert!(matches!(b, Err(MetaError::Db(_))));
+        assert_eq!(
+            values(&pool).await,
+            vec![1, 3],
+            "the failed job's first insert is undone too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_does_not_stop_later_writes() {
+        let (pool, committer) = store().await;
+        let panicking = committer
+            .write(|conn| -> BoxFuture<'_, Result<(), MetaError>> {
+                Box::pin(async move {
+                    insert(7)(conn).await?;
+                    panic!("a bug in a write");
+                })
+            })
+            .await;
+        assert!(matches!(panicking, Err(MetaError::NotApplied)));
+        committer.write(insert(8)).await.unwrap();
+        assert_eq!(values(&pool).await, vec![8]);
     }
 }
