@@ -39,6 +39,14 @@ struct Params {
     artifact_type: Option<String>,
 }
 
+/// A request body as the registry takes it.
+fn body_stream(body: Body) -> crate::storage::ByteStream {
+    use futures_util::{StreamExt, TryStreamExt};
+    body.into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed()
+}
+
 /// The route a request took, for metrics and logs.
 #[derive(Clone, Copy)]
 pub struct RouteLabel(pub &'static str);
@@ -177,7 +185,7 @@ const OVERSIZE_DRAIN: usize = 4 * MAX_MANIFEST_SIZE;
 
 async fn read_manifest_body(body: Body) -> std::result::Result<bytes::Bytes, ApiError> {
     use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
+    let mut stream = body_stream(body);
     let mut bytes = bytes::BytesMut::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
@@ -434,7 +442,7 @@ impl Cx<'_> {
             let _in_flight = self.state.upload_in_flight();
             let length = content_length(self.headers)?;
             registry
-                .push_blob(&repo, &digest, length, body.into_data_stream())
+                .push_blob(&repo, &digest, length, body_stream(body))
                 .await?;
             return Ok(blob_created(&repo, &digest));
         }
@@ -458,7 +466,7 @@ impl Cx<'_> {
                 id,
                 content_range,
                 content_length(self.headers)?,
-                body.into_data_stream(),
+                body_stream(body),
             )
             .await;
         match result {
@@ -487,7 +495,7 @@ impl Cx<'_> {
         let length = content_length(self.headers)?;
         self.state
             .registry
-            .finish_upload(&repo, id, &digest, length, body.into_data_stream())
+            .finish_upload(&repo, id, &digest, length, body_stream(body))
             .await?;
         Ok(blob_created(&repo, &digest))
     }

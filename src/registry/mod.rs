@@ -8,11 +8,9 @@ mod cache;
 mod error;
 mod pulls;
 
-use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::Stream;
 
 pub use error::RegistryError;
 
@@ -29,11 +27,7 @@ pub type Result<T> = std::result::Result<T, RegistryError>;
 const SMALL_BLOB: u64 = 1024 * 1024;
 
 /// Reads a body of exactly `len` bytes (at most SMALL_BLOB) into memory.
-async fn read_body<S, E>(mut body: S, len: u64) -> Result<Bytes>
-where
-    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-    E: fmt::Display,
-{
+async fn read_body(mut body: ByteStream, len: u64) -> Result<Bytes> {
     use futures_util::StreamExt;
     let mut buf = bytes::BytesMut::with_capacity(len as usize);
     while let Some(chunk) = body.next().await {
@@ -179,17 +173,13 @@ impl Registry {
     }
 
     /// Receives a whole blob in the POST that opens the upload (`?digest=`).
-    pub async fn push_blob<S, E>(
+    pub async fn push_blob(
         &self,
         repo: &RepositoryName,
         blob: &Digest,
         content_length: Option<u64>,
-        body: S,
-    ) -> Result<()>
-    where
-        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: fmt::Display,
-    {
+        body: ByteStream,
+    ) -> Result<()> {
         match content_length {
             Some(len) if len <= SMALL_BLOB => {
                 let bytes = read_body(body, len).await?;
@@ -215,18 +205,14 @@ impl Registry {
     }
 
     /// Appends a chunk. `content_range` is the raw header, if sent.
-    pub async fn upload_chunk<S, E>(
+    pub async fn upload_chunk(
         &self,
         repo: &RepositoryName,
         id: UploadId,
         content_range: Option<&str>,
         content_length: Option<u64>,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: fmt::Display,
-    {
+        body: ByteStream,
+    ) -> Result<u64> {
         let start = match content_range {
             Some(h) => {
                 let r = range::parse_content_range(h)
@@ -251,18 +237,14 @@ impl Registry {
     }
 
     /// Completes an upload (with an optional last chunk) and verifies it.
-    pub async fn finish_upload<S, E>(
+    pub async fn finish_upload(
         &self,
         repo: &RepositoryName,
         id: UploadId,
         blob: &Digest,
         content_length: Option<u64>,
-        body: S,
-    ) -> Result<()>
-    where
-        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: fmt::Display,
-    {
+        body: ByteStream,
+    ) -> Result<()> {
         let uploads = self.blobs.uploads();
         let size = match content_length {
             Some(0) => self.blobs.commit_upload(id, repo.as_str(), blob).await?,

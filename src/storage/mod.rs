@@ -34,7 +34,7 @@ use crate::oci::Digest;
 
 pub use uploads::{UploadError, UploadId, UploadStatus};
 
-/// Bytes of one blob read, as a stream.
+/// Blob bytes in flight, to or from a client.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
 /// Read size for blob GETs: large enough that per-chunk overhead vanishes.

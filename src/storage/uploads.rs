@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
 use super::sync::SyncGroup;
+use super::ByteStream;
 use crate::oci::{Algorithm, Digest, Hasher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -198,18 +199,14 @@ impl Uploads {
     /// Appends a request body. `start` is the chunk's declared offset (from
     /// `Content-Range`) and `declared_len` its `Content-Length`; both are
     /// checked. A body that fails midway leaves the session as it was before.
-    pub async fn append<S, E>(
+    pub async fn append(
         &self,
         id: UploadId,
         repository: &str,
         start: Option<u64>,
         declared_len: Option<u64>,
-        body: S,
-    ) -> Result<UploadStatus, UploadError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: fmt::Display,
-    {
+        body: ByteStream,
+    ) -> Result<UploadStatus, UploadError> {
         let mut guard = self.open(id, repository).await?;
         let session = guard.as_mut().expect("open returns a loaded session");
         session.touched = Instant::now();
@@ -448,17 +445,13 @@ async fn rehash(path: PathBuf, algorithm: Algorithm, len: u64) -> io::Result<Has
 /// Streams `body` onto the end of `path` (currently `len` bytes long), hashing
 /// on this task while a blocking thread writes. On any failure the file is cut
 /// back to `len`.
-async fn write_body<S, E>(
+async fn write_body(
     path: &Path,
     len: u64,
     mut hasher: Hasher,
     declared_len: Option<u64>,
-    mut body: S,
-) -> Result<(u64, Hasher), UploadError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: fmt::Display,
-{
+    mut body: ByteStream,
+) -> Result<(u64, Hasher), UploadError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let target = path.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || {
