@@ -4,7 +4,7 @@
 
 use crate::oci::{Digest, Reference, RepositoryName};
 use crate::registry::RegistryError;
-use crate::storage::UploadId;
+use crate::registry::UploadId;
 
 #[derive(Debug)]
 pub enum Route {

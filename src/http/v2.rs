@@ -16,7 +16,7 @@ use super::AppState;
 use crate::oci::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use crate::oci::{Digest, Reference, RepositoryName};
 use crate::registry::RegistryError;
-use crate::storage::UploadId;
+use crate::registry::UploadId;
 
 const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
@@ -40,7 +40,7 @@ struct Params {
 }
 
 /// A request body as the registry takes it.
-fn body_stream(body: Body) -> crate::storage::ByteStream {
+fn body_stream(body: Body) -> crate::registry::ByteStream {
     use futures_util::{StreamExt, TryStreamExt};
     body.into_data_stream()
         .map_err(std::io::Error::other)

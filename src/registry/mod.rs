@@ -12,13 +12,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+/// Value types of the storage layer that the HTTP layer passes through.
+pub use crate::storage::{ByteStream, UploadId};
 pub use error::RegistryError;
 
 use crate::meta::{MetaStore, PutManifestRefusal, RemoveRefusal, StoredManifest};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::range::{self, ByteRange};
 use crate::oci::{Algorithm, Descriptor, Digest, Manifest, Reference, RepositoryName};
-use crate::storage::{BlobStore, ByteStream, UploadId};
+use crate::storage::BlobStore;
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
