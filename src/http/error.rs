@@ -39,7 +39,8 @@ impl ApiError {
             NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
-            ManifestUnknown | NotAcceptable(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            ManifestUnknown | NoSuchManifest(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            TagInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
             ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
             ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID"),
             ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
@@ -48,10 +49,11 @@ impl ApiError {
             UploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
             UploadOutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
             SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
+            // The spec has no code for this; the status says it all.
             RangeNotSatisfiable(..) => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             Referenced(_) => (StatusCode::CONFLICT, "DENIED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
-            PaginationInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
+            QueryInvalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }

@@ -19,6 +19,18 @@ pub enum Route {
 }
 
 impl Route {
+    /// The methods the route answers, for the `Allow` header of a 405.
+    pub fn allowed_methods(&self) -> &'static str {
+        match self {
+            Route::Base => "GET, HEAD",
+            Route::Catalog | Route::Tags(_) | Route::Referrers(..) => "GET",
+            Route::Manifest(..) => "GET, HEAD, PUT, DELETE",
+            Route::Blob(..) => "GET, HEAD, DELETE",
+            Route::UploadStart(_) => "POST",
+            Route::Upload(..) => "GET, PATCH, PUT, DELETE",
+        }
+    }
+
     /// Label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -69,7 +81,7 @@ pub fn parse(path: &str) -> Result<Result<Route, RegistryError>, NoRoute> {
                     RegistryError::DigestInvalid(e.to_string())
                 }
                 crate::oci::name::ReferenceError::Tag(e) => {
-                    RegistryError::ManifestInvalid(e.to_string())
+                    RegistryError::TagInvalid(e.to_string())
                 }
             })?;
             Ok(Route::Manifest(repo, reference))
@@ -142,7 +154,7 @@ mod tests {
         ));
         assert!(matches!(
             parse("a/manifests/-bad"),
-            Ok(Err(RegistryError::ManifestInvalid(_)))
+            Ok(Err(RegistryError::TagInvalid(_)))
         ));
         assert!(parse("a/b").is_err());
         assert!(parse("manifests/v1").is_err());

@@ -70,13 +70,25 @@ pub async fn dispatch(
             *r.status_mut() = StatusCode::NOT_FOUND;
             return r;
         }
+        // A malformed tag names no manifest: reads get 404, pushes 400.
+        Ok(Err(RegistryError::TagInvalid(e)))
+            if matches!(method, Method::GET | Method::HEAD | Method::DELETE) =>
+        {
+            return ApiError::from(RegistryError::NoSuchManifest(e)).into_response()
+        }
         Ok(Err(e)) => return ApiError::from(e).into_response(),
         Ok(Ok(route)) => route,
     };
     let label = RouteLabel(route.label());
-    let params = Query::<Params>::try_from_uri(&uri)
-        .map(|q| q.0)
-        .unwrap_or_default();
+    let params = match Query::<Params>::try_from_uri(&uri) {
+        Ok(q) => q.0,
+        Err(e) => {
+            let e = RegistryError::QueryInvalid(format!("malformed query string: {e}"));
+            let mut response = ApiError::from(e).into_response();
+            response.extensions_mut().insert(label);
+            return response;
+        }
+    };
     let cx = Cx {
         state: &state,
         method: &method,
@@ -142,6 +154,17 @@ fn upload_response(status: StatusCode, repo: &RepositoryName, id: UploadId, size
         .into_response()
 }
 
+/// A failed upload request; a chunk out of order also says where the upload stands.
+fn upload_error(e: RegistryError, repo: &RepositoryName, id: UploadId) -> ApiError {
+    match e {
+        RegistryError::UploadOutOfOrder { size } => ApiError::from(e)
+            .with_header(header::LOCATION, upload_location(repo, id))
+            .with_header(header::RANGE, upload_range(size))
+            .with_header(DOCKER_UPLOAD_UUID, id.to_string()),
+        e => e.into(),
+    }
+}
+
 fn blob_created(repo: &RepositoryName, digest: &Digest) -> Response {
     (
         StatusCode::CREATED,
@@ -166,8 +189,15 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
     for value in headers.get_all(header::ACCEPT) {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
-            let item = item.split(';').next().unwrap_or("").trim();
-            if item.is_empty() {
+            let mut parts = item.split(';');
+            let item = parts.next().unwrap_or("").trim();
+            // `q=0` means "not acceptable".
+            let refused = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            if item.is_empty() || refused {
                 continue;
             }
             any = true;
@@ -211,6 +241,7 @@ async fn read_manifest_body(body: Body) -> std::result::Result<bytes::Bytes, Api
 impl Cx<'_> {
     async fn handle(self, route: Route, body: Body) -> Result<Response> {
         let m = self.method.clone();
+        let allow = route.allowed_methods();
         match route {
             Route::Base if m == Method::GET || m == Method::HEAD => {
                 Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
@@ -246,7 +277,7 @@ impl Cx<'_> {
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             Route::Referrers(repo, d) if m == Method::GET => self.referrers(repo, d).await,
-            _ => Err(not_allowed(&m)),
+            _ => Err(not_allowed(&m).with_header(header::ALLOW, allow.to_string())),
         }
     }
 
@@ -258,7 +289,7 @@ impl Cx<'_> {
             Some(n) => n
                 .parse::<u32>()
                 .map_err(|_| {
-                    RegistryError::PaginationInvalid(format!(
+                    RegistryError::QueryInvalid(format!(
                         "n must be a non-negative integer, not {n:?}"
                     ))
                 })?
@@ -327,7 +358,7 @@ impl Cx<'_> {
             .manifest(&repo, &reference, !head)
             .await?;
         if !accepts(self.headers, &manifest.media_type) {
-            return Err(RegistryError::NotAcceptable(format!(
+            return Err(RegistryError::NoSuchManifest(format!(
                 "manifest is {}, which the Accept header does not include",
                 manifest.media_type
             ))
@@ -389,7 +420,12 @@ impl Cx<'_> {
 
     async fn get_blob(&self, repo: RepositoryName, digest: Digest) -> Result<Response> {
         let head = self.method == Method::HEAD;
-        let range = header_str(self.headers, header::RANGE);
+        // Range applies to GET only (RFC 9110 §14.2).
+        let range = if head {
+            None
+        } else {
+            header_str(self.headers, header::RANGE)
+        };
         let blob = self
             .state
             .registry
@@ -425,18 +461,18 @@ impl Cx<'_> {
     async fn start_upload(&self, repo: RepositoryName, body: Body) -> Result<Response> {
         let registry = &self.state.registry;
         if let Some(mount) = self.params.mount.as_deref() {
-            let digest = parse_digest(mount)?;
+            // What cannot be mounted (including a malformed `mount` or
+            // `from`) is uploaded instead, as the spec asks: 202 below.
+            let digest = mount.parse::<Digest>().ok();
             let from = match self.params.from.as_deref() {
-                Some(f) => Some(
-                    f.parse::<RepositoryName>()
-                        .map_err(|e| RegistryError::NameInvalid(format!("from: {e}")))?,
-                ),
-                None => None,
+                Some(f) => f.parse::<RepositoryName>().ok().map(Some),
+                None => Some(None),
             };
-            if registry.mount_blob(&repo, &digest, from.as_ref()).await? {
-                return Ok(blob_created(&repo, &digest));
+            if let (Some(digest), Some(from)) = (digest, from) {
+                if registry.mount_blob(&repo, &digest, from.as_ref()).await? {
+                    return Ok(blob_created(&repo, &digest));
+                }
             }
-            // Not mountable: the client uploads the blob instead.
         } else if let Some(digest) = self.params.digest.as_deref() {
             let digest = parse_digest(digest)?;
             let _in_flight = self.state.upload_in_flight();
@@ -469,16 +505,8 @@ impl Cx<'_> {
                 body_stream(body),
             )
             .await;
-        match result {
-            Ok(size) => Ok(upload_response(StatusCode::ACCEPTED, &repo, id, size)),
-            Err(RegistryError::UploadOutOfOrder { size }) => {
-                Err(ApiError::from(RegistryError::UploadOutOfOrder { size })
-                    .with_header(header::LOCATION, upload_location(&repo, id))
-                    .with_header(header::RANGE, upload_range(size))
-                    .with_header(DOCKER_UPLOAD_UUID, id.to_string()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let size = result.map_err(|e| upload_error(e, &repo, id))?;
+        Ok(upload_response(StatusCode::ACCEPTED, &repo, id, size))
     }
 
     async fn finish_upload(
@@ -493,10 +521,12 @@ impl Cx<'_> {
         let digest = parse_digest(digest)?;
         let _in_flight = self.state.upload_in_flight();
         let length = content_length(self.headers)?;
+        let content_range = header_str(self.headers, header::CONTENT_RANGE);
         self.state
             .registry
-            .finish_upload(&repo, id, &digest, length, body_stream(body))
-            .await?;
+            .finish_upload(&repo, id, &digest, content_range, length, body_stream(body))
+            .await
+            .map_err(|e| upload_error(e, &repo, id))?;
         Ok(blob_created(&repo, &digest))
     }
 

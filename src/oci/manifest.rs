@@ -95,9 +95,6 @@ impl Manifest {
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
         let raw: RawManifest =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
-        if raw.schema_version != Some(2) {
-            return Err(ManifestError::SchemaVersion);
-        }
         // Parameters such as "; charset=utf-8" are not part of the type.
         let header = content_type
             .map(|c| c.split(';').next().unwrap_or("").trim())
@@ -122,14 +119,18 @@ impl Manifest {
             .find(|t| *t == media_type)
             .ok_or_else(|| ManifestError::UnsupportedMediaType(media_type.to_string()))?;
 
+        // The draft artifact manifest had no schemaVersion; everything else has 2.
+        if raw.schema_version != Some(2) && media_type != OCI_ARTIFACT_MANIFEST {
+            return Err(ManifestError::SchemaVersion);
+        }
+        // An empty artifactType is a missing one.
+        let artifact_type = raw.artifact_type.filter(|t| !t.is_empty());
         let missing = |field| ManifestError::MissingField { media_type, field };
         let (blobs, manifests, artifact_type) = match media_type {
             OCI_MANIFEST | DOCKER_MANIFEST => {
                 let config = raw.config.ok_or(missing("config"))?;
                 let layers = raw.layers.ok_or(missing("layers"))?;
-                let artifact_type = raw
-                    .artifact_type
-                    .or_else(|| Some(config.media_type.clone()));
+                let artifact_type = artifact_type.or_else(|| Some(config.media_type.clone()));
                 let mut blobs = vec![config];
                 // Foreign / non-distributable layers live at their URLs, not here.
                 blobs.extend(
@@ -139,12 +140,17 @@ impl Manifest {
                 );
                 (blobs, Vec::new(), artifact_type)
             }
-            OCI_ARTIFACT_MANIFEST => (raw.blobs.unwrap_or_default(), Vec::new(), raw.artifact_type),
-            _ => (
-                Vec::new(),
-                raw.manifests.ok_or(missing("manifests"))?,
-                raw.artifact_type,
-            ),
+            OCI_ARTIFACT_MANIFEST => (raw.blobs.unwrap_or_default(), Vec::new(), artifact_type),
+            _ => {
+                // Entries that are not manifests (BuildKit's registry cache
+                // lists layers and its cache config) are blobs.
+                let (manifests, blobs) = raw
+                    .manifests
+                    .ok_or(missing("manifests"))?
+                    .into_iter()
+                    .partition(|d| MANIFEST_MEDIA_TYPES.contains(&d.media_type.as_str()));
+                (blobs, manifests, artifact_type)
+            }
         };
         Ok(Manifest {
             media_type: media_type.to_string(),
@@ -222,7 +228,16 @@ mod tests {
             Err(ManifestError::Json(_))
         ));
         assert_eq!(
-            Manifest::parse(br#"{"schemaVersion":1}"#, None),
+            Manifest::parse(br#"{"schemaVersion":1,"config":{}}"#, None)
+                .map_err(|e| matches!(e, ManifestError::Json(_))),
+            Err(true)
+        );
+        assert_eq!(
+            Manifest::parse(
+                format!(r#"{{"schemaVersion":1,"mediaType":"{OCI_INDEX}","manifests":[]}}"#)
+                    .as_bytes(),
+                None
+            ),
             Err(ManifestError::SchemaVersion)
         );
         let bad_digest = image(Some(OCI_MANIFEST)).replace(D1, "sha256:zz");

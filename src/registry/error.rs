@@ -16,9 +16,13 @@ pub enum RegistryError {
     ManifestUnknown,
     #[error("{0}")]
     ManifestInvalid(String),
-    /// The manifest exists but not in a media type the client accepts.
+    /// No manifest to serve, with the reason (e.g. none in a media type the
+    /// client accepts, or a reference that cannot name one).
     #[error("{0}")]
-    NotAcceptable(String),
+    NoSuchManifest(String),
+    /// A tag that breaks the grammar: unknown for reads, invalid for pushes.
+    #[error("{0}")]
+    TagInvalid(String),
     #[error("manifest is at least {size} bytes, more than the {limit} allowed")]
     ManifestTooLarge { size: u64, limit: usize },
     #[error("manifest references content not in this repository: {}", list(.0))]
@@ -41,7 +45,7 @@ pub enum RegistryError {
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
-    PaginationInvalid(String),
+    QueryInvalid(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -28,6 +28,26 @@ pub type Result<T> = std::result::Result<T, RegistryError>;
 /// and written whole.
 const SMALL_BLOB: u64 = 1024 * 1024;
 
+/// The offset a chunk declares in `Content-Range`, and its length: the
+/// `Content-Length`, which must agree with the range, or else the range's.
+fn chunk_start(
+    content_range: Option<&str>,
+    content_length: Option<u64>,
+) -> Result<(Option<u64>, Option<u64>)> {
+    let Some(header) = content_range else {
+        return Ok((None, content_length));
+    };
+    let r = range::parse_content_range(header)
+        .map_err(|e| RegistryError::UploadInvalid(format!("Content-Range: {e}")))?;
+    if let Some(len) = content_length.filter(|&l| l != r.len()) {
+        return Err(RegistryError::SizeInvalid(format!(
+            "Content-Range covers {} bytes but Content-Length is {len}",
+            r.len()
+        )));
+    }
+    Ok((Some(r.start), Some(r.len())))
+}
+
 /// Reads a body of exactly `len` bytes (at most SMALL_BLOB) into memory.
 async fn read_body(mut body: ByteStream, len: u64) -> Result<Bytes> {
     use futures_util::StreamExt;
@@ -139,10 +159,11 @@ impl Registry {
         with_body: bool,
     ) -> Result<BlobRead> {
         let size = self.blob_size(repo, blob).await?;
-        let range = range_header
-            .map(|h| range::parse_range(h, size))
-            .transpose()
-            .map_err(|e| RegistryError::RangeNotSatisfiable(e.to_string(), size))?;
+        let range = match range_header {
+            Some(h) => range::parse_range(h, size)
+                .map_err(|e| RegistryError::RangeNotSatisfiable(e.to_string(), size))?,
+            None => None,
+        };
         let body = if with_body {
             self.pulls.blob(repo, blob);
             Some(self.blobs.read(blob, range).await?)
@@ -192,7 +213,7 @@ impl Registry {
             _ => {
                 let id = self.start_upload(repo);
                 let result = self
-                    .finish_upload(repo, id, blob, content_length, body)
+                    .finish_upload(repo, id, blob, None, content_length, body)
                     .await;
                 if result.is_err() {
                     self.cancel_upload(repo, id).await.ok();
@@ -215,21 +236,7 @@ impl Registry {
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let start = match content_range {
-            Some(h) => {
-                let r = range::parse_content_range(h)
-                    .map_err(|e| RegistryError::UploadInvalid(format!("Content-Range: {e}")))?;
-                if content_length.is_some_and(|l| l != r.len()) {
-                    return Err(RegistryError::SizeInvalid(format!(
-                        "Content-Range covers {} bytes but Content-Length is {}",
-                        r.len(),
-                        content_length.unwrap_or_default()
-                    )));
-                }
-                Some(r.start)
-            }
-            None => None,
-        };
+        let (start, content_length) = chunk_start(content_range, content_length)?;
         let status = self
             .blobs
             .uploads()
@@ -244,14 +251,20 @@ impl Registry {
         repo: &RepositoryName,
         id: UploadId,
         blob: &Digest,
+        content_range: Option<&str>,
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<()> {
+        let (start, content_length) = chunk_start(content_range, content_length)?;
         let uploads = self.blobs.uploads();
         let size = match content_length {
             Some(0) => self.blobs.commit_upload(id, repo.as_str(), blob).await?,
             // The whole blob in one small request: no session file at all.
-            Some(len) if len <= SMALL_BLOB && uploads.is_empty(id, repo.as_str()).await? => {
+            Some(len)
+                if len <= SMALL_BLOB
+                    && start.is_none_or(|s| s == 0)
+                    && uploads.is_empty(id, repo.as_str()).await? =>
+            {
                 let bytes = read_body(body, len).await?;
                 self.blobs
                     .commit_upload_bytes(id, repo.as_str(), blob, bytes)
@@ -259,7 +272,7 @@ impl Registry {
             }
             _ => {
                 uploads
-                    .append(id, repo.as_str(), None, content_length, body)
+                    .append(id, repo.as_str(), start, content_length, body)
                     .await?;
                 self.blobs.commit_upload(id, repo.as_str(), blob).await?
             }
