@@ -1343,3 +1343,54 @@ async fn blobs_stream_in_constant_memory() {
         "server peak RSS {peak_kib} KiB after a 512 MiB push and pull"
     );
 }
+
+#[tokio::test]
+async fn referrers_beyond_one_index_are_paginated() {
+    let (_s, api) = start();
+    let (subject, subject_digest) = api.push_image("many", "v1", b"popular").await;
+    let empty = api.push_blob("many", b"{}").await;
+    // 60 referrers of ~80 KB each: more than one 4 MiB index holds.
+    let mut pushed = Vec::new();
+    for i in 0..60 {
+        let m = image_manifest(
+            &empty,
+            2,
+            &[],
+            Some("application/vnd.example.big"),
+            Some((&subject_digest, subject.len())),
+        )
+        .replace(
+            r#""org.example":"yes""#,
+            &format!(r#""org.example":"{i}-{}""#, "x".repeat(80_000)),
+        );
+        let r = api
+            .put_manifest("many", &sha256(m.as_bytes()), OCI_MANIFEST, &m)
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        pushed.push(sha256(m.as_bytes()));
+    }
+    pushed.sort();
+    let mut seen = Vec::new();
+    let mut next = Some(format!(
+        "/v2/many/referrers/{subject_digest}?artifactType=application/vnd.example.big"
+    ));
+    let mut pages = 0;
+    while let Some(path) = next {
+        let r = api.get(&path).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header_of(&r, "oci-filters-applied"), Some("artifactType"));
+        next = header_of(&r, "link").map(|l| l[1..l.find('>').unwrap()].to_string());
+        let body = r.bytes().await.unwrap();
+        assert!(
+            body.len() <= 4 * 1024 * 1024,
+            "a page is one index of at most 4 MiB"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        for d in body["manifests"].as_array().unwrap() {
+            seen.push(d["digest"].as_str().unwrap().to_string());
+        }
+        pages += 1;
+    }
+    assert!(pages >= 2, "{pages} pages");
+    assert_eq!(seen, pushed);
+}

@@ -536,13 +536,24 @@ impl Cx<'_> {
             .artifact_type
             .as_deref()
             .filter(|t| !t.is_empty());
-        let manifests = self
+        let last = self.params.last.as_deref();
+        let (manifests, more) = self
             .state
             .registry
-            .referrers(&repo, &subject, filter)
+            .referrers(&repo, &subject, filter, last)
             .await?;
         let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
         let mut response = ([(header::CONTENT_TYPE, OCI_INDEX)], body.to_string()).into_response();
+        if let (true, Some(last)) = (more, manifests.last()) {
+            // The spec leaves the next page's URL to the registry.
+            let mut query = vec![("last", last.digest.as_str())];
+            query.extend(filter.map(|t| ("artifactType", t)));
+            let query = serde_urlencoded::to_string(query).expect("strings encode");
+            let link = format!("</v2/{repo}/referrers/{subject}?{query}>; rel=\"next\"");
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                response.headers_mut().insert(header::LINK, v);
+            }
+        }
         if filter.is_some() {
             response.headers_mut().insert(
                 OCI_FILTERS_APPLIED,

@@ -234,21 +234,27 @@ impl MetaStore {
     }
 
     /// Manifests in the repository whose subject is `subject`.
+    /// In digest order, after `after`, at most `limit`.
     pub async fn referrers(
         &self,
         repo: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
     ) -> Result<Vec<Descriptor>, MetaError> {
         let rows = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
              FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
              WHERE rm.repository = $1 AND rm.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3)
-             ORDER BY rm.pushed_at, m.digest",
+               AND rm.digest > $4
+             ORDER BY rm.digest LIMIT $5",
         )
         .bind(repo.as_str())
         .bind(subject.as_str())
         .bind(artifact_type)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
         rows.into_iter()

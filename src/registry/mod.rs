@@ -451,12 +451,35 @@ impl Registry {
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    /// One page of the manifests in `repo` whose subject is `subject`
+    /// (optionally of one artifact type), in digest order after `after`: as
+    /// many as fit in an index of at most the manifest size limit. The second
+    /// value says whether more follow.
     pub async fn referrers(
         &self,
         repo: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Descriptor>> {
-        Ok(self.meta.referrers(repo, subject, artifact_type).await?)
+        after: Option<&str>,
+    ) -> Result<(Vec<Descriptor>, bool)> {
+        // Descriptors run to a few hundred bytes; a page cannot hold more than this.
+        const MAX_PER_PAGE: u32 = 50_000;
+        let mut found = self
+            .meta
+            .referrers(repo, subject, artifact_type, after, MAX_PER_PAGE + 1)
+            .await?;
+        let mut budget = MAX_MANIFEST_SIZE - 200; // the index's own fields
+        let fits = found
+            .iter()
+            .take(MAX_PER_PAGE as usize)
+            .take_while(|d| {
+                let len = serde_json::to_vec(d).map_or(usize::MAX, |v| v.len() + 1);
+                budget = budget.saturating_sub(len);
+                budget > 0
+            })
+            .count();
+        let more = found.len() > fits;
+        found.truncate(fits);
+        Ok((found, more))
     }
 }
