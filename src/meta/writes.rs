@@ -211,15 +211,20 @@ impl MetaStore {
         self.committer
             .write(move |conn| {
                 Box::pin(async move {
-                    let now = now_millis();
-                    ensure_repository(conn, &repo, now).await?;
-                    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                        .bind(blob.as_str())
-                        .bind(size as i64)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await?;
-                    link_blob(conn, &repo, &blob, now).await
+                    // One round trip: repository, blob, link.
+                    sqlx::query(
+                        "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $5) ON CONFLICT DO NOTHING;
+                         INSERT INTO blobs (digest, size, created_at) VALUES ($3, $4, $5) ON CONFLICT DO NOTHING;
+                         INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $3, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(repo.as_str())
+                    .bind(repo.project())
+                    .bind(blob.as_str())
+                    .bind(size as i64)
+                    .bind(now_millis())
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
                 })
             })
             .await
