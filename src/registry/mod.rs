@@ -142,14 +142,6 @@ impl Registry {
 
     // ---- blobs -------------------------------------------------------------
 
-    /// Size of a blob the repository holds.
-    pub async fn blob_size(&self, repo: &RepositoryName, blob: &Digest) -> Result<u64> {
-        self.meta
-            .blob_size(repo, blob)
-            .await?
-            .ok_or(RegistryError::BlobUnknown)
-    }
-
     /// Opens a blob (or a `Range` of it) for a GET, or just sizes it for a HEAD.
     pub async fn read_blob(
         &self,
@@ -158,7 +150,11 @@ impl Registry {
         range_header: Option<&str>,
         with_body: bool,
     ) -> Result<BlobRead> {
-        let size = self.blob_size(repo, blob).await?;
+        let size = self
+            .meta
+            .blob_size(repo, blob)
+            .await?
+            .ok_or(RegistryError::BlobUnknown)?;
         let range = match range_header {
             Some(h) => range::parse_range(h, size)
                 .map_err(|e| RegistryError::RangeNotSatisfiable(e.to_string(), size))?,
