@@ -1,8 +1,14 @@
 //! Group commit. Every write is a job run on the single writer connection;
-//! jobs that arrive while a commit is in progress are run together in the next
-//! transaction, each inside its own savepoint, and share one fsync. A job that
-//! fails is rolled back to its savepoint without disturbing the others, and
-//! every job learns its result only after the commit is durable.
+//! jobs that arrive while a commit is in progress run together in the next
+//! transaction and share one fsync. A job that fails must not disturb the
+//! others: the transaction is rolled back, the failed job gets its error, and
+//! the others run again in a fresh transaction (jobs are re-runnable, and
+//! failures are rare: refusals are results, not errors). Every job learns its
+//! result only after the commit is durable.
+//!
+//! Rolling back on failure rather than wrapping each job in a savepoint saves
+//! two round trips to the database thread per write, which is most of what a
+//! small write costs.
 
 use std::panic::AssertUnwindSafe;
 
@@ -17,12 +23,48 @@ use super::MetaError;
 /// Most jobs in one transaction: bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
 
-type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+/// A write waiting for its transaction.
+trait Job: Send {
+    /// Runs the write's statements, keeping its result for `finish`.
+    fn run<'a>(
+        &'a mut self,
+        conn: &'a mut SqliteConnection,
+    ) -> BoxFuture<'a, Result<(), MetaError>>;
+    /// Tells the caller how it ended: the kept result once committed, or the error.
+    fn finish(self: Box<Self>, outcome: Result<(), MetaError>);
+}
+
+struct Write<T, F> {
+    f: F,
+    result: Option<T>,
+    reply: oneshot::Sender<Result<T, MetaError>>,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, MetaError>> + Send + 'static,
+{
+    fn run<'a>(
+        &'a mut self,
+        conn: &'a mut SqliteConnection,
+    ) -> BoxFuture<'a, Result<(), MetaError>> {
+        Box::pin(async move {
+            self.result = Some((self.f)(conn).await?);
+            Ok(())
+        })
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), MetaError>) {
+        let result = self.result;
+        let _ = self
+            .reply
+            .send(outcome.and_then(|()| result.ok_or(MetaError::NotApplied)));
+    }
+}
 
 pub(super) struct Committer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
 }
 
 impl Committer {
@@ -33,28 +75,21 @@ impl Committer {
     }
 
     /// Runs `f` in a transaction shared with concurrent writes; returns its
-    /// result once committed. An `Err` from `f` undoes only `f`'s changes.
+    /// result once committed. An `Err` from `f` undoes `f`'s changes and only
+    /// those. `f` may run more than once (when another write of its batch
+    /// fails), so it must only read and write the database.
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T, MetaError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, MetaError>>
+        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, MetaError>>
             + Send
             + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let result = f(conn).await;
-                let keep = result.is_ok();
-                let deliver: Deliver = Box::new(move |commit| {
-                    let _ = tx.send(match (result, commit) {
-                        (Ok(value), Ok(())) => Ok(value),
-                        (Err(e), _) => Err(e),
-                        (Ok(_), Err(e)) => Err(MetaError::Commit(e)),
-                    });
-                });
-                (keep, deliver)
-            })
+        let (reply, rx) = oneshot::channel();
+        let job = Box::new(Write {
+            f,
+            result: None,
+            reply,
         });
         self.jobs
             .send(job)
@@ -64,11 +99,11 @@ impl Committer {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match pool.acquire().await {
-            Ok(mut conn) => commit_batch(&mut conn, batch.drain(..)).await,
+            Ok(mut conn) => commit_batch(&mut conn, std::mem::take(&mut batch)).await,
             Err(e) => {
                 tracing::error!(error = %e, "metadata writer connection unavailable");
                 batch.clear(); // dropping a job tells its caller it was not applied
@@ -81,49 +116,49 @@ async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error>
     sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, jobs: impl Iterator<Item = Job>) {
-    let mut deliveries = Vec::new();
-    let mut outcome = exec(conn, "BEGIN IMMEDIATE").await;
+async fn commit_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) {
+    while !jobs.is_empty() {
+        if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+            return fail_all(jobs, e.to_string());
+        }
+        let mut failed = None;
+        for (i, job) in jobs.iter_mut().enumerate() {
+            // A panicking job (a bug) must not take the committer, and with
+            // it every later write, down.
+            match AssertUnwindSafe(job.run(conn)).catch_unwind().await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = Some((i, e)),
+                Err(_) => {
+                    tracing::error!("a metadata write panicked; it is rolled back");
+                    failed = Some((i, MetaError::NotApplied));
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        if let Some((i, e)) = failed {
+            if let Err(e) = exec(conn, "ROLLBACK").await {
+                return fail_all(jobs, e.to_string());
+            }
+            jobs.remove(i).finish(Err(e));
+            continue; // the others again, without it
+        }
+        match exec(conn, "COMMIT").await {
+            Ok(()) => jobs.into_iter().for_each(|job| job.finish(Ok(()))),
+            Err(e) => {
+                let _ = exec(conn, "ROLLBACK").await;
+                fail_all(jobs, e.to_string());
+            }
+        }
+        return;
+    }
+}
+
+fn fail_all(jobs: Vec<Box<dyn Job>>, error: String) {
+    tracing::error!(error = %error, "metadata commit failed; the batch is rolled back");
     for job in jobs {
-        // Once the transaction has failed, later jobs are not run at all.
-        if outcome.is_err() {
-            continue;
-        }
-        if let Err(e) = exec(conn, "SAVEPOINT job").await {
-            outcome = Err(e);
-            continue;
-        }
-        // A panicking job (a bug) must not take the committer, and with it
-        // every later write, down: its caller sees the write as not applied.
-        let (keep, deliver) = match AssertUnwindSafe(job(conn)).catch_unwind().await {
-            Ok(done) => done,
-            Err(_) => {
-                tracing::error!("a metadata write panicked; it is rolled back");
-                let _ = exec(conn, "ROLLBACK TO job").await;
-                let _ = exec(conn, "RELEASE job").await;
-                continue;
-            }
-        };
-        if !keep {
-            if let Err(e) = exec(conn, "ROLLBACK TO job").await {
-                outcome = Err(e);
-            }
-        }
-        if let Err(e) = exec(conn, "RELEASE job").await {
-            outcome = Err(e);
-        }
-        deliveries.push(deliver);
-    }
-    let result = match outcome {
-        Ok(()) => exec(conn, "COMMIT").await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "metadata commit failed; the batch is rolled back");
-        let _ = exec(conn, "ROLLBACK").await;
-    }
-    for deliver in deliveries {
-        deliver(result.clone());
+        job.finish(Err(MetaError::Commit(error.clone())));
     }
 }
 
@@ -148,7 +183,7 @@ mod tests {
 
     fn insert(
         v: i64,
-    ) -> impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), MetaError>> + Send
+    ) -> impl for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), MetaError>> + Send + 'static
     {
         move |conn| {
             Box::pin(async move {

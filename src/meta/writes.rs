@@ -210,6 +210,8 @@ impl MetaStore {
         let (repo, blob) = (repo.clone(), blob.clone());
         self.committer
             .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (repo, blob) = (repo.clone(), blob.clone());
                 Box::pin(async move {
                     // One round trip: repository, blob, link.
                     sqlx::query(
@@ -241,6 +243,8 @@ impl MetaStore {
         let (repo, from, blob) = (repo.clone(), from.clone(), blob.clone());
         self.committer
             .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (repo, from, blob) = (repo.clone(), from.clone(), blob.clone());
                 Box::pin(async move {
                     let Some(size) = has_blob(conn, &from, &blob).await? else {
                         return Ok(None);
@@ -264,11 +268,13 @@ impl MetaStore {
         content: &str,
         tag: Option<&Tag>,
     ) -> Result<Result<(), PutManifestRefusal>, MetaError> {
-        let (repo, manifest_digest, manifest) =
-            (repo.clone(), manifest_digest.clone(), manifest.clone());
-        let (content, tag) = (content.to_string(), tag.cloned());
+        let (repo, manifest_digest) = (repo.clone(), manifest_digest.clone());
+        let manifest = std::sync::Arc::new(manifest.clone());
+        let (content, tag): (std::sync::Arc<str>, _) = (content.into(), tag.cloned());
         self.committer
             .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (repo, manifest_digest, manifest, content, tag) = (repo.clone(), manifest_digest.clone(), manifest.clone(), content.clone(), tag.clone());
                 Box::pin(async move {
                     let blobs: Vec<&Digest> = manifest.blobs.iter().map(|b| &b.digest).collect();
                     let children: Vec<&Digest> = manifest.manifests.iter().map(|m| &m.digest).collect();
@@ -303,7 +309,7 @@ impl MetaStore {
                         script.arg(manifest.artifact_type.as_deref()),
                         script.arg(annotations),
                         script.arg(content.len() as i64),
-                        script.arg(content.as_str()),
+                        script.arg(&*content),
                     ];
                     let [media_type, artifact_type, annotations, size, content] = values;
                     script.push(format!(
@@ -339,6 +345,8 @@ impl MetaStore {
         let (repo, tag) = (repo.clone(), tag.clone());
         self.committer
             .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (repo, tag) = (repo.clone(), tag.clone());
                 Box::pin(async move {
                     let removed: Option<String> = sqlx::query_scalar(
                         "DELETE FROM tags WHERE repository = $1 AND name = $2 RETURNING digest",
@@ -363,6 +371,8 @@ impl MetaStore {
         let (repo, manifest) = (repo.clone(), manifest.clone());
         self.committer
             .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (repo, manifest) = (repo.clone(), manifest.clone());
                 Box::pin(async move {
                     if !has_manifest(conn, &repo, &manifest).await? {
                         return Ok(Err(RemoveRefusal::NotFound));
@@ -408,6 +418,8 @@ impl MetaStore {
         let (repo, blob) = (repo.clone(), blob.clone());
         self.committer
             .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (repo, blob) = (repo.clone(), blob.clone());
                 Box::pin(async move {
                     let users: Vec<String> = sqlx::query_scalar(
                         "SELECT mb.manifest FROM manifest_blobs mb JOIN repository_manifests rm
@@ -448,6 +460,8 @@ impl MetaStore {
     ) -> Result<(), MetaError> {
         self.committer
             .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (manifests, blobs) = (manifests.clone(), blobs.clone());
                 Box::pin(async move {
                     for (table, rows) in [("repository_manifests", manifests), ("repository_blobs", blobs)] {
                         let sql = format!(
