@@ -181,6 +181,15 @@ async fn pull_manifests_by_tag_and_digest() {
         .await
         .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+    // A type refused with q=0 stays refused when it is the only one listed.
+    let r = api
+        .http
+        .get(api.url("/v2/team/app/manifests/v1"))
+        .header(header::ACCEPT, format!("{OCI_MANIFEST};q=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
     for accept in [
         format!("{DOCKER_MANIFEST}, {OCI_MANIFEST}"),
         "*/*".to_string(),

@@ -197,10 +197,13 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
                 p.strip_prefix("q=")
                     .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q == 0.0))
             });
-            if item.is_empty() || refused {
+            if item.is_empty() {
                 continue;
             }
             any = true;
+            if refused {
+                continue;
+            }
             if item == media_type || item == "*/*" || item == "application/*" {
                 return true;
             }
@@ -281,8 +284,7 @@ impl Cx<'_> {
         }
     }
 
-    /// `n` and `last` of a listing, and the number of rows to fetch (one more
-    /// than the page, to know whether a next page exists).
+    /// `n` (capped at MAX_PAGE) and `last` of a listing.
     fn page(&self) -> Result<(u32, Option<&str>)> {
         let n = match self.params.n.as_deref() {
             None => MAX_PAGE,
@@ -384,13 +386,8 @@ impl Cx<'_> {
         reference: Reference,
         body: Body,
     ) -> Result<Response> {
+        // hyper holds the body to its Content-Length: a short one is a read error.
         let bytes = read_manifest_body(body).await?;
-        if content_length(self.headers)?.is_some_and(|l| l != bytes.len() as u64) {
-            return Err(RegistryError::SizeInvalid(
-                "manifest body length differs from Content-Length".into(),
-            )
-            .into());
-        }
         let content_type = header_str(self.headers, header::CONTENT_TYPE);
         let pushed = self
             .state

@@ -446,7 +446,6 @@ impl Registry {
         Ok(self.meta.repositories(last, limit).await?)
     }
 
-    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
     /// One page of the manifests in `repo` whose subject is `subject`
     /// (optionally of one artifact type), in digest order after `after`: as
     /// many as fit in an index of at most the manifest size limit. The second
