@@ -46,7 +46,8 @@ impl Weighter<Digest, Arc<StoredManifest>> for ByLength {
 pub struct ManifestCache {
     content: Cache<Digest, Arc<StoredManifest>, ByLength>,
     resolved: RwLock<HashMap<(RepositoryName, String), Digest>>,
-    tag_lists: RwLock<HashMap<RepositoryName, Arc<Vec<String>>>>,
+    /// `None` marks a repository with too many tags to keep: list it from the database.
+    tag_lists: RwLock<HashMap<RepositoryName, Option<Arc<Vec<String>>>>>,
     generation: AtomicU64,
 }
 
@@ -101,13 +102,19 @@ impl ManifestCache {
     }
 
     /// The repository's sorted tags, if cached.
-    pub fn tag_list(&self, repo: &RepositoryName) -> Option<Arc<Vec<String>>> {
+    /// `Some(None)`: known to have more than MAX_CACHED_TAGS tags.
+    pub fn tag_list(&self, repo: &RepositoryName) -> Option<Option<Arc<Vec<String>>>> {
         let lists = self.tag_lists.read().unwrap_or_else(|e| e.into_inner());
         lists.get(repo).cloned()
     }
 
     /// Stores a repository's full tag list, unless a write intervened since `ticket`.
-    pub fn insert_tag_list(&self, ticket: Ticket, repo: &RepositoryName, tags: Arc<Vec<String>>) {
+    pub fn insert_tag_list(
+        &self,
+        ticket: Ticket,
+        repo: &RepositoryName,
+        tags: Option<Arc<Vec<String>>>,
+    ) {
         let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::Acquire) != ticket.0 {
             return;

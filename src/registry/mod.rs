@@ -422,24 +422,27 @@ impl Registry {
             let end = all.len().min(start.saturating_add(limit as usize));
             all[start..end].to_vec()
         };
-        if let Some(all) = self.manifests.tag_list(repo) {
-            return Ok(page(&all));
+        let all = match self.manifests.tag_list(repo) {
+            Some(all) => all,
+            None => {
+                let ticket = self.manifests.ticket();
+                let all = self
+                    .meta
+                    .tags(repo, None, cache::MAX_CACHED_TAGS as u32 + 1)
+                    .await?;
+                if all.is_empty() {
+                    self.require_repository(repo).await?;
+                }
+                // Too many to keep: remembered as such, and paged in the database.
+                let all = (all.len() <= cache::MAX_CACHED_TAGS).then(|| Arc::new(all));
+                self.manifests.insert_tag_list(ticket, repo, all.clone());
+                all
+            }
+        };
+        match all {
+            Some(all) => Ok(page(&all)),
+            None => Ok(self.meta.tags(repo, last, limit).await?),
         }
-        let ticket = self.manifests.ticket();
-        let all = self
-            .meta
-            .tags(repo, None, cache::MAX_CACHED_TAGS as u32 + 1)
-            .await?;
-        if all.is_empty() {
-            self.require_repository(repo).await?;
-        }
-        if all.len() > cache::MAX_CACHED_TAGS {
-            // Too many to keep in memory: page in the database.
-            return Ok(self.meta.tags(repo, last, limit).await?);
-        }
-        let all = Arc::new(all);
-        self.manifests.insert_tag_list(ticket, repo, all.clone());
-        Ok(page(&all))
     }
 
     pub async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
