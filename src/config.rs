@@ -15,6 +15,69 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log: LogConfig,
     pub uploads: UploadConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `token` (the Docker token flow), `basic` (credentials on every
+    /// request) or `off` (everyone may do everything: trusted networks only).
+    pub mode: AuthMode,
+    /// Password of the `admin` user created on first start; a random one is
+    /// generated and printed once when unset.
+    pub admin_password: Option<String>,
+    /// The token endpoint clients are sent to; by default
+    /// `<scheme>://<Host of the request>/auth/token`.
+    pub realm: Option<String>,
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// `service` and `aud` of issued tokens.
+    pub service: String,
+    /// Lifetime of registry access tokens.
+    pub token_ttl_secs: u64,
+    /// Lifetime of refresh tokens (OAuth2 `access_type=offline`).
+    pub refresh_token_ttl_secs: u64,
+    /// Whether a push into a project that does not exist creates it, with the
+    /// pusher as its project admin.
+    pub auto_create_projects: bool,
+    /// Whether any user may create projects (`everyone`) or only system
+    /// administrators (`admin`).
+    pub project_creation: ProjectCreation,
+    /// Audit entries older than this are deleted.
+    pub audit_retention_days: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Token,
+    Basic,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectCreation {
+    Everyone,
+    Admin,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Token,
+            admin_password: None,
+            realm: None,
+            issuer: "berth".into(),
+            service: "berth-registry".into(),
+            token_ttl_secs: 300,
+            refresh_token_ttl_secs: 7 * 24 * 3600,
+            auto_create_projects: false,
+            project_creation: ProjectCreation::Everyone,
+            audit_retention_days: 90,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +110,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./berth-data"),
             log: LogConfig::default(),
             uploads: UploadConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -135,6 +199,31 @@ impl Config {
         }
         if let Some(v) = env("BERTH_UPLOADS_EXPIRE_AFTER_SECS") {
             config.uploads.expire_after_secs = parse("BERTH_UPLOADS_EXPIRE_AFTER_SECS", v)?;
+        }
+        if let Some(v) = env("BERTH_AUTH_MODE") {
+            config.auth.mode = match v.as_str() {
+                "token" => AuthMode::Token,
+                "basic" => AuthMode::Basic,
+                "off" => AuthMode::Off,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "BERTH_AUTH_MODE",
+                        message: format!("{v:?} is none of token, basic, off"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = env("BERTH_ADMIN_PASSWORD") {
+            config.auth.admin_password = Some(v);
+        }
+        if let Some(v) = env("BERTH_AUTH_REALM") {
+            config.auth.realm = Some(v);
+        }
+        if let Some(v) = env("BERTH_AUTH_TOKEN_TTL_SECS") {
+            config.auth.token_ttl_secs = parse("BERTH_AUTH_TOKEN_TTL_SECS", v)?;
+        }
+        if let Some(v) = env("BERTH_AUTH_AUTO_CREATE_PROJECTS") {
+            config.auth.auto_create_projects = parse("BERTH_AUTH_AUTO_CREATE_PROJECTS", v)?;
         }
         Ok(config)
     }

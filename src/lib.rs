@@ -1,5 +1,7 @@
 //! Berth, a container image registry. See ARCHITECTURE.md for the map.
 
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod meta;

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::AuditLog;
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::meta::MetaStore;
@@ -14,46 +16,82 @@ use crate::storage::BlobStore;
 const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// How often abandoned uploads are looked for, at most.
 const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+/// How often buffered audit events are written.
+const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often audit entries past their retention are deleted.
+const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
-pub async fn open(config: &Config) -> anyhow_like::Result<Arc<Registry>> {
+/// The services a running registry is made of.
+pub struct Services {
+    pub registry: Arc<Registry>,
+    pub auth: Arc<Auth>,
+    meta: Arc<MetaStore>,
+}
+
+pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let meta = MetaStore::open_sqlite(&config.data_dir.join("berth.db")).await?;
+    let meta = Arc::new(MetaStore::open_sqlite(&config.data_dir.join("berth.db")).await?);
     let blobs = BlobStore::open_local(config.data_dir.join("storage"))?;
-    Ok(Registry::new(meta, blobs))
+    let retention = Duration::from_secs(config.auth.audit_retention_days * 86_400);
+    let audit = Arc::new(AuditLog::new(meta.clone(), retention));
+    let auth = Arc::new(Auth::open(meta.clone(), audit, config.auth.clone()).await?);
+    Ok(Services {
+        registry: Registry::new(meta.clone(), blobs),
+        auth,
+        meta,
+    })
 }
 
 pub async fn serve(config: Config) -> anyhow_like::Result<()> {
-    let registry = open(&config).await?;
+    let services = open(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "berth is serving");
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), auth = ?config.auth.mode, "berth is serving");
 
     let background = tokio::spawn(background_jobs(
-        registry.clone(),
+        services.registry.clone(),
+        services.auth.clone(),
         Duration::from_secs(config.uploads.expire_after_secs),
     ));
     let state = Arc::new(AppState {
-        registry: registry.clone(),
+        registry: services.registry.clone(),
+        auth: services.auth.clone(),
         metrics: Default::default(),
     });
-    axum::serve(listener, http::router(state))
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     background.abort();
-    if let Err(e) = registry.flush_pulls().await {
+    if let Err(e) = services.registry.flush_pulls().await {
         tracing::warn!(error = %e, "could not record the last pull statistics");
     }
-    registry.close().await;
+    if let Err(e) = services.auth.audit().flush().await {
+        tracing::warn!(error = %e, "could not record the last audit events");
+    }
+    services.meta.close().await;
     tracing::info!("berth stopped");
     Ok(())
 }
 
-async fn background_jobs(registry: Arc<Registry>, upload_ttl: Duration) {
+async fn background_jobs(registry: Arc<Registry>, auth: Arc<Auth>, upload_ttl: Duration) {
+    let mut audit_flush = tokio::time::interval(AUDIT_FLUSH_INTERVAL);
+    let mut audit_prune = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
     let mut flush = tokio::time::interval(PULL_FLUSH_INTERVAL);
     // Sweep at least twice per expiry period, so a session outlives it by half at most.
     let sweep_every = (upload_ttl / 2).clamp(Duration::from_secs(1), UPLOAD_SWEEP_INTERVAL);
     let mut sweep = tokio::time::interval(sweep_every);
     loop {
         tokio::select! {
+            _ = audit_flush.tick() => {
+                if let Err(e) = auth.audit().flush().await {
+                    tracing::warn!(error = %e, "recording audit events failed");
+                }
+            }
+            _ = audit_prune.tick() => match auth.audit().prune().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "pruned old audit entries"),
+                Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+            },
             _ = flush.tick() => {
                 if let Err(e) = registry.flush_pulls().await {
                     tracing::warn!(error = %e, "recording pull statistics failed");

@@ -59,6 +59,22 @@ impl ApiError {
     }
 }
 
+/// An error answer with the spec's body, for failures that are not the
+/// registry's (authentication, authorization, the management API).
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "code": code, "message": message, "detail": {} }] });
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(ErrorMessage(message.to_string()));
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

@@ -1,9 +1,14 @@
 //! The HTTP surface: routing, the per-request log line and metrics, health
 //! endpoints. Handlers call the registry service and never touch storage.
 
+mod access;
+mod api;
 mod error;
 mod routes;
+mod token;
 mod v2;
+
+pub use api::openapi;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,11 +20,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 
+use crate::auth::Auth;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::registry::Registry;
 
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub auth: Arc<Auth>,
     pub metrics: Metrics,
 }
 
@@ -44,6 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2", any(v2::dispatch))
         .route("/v2/", any(v2::dispatch))
         .route("/v2/{*path}", any(v2::dispatch))
+        .route("/auth/token", any(token::token))
+        .merge(api::router(state.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -104,14 +113,13 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let bytes_out = axum::body::HttpBody::size_hint(response.body())
         .exact()
         .unwrap_or_else(|| length(response.headers()));
-    let route = response.extensions().get::<v2::RouteLabel>().map_or(
-        if path.starts_with("/v2") {
-            "v2_other"
-        } else {
-            "ops"
-        },
-        |r| r.0,
-    );
+    let route = match response.extensions().get::<v2::RouteLabel>() {
+        Some(label) => label.0,
+        None if path.starts_with("/v2") => "v2_other",
+        None if path.starts_with("/api/") => "api",
+        None if path.starts_with("/auth/") => "token",
+        None => "ops",
+    };
     let m = &state.metrics;
     m.requests
         .get_or_create(&RequestLabels {

@@ -4,15 +4,18 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::access;
 use super::error::ApiError;
 use super::routes::{self, Route};
 use super::AppState;
+use crate::audit::Outcome;
+use crate::auth::{Access, Action, Caller};
 use crate::oci::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use crate::oci::{Digest, Reference, RepositoryName};
 use crate::registry::RegistryError;
@@ -51,13 +54,9 @@ fn body_stream(body: Body) -> crate::registry::ByteStream {
 #[derive(Clone, Copy)]
 pub struct RouteLabel(pub &'static str);
 
-pub async fn dispatch(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
     let path = uri.path().strip_prefix("/v2").unwrap_or("");
     let path = path.strip_prefix('/').unwrap_or(path);
     let route = match routes::parse(path) {
@@ -72,7 +71,7 @@ pub async fn dispatch(
         }
         // A malformed tag names no manifest: reads get 404, pushes 400.
         Ok(Err(RegistryError::TagInvalid(e)))
-            if matches!(method, Method::GET | Method::HEAD | Method::DELETE) =>
+            if matches!(*method, Method::GET | Method::HEAD | Method::DELETE) =>
         {
             return ApiError::from(RegistryError::NoSuchManifest(e)).into_response()
         }
@@ -80,27 +79,74 @@ pub async fn dispatch(
         Ok(Ok(route)) => route,
     };
     let label = RouteLabel(route.label());
-    let params = match Query::<Params>::try_from_uri(&uri) {
+    let labelled = |mut response: Response| {
+        response.extensions_mut().insert(label);
+        response
+    };
+    let address = access::client_address(&parts.extensions);
+    let caller = match access::authenticate(&state, headers, &address).await {
+        Ok(caller) => caller,
+        Err(response) => return labelled(response),
+    };
+    let needed = access::v2_access(&route, method);
+    if let Err(response) = access::require(&state, headers, &caller, &needed).await {
+        return labelled(response);
+    }
+    let params = match Query::<Params>::try_from_uri(uri) {
         Ok(q) => q.0,
         Err(e) => {
             let e = RegistryError::QueryInvalid(format!("malformed query string: {e}"));
-            let mut response = ApiError::from(e).into_response();
-            response.extensions_mut().insert(label);
-            return response;
+            return labelled(ApiError::from(e).into_response());
         }
     };
+    let event = audit_event(&route, method);
     let cx = Cx {
         state: &state,
-        method: &method,
-        headers: &headers,
+        method,
+        headers,
         params,
+        caller: &caller,
     };
-    let mut response = cx
+    let response = cx
         .handle(route, body)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(label);
-    response
+    if let Some((action, project, resource)) = event {
+        if response.status().is_success() {
+            let digest = response
+                .headers()
+                .get(DOCKER_CONTENT_DIGEST)
+                .and_then(|d| d.to_str().ok())
+                .map(str::to_string);
+            state.auth.audit().record(
+                &caller.actor(&address),
+                action,
+                Some(&project),
+                &resource,
+                Outcome::Success,
+                digest,
+            );
+        }
+    }
+    labelled(response)
+}
+
+/// The audit entry a `/v2/` request makes when it succeeds: pulls and pushes
+/// of manifests (not of each blob: a pull is one manifest GET) and deletes.
+fn audit_event(route: &Route, method: &Method) -> Option<(&'static str, String, String)> {
+    let (action, repo, what) = match (route, method) {
+        (Route::Manifest(repo, r), &Method::GET) => ("pull", repo, r.to_string()),
+        (Route::Manifest(repo, r), &Method::PUT) => ("push", repo, r.to_string()),
+        (Route::Manifest(repo, r), &Method::DELETE) => ("delete", repo, r.to_string()),
+        (Route::Blob(repo, d), &Method::DELETE) => ("delete", repo, d.to_string()),
+        _ => return None,
+    };
+    let separator = if what.contains(':') { "@" } else { ":" };
+    Some((
+        action,
+        repo.project().to_string(),
+        format!("{repo}{separator}{what}"),
+    ))
 }
 
 struct Cx<'a> {
@@ -108,6 +154,7 @@ struct Cx<'a> {
     method: &'a Method,
     headers: &'a HeaderMap,
     params: Params,
+    caller: &'a Caller,
 }
 
 fn not_allowed(method: &Method) -> ApiError {
@@ -328,9 +375,48 @@ impl Cx<'_> {
         response
     }
 
+    /// May the caller pull from `repo`? (Choosing a mount source: a
+    /// repository the caller cannot read is never one.)
+    async fn can_pull(&self, repo: &RepositoryName) -> bool {
+        let access = Access::Repository(repo.clone(), Action::Pull);
+        self.state
+            .auth
+            .authorize(self.caller, &access)
+            .await
+            .is_ok()
+    }
+
+    /// Where to mount a blob from: `from` if the caller may read it, or with
+    /// no `from`, some repository holding the blob that the caller may read.
+    async fn mount_source(
+        &self,
+        digest: &Digest,
+        from: Option<RepositoryName>,
+    ) -> Result<Option<RepositoryName>> {
+        if let Some(from) = from {
+            return Ok(self.can_pull(&from).await.then_some(from));
+        }
+        for holder in self.state.registry.blob_holders(digest).await? {
+            if self.can_pull(&holder).await {
+                return Ok(Some(holder));
+            }
+        }
+        Ok(None)
+    }
+
     async fn catalog(&self) -> Result<Response> {
         let (n, last) = self.page()?;
-        let repos = self.state.registry.catalog(last, n + 1).await?;
+        let visibility = self
+            .state
+            .auth
+            .visibility(self.caller)
+            .await
+            .map_err(RegistryError::from)?;
+        let repos = self
+            .state
+            .registry
+            .catalog(visibility.as_ref(), last, n + 1)
+            .await?;
         Ok(self.listing("/v2/_catalog".into(), "repositories", None, repos, n))
     }
 
@@ -466,8 +552,10 @@ impl Cx<'_> {
                 None => Some(None),
             };
             if let (Some(digest), Some(from)) = (digest, from) {
-                if registry.mount_blob(&repo, &digest, from.as_ref()).await? {
-                    return Ok(blob_created(&repo, &digest));
+                if let Some(source) = self.mount_source(&digest, from).await? {
+                    if registry.mount_blob(&repo, &digest, &source).await? {
+                        return Ok(blob_created(&repo, &digest));
+                    }
                 }
             }
         } else if let Some(digest) = self.params.digest.as_deref() {

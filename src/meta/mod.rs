@@ -8,8 +8,17 @@
 //! serialized, so a write's checks and changes cannot interleave with another's,
 //! and concurrent writes share one durable commit.
 
+mod access;
+mod audit;
 mod committer;
+mod inventory;
 mod writes;
+
+pub use access::{
+    MemberRecord, ProjectRecord, Refusal, RobotRecord, SigningKeyRecord, UserRecord, Visibility,
+};
+pub use audit::{AuditFilter, AuditRecord};
+pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -144,20 +153,6 @@ impl MetaStore {
         Ok(size.map(|s| s as u64))
     }
 
-    /// Some repository that holds the blob, for mounting it without `from`.
-    pub async fn repository_with_blob(
-        &self,
-        blob: &Digest,
-    ) -> Result<Option<RepositoryName>, MetaError> {
-        let name: Option<String> =
-            sqlx::query_scalar("SELECT repository FROM repository_blobs WHERE digest = $1 LIMIT 1")
-                .bind(blob.as_str())
-                .fetch_optional(&self.reader)
-                .await?;
-        name.map(|n| RepositoryName::from_str(&n).map_err(|e| MetaError::Corrupt(e.to_string())))
-            .transpose()
-    }
-
     pub async fn manifest_by_digest(
         &self,
         repo: &RepositoryName,
@@ -218,19 +213,45 @@ impl MetaStore {
         .await?)
     }
 
-    /// Repository names in lexical order after `last`, at most `limit`.
+    /// Names of the repositories the caller may see, in lexical order after
+    /// `last`, at most `limit`.
     pub async fn repositories(
         &self,
+        visibility: Visibility<'_>,
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, MetaError> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
+        let sql = format!(
+            "SELECT name FROM repositories WHERE name > $1 AND {} ORDER BY name LIMIT $5",
+            access::visible("project", 2)
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(last.unwrap_or(""))
+            .bind(visibility.all)
+            .bind(visibility.user)
+            .bind(visibility.robot)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// Repositories that hold a blob, for mounting it without `from`.
+    pub async fn repositories_with_blob(
+        &self,
+        blob: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepositoryName>, MetaError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT repository FROM repository_blobs WHERE digest = $1 LIMIT $2",
         )
-        .bind(last.unwrap_or(""))
+        .bind(blob.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
-        .await?)
+        .await?;
+        names
+            .iter()
+            .map(|n| RepositoryName::from_str(n).map_err(|e| MetaError::Corrupt(e.to_string())))
+            .collect()
     }
 
     /// Manifests in the repository whose subject is `subject`.

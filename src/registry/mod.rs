@@ -16,7 +16,8 @@ use bytes::Bytes;
 pub use crate::storage::{ByteStream, UploadId};
 pub use error::RegistryError;
 
-use crate::meta::{MetaStore, PutManifestRefusal, RemoveRefusal, StoredManifest};
+pub use crate::meta::{ArtifactSummary, RepositorySummary, TagRecord};
+use crate::meta::{MetaStore, PutManifestRefusal, RemoveRefusal, StoredManifest, Visibility};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::range::{self, ByteRange};
 use crate::oci::{Algorithm, Descriptor, Digest, Manifest, Reference, RepositoryName};
@@ -72,7 +73,7 @@ async fn read_body(mut body: ByteStream, len: u64) -> Result<Bytes> {
 }
 
 pub struct Registry {
-    meta: MetaStore,
+    meta: Arc<MetaStore>,
     blobs: BlobStore,
     pulls: pulls::PullCounter,
     manifests: cache::ManifestCache,
@@ -94,18 +95,13 @@ pub struct PushedManifest {
 }
 
 impl Registry {
-    pub fn new(meta: MetaStore, blobs: BlobStore) -> Arc<Registry> {
+    pub fn new(meta: Arc<MetaStore>, blobs: BlobStore) -> Arc<Registry> {
         Arc::new(Registry {
             meta,
             blobs,
             pulls: pulls::PullCounter::default(),
             manifests: cache::ManifestCache::default(),
         })
-    }
-
-    /// Closes the database cleanly (after the last request).
-    pub async fn close(&self) {
-        self.meta.close().await;
     }
 
     /// Removes upload sessions untouched for `ttl`; returns how many.
@@ -169,22 +165,20 @@ impl Registry {
         Ok(BlobRead { size, range, body })
     }
 
-    /// Links an existing blob into `repo` without upload. With no `from`, any
-    /// repository holding the blob serves as the source.
+    /// Links a blob that `from` holds into `repo` without upload; false if
+    /// `from` does not hold it.
     pub async fn mount_blob(
         &self,
         repo: &RepositoryName,
         blob: &Digest,
-        from: Option<&RepositoryName>,
+        from: &RepositoryName,
     ) -> Result<bool> {
-        let source = match from {
-            Some(from) => Some(from.clone()),
-            None => self.meta.repository_with_blob(blob).await?,
-        };
-        let Some(source) = source else {
-            return Ok(false);
-        };
-        Ok(self.meta.mount_blob(repo, &source, blob).await?.is_some())
+        Ok(self.meta.mount_blob(repo, from, blob).await?.is_some())
+    }
+
+    /// Some repositories that hold a blob: sources for a mount without `from`.
+    pub async fn blob_holders(&self, blob: &Digest) -> Result<Vec<RepositoryName>> {
+        Ok(self.meta.repositories_with_blob(blob, 100).await?)
     }
 
     pub fn start_upload(&self, repo: &RepositoryName) -> UploadId {
@@ -445,8 +439,46 @@ impl Registry {
         }
     }
 
-    pub async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        Ok(self.meta.repositories(last, limit).await?)
+    /// Names of the repositories `visibility` lets the caller see.
+    pub async fn catalog(
+        &self,
+        visibility: Visibility<'_>,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        Ok(self.meta.repositories(visibility, last, limit).await?)
+    }
+
+    // ---- inventory (management API) ------------------------------------------
+
+    pub async fn repository_summaries(
+        &self,
+        project: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<RepositorySummary>> {
+        Ok(self
+            .meta
+            .repository_summaries(project, after, limit)
+            .await?)
+    }
+
+    pub async fn artifacts(
+        &self,
+        repo: &RepositoryName,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<ArtifactSummary>> {
+        Ok(self.meta.artifacts(repo, after, limit).await?)
+    }
+
+    pub async fn tag_records(
+        &self,
+        repo: &RepositoryName,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<TagRecord>> {
+        Ok(self.meta.tag_records(repo, after, limit).await?)
     }
 
     /// One page of the manifests in `repo` whose subject is `subject`

@@ -11,6 +11,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The password of `admin` in every test server.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
 pub struct Server {
     pub addr: SocketAddr,
     /// Holds `data/` (the server's data directory) and `server.log` (its stderr).
@@ -62,6 +65,13 @@ impl Server {
     /// Starts a fresh registry (or returns the external one).
     pub fn start() -> Server {
         Server::start_with_env(&[], &[])
+    }
+
+    /// Starts a fresh registry with access control on (the token flow), as
+    /// installations run it. `start` turns it off: the protocol tests test
+    /// the protocol.
+    pub fn start_secured() -> Server {
+        Server::start_with_env(&[], &[("BERTH_AUTH_MODE", "token")])
     }
 
     /// Starts a fresh registry with extra command-line arguments.
@@ -164,6 +174,8 @@ impl Server {
                 "BERTH_LOG",
                 std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .env("BERTH_AUTH_MODE", "off")
+            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null());

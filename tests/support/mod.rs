@@ -28,6 +28,24 @@ impl Api {
         }
     }
 
+    /// A client that sends Basic credentials with every request.
+    pub fn with_basic(base: String, user: &str, password: &str) -> Api {
+        use base64::Engine;
+        let value = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let mut headers = header::HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            header::HeaderValue::from_str(&format!("Basic {value}")).unwrap(),
+        );
+        Api {
+            base,
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

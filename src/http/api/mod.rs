@@ -1,0 +1,423 @@
+//! The management API under `/api/v1`. Routes are registered together with
+//! their OpenAPI description (utoipa), so the document served at
+//! `/api/v1/openapi.json` is generated from the code and cannot drift from it.
+//! Every route passes `guard`, which authenticates the caller, checks the
+//! access `policy::rule` names for the route, and audits changes.
+
+mod audit;
+mod policy;
+mod projects;
+mod repositories;
+mod robots;
+mod system;
+mod users;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use super::access;
+use super::error::error_response;
+use super::AppState;
+use crate::audit::Outcome;
+use crate::auth::{Caller, ManageError};
+use crate::registry::RegistryError;
+
+/// Default and largest page sizes of listings.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+/// A failed API request: the same JSON error body as the registry API.
+#[derive(Debug)]
+pub enum ApiFailure {
+    NotFound(String),
+    Conflict(String),
+    Invalid(String),
+    Internal(String),
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiFailure::NotFound(m) => (StatusCode::NOT_FOUND, "NOT_FOUND", m),
+            ApiFailure::Conflict(m) => (StatusCode::CONFLICT, "CONFLICT", m),
+            ApiFailure::Invalid(m) => (StatusCode::BAD_REQUEST, "INVALID", m),
+            ApiFailure::Internal(m) => {
+                tracing::error!(error = %m, "management API request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    "internal server error".to_string(),
+                )
+            }
+        };
+        error_response(status, code, &message)
+    }
+}
+
+impl From<ManageError> for ApiFailure {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::NotFound(m) => ApiFailure::NotFound(m),
+            ManageError::Conflict(m) => ApiFailure::Conflict(m),
+            ManageError::Invalid(m) => ApiFailure::Invalid(m),
+            ManageError::Meta(e) => ApiFailure::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::meta::MetaError> for ApiFailure {
+    fn from(e: crate::meta::MetaError) -> Self {
+        ApiFailure::Internal(e.to_string())
+    }
+}
+
+impl From<RegistryError> for ApiFailure {
+    fn from(e: RegistryError) -> Self {
+        use RegistryError::*;
+        match e {
+            NameUnknown | BlobUnknown | ManifestUnknown | NoSuchManifest(_) => {
+                ApiFailure::NotFound(e.to_string())
+            }
+            Referenced(m) => ApiFailure::Conflict(m),
+            Internal(m) => ApiFailure::Internal(m),
+            e => ApiFailure::Invalid(e.to_string()),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiFailure>;
+
+/// `Json`, `Query` and `Path` whose rejections are JSON errors like the rest.
+pub struct ApiJson<T>(pub T);
+pub struct ApiQuery<T>(pub T);
+pub struct ApiPath<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiFailure;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiFailure> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|j| ApiJson(j.0))
+            .map_err(|e: JsonRejection| ApiFailure::Invalid(e.body_text()))
+    }
+}
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiFailure;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiFailure> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| ApiFailure::Invalid(e.body_text()))
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiFailure;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiFailure> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| ApiFailure::Invalid(e.body_text()))
+    }
+}
+
+/// Paging of listings: `limit` items after the opaque `cursor`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    }
+
+    fn cursor(&self) -> &str {
+        self.cursor.as_deref().unwrap_or("")
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page from `limit + 1` fetched items: the extra one says more follow.
+    fn of<U>(
+        mut items: Vec<U>,
+        limit: u32,
+        cursor: impl Fn(&U) -> String,
+        f: impl Fn(U) -> T,
+    ) -> Page<T> {
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more {
+            items.last().map(&cursor)
+        } else {
+            None
+        };
+        Page {
+            items: items.into_iter().map(f).collect(),
+            next_cursor,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Berth management API",
+        description = "Projects, members, users, robot accounts, repositories, artifacts and the audit log. \
+Authenticate with HTTP Basic (user or robot credentials) or a Bearer token from /auth/token. \
+Errors have the body {\"errors\": [{\"code\", \"message\", \"detail\"}]}. Times are Unix milliseconds.",
+        version = "1"
+    ),
+    modifiers(&SecuritySchemes),
+    security(("basic" = []), ("bearer" = []))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Every route of the API, with its OpenAPI description.
+fn routes() -> OpenApiRouter<Arc<AppState>> {
+    use utoipa_axum::routes;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(projects::members))
+        .routes(routes!(projects::set_member, projects::remove_member))
+        .routes(routes!(projects::repositories))
+        .routes(routes!(robots::project_list, robots::project_create))
+        .routes(routes!(
+            robots::project_get,
+            robots::project_update,
+            robots::project_delete
+        ))
+        .routes(routes!(robots::project_rotate))
+        .routes(routes!(robots::system_list, robots::system_create))
+        .routes(routes!(
+            robots::system_get,
+            robots::system_update,
+            robots::system_delete
+        ))
+        .routes(routes!(robots::system_rotate))
+        .routes(routes!(repositories::artifacts))
+        .routes(routes!(repositories::delete_artifact))
+        .routes(routes!(repositories::tags))
+        .routes(routes!(repositories::delete_tag))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::current))
+        .routes(routes!(users::change_password))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::project_list))
+        .routes(routes!(system::rotate_signing_key))
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc.to_json().expect("the OpenAPI document serializes"));
+    router
+        .route_layer(middleware::from_fn_with_state(state, guard))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
+            }),
+        )
+}
+
+/// Authenticates, authorizes from the route's rule, hands the caller to the
+/// handler, and audits every change (and every refused one).
+async fn guard(
+    State(state): State<Arc<AppState>>,
+    matched: MatchedPath,
+    params: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let address = access::client_address(request.extensions());
+    let headers = request.headers().clone();
+    let Some(rule) = policy::rule(&method, matched.as_str()) else {
+        // A route without a rule is a bug: refuse it to everyone.
+        tracing::error!(route = matched.as_str(), %method, "API route has no access rule");
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "no access rule for this route",
+        );
+    };
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let resource = policy::Resource::from_params(&params);
+    let needed = match rule.access(&resource) {
+        Ok(needed) => needed,
+        Err(message) => return ApiFailure::Invalid(message).into_response(),
+    };
+    let audit = |caller: &Caller, outcome: Outcome, detail: Option<String>| {
+        if rule.audited() {
+            state.auth.audit().record(
+                &caller.actor(&address),
+                rule.operation,
+                resource.project(),
+                request_target(&matched, &params).as_str(),
+                outcome,
+                detail,
+            );
+        }
+    };
+    let caller = match access::authenticate(&state, &headers, &address).await {
+        Ok(c) => c,
+        Err(r) => return api_challenge(r),
+    };
+    if let Err(r) = access::require(&state, &headers, &caller, &needed).await {
+        audit(
+            &caller,
+            Outcome::Failure,
+            Some(format!("refused: {}", r.status())),
+        );
+        return api_challenge(r);
+    }
+    request.extensions_mut().insert(caller.clone());
+    let response = next.run(request).await;
+    let outcome = if response.status().is_success() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let detail = (!response.status().is_success()).then(|| response.status().to_string());
+    audit(&caller, outcome, detail);
+    response
+}
+
+/// The API is used with Basic credentials or a token in hand, so its 401s
+/// challenge for Basic rather than sending clients to the token endpoint.
+fn api_challenge(mut r: Response) -> Response {
+    if r.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"berth\""),
+        );
+    }
+    r
+}
+
+/// The route with its parameters filled in, for the audit log.
+fn request_target(matched: &MatchedPath, params: &[(String, String)]) -> String {
+    let mut target = matched.as_str().to_string();
+    for (k, v) in params {
+        target = target.replace(&format!("{{{k}}}"), v);
+    }
+    target
+}
+
+/// The caller, as `guard` established it.
+pub struct Who(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = ApiFailure;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiFailure> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .map(Who)
+            .ok_or_else(|| ApiFailure::Internal("route without the access guard".into()))
+    }
+}
+
+impl Who {
+    /// The signed-in identity (the guard let only signed-in callers reach
+    /// routes that need one).
+    async fn principal(&self, state: &AppState) -> ApiResult<Option<crate::auth::Principal>> {
+        Ok(match &self.0 {
+            Caller::Anonymous => None,
+            Caller::Principal(p) => Some(p.clone()),
+            Caller::Token(claims) => state.auth.principal(claims).await?,
+        })
+    }
+
+    async fn name(&self, state: &AppState) -> ApiResult<String> {
+        Ok(self
+            .principal(state)
+            .await?
+            .map_or_else(|| "anonymous".to_string(), |p| p.name().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every documented route has an access rule, and every rule a route.
+    #[test]
+    fn every_route_has_a_rule() {
+        let doc = openapi();
+        let mut n = 0;
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ] {
+                if op.is_some() {
+                    let m: axum::http::Method = method.parse().unwrap();
+                    assert!(
+                        policy::rule(&m, path).is_some(),
+                        "{method} {path} has no rule"
+                    );
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, policy::RULES.len(), "rules without a route");
+    }
+}

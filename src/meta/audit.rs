@@ -1,0 +1,108 @@
+//! The audit log: appended in batches, read newest first with filters.
+
+use super::{MetaError, MetaStore};
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct AuditRecord {
+    /// UUIDv7: unique and ordered by time.
+    pub id: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub actor: String,
+    pub actor_kind: String,
+    pub address: String,
+    pub action: String,
+    pub project: Option<String>,
+    pub resource: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+/// Conditions on audit entries; None matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub project: Option<String>,
+    /// Entries whose resource starts with this.
+    pub resource_prefix: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Only entries older than this id (the cursor of the previous page).
+    pub before_id: Option<String>,
+}
+
+impl MetaStore {
+    pub async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), MetaError> {
+        self.committer
+            .write(move |conn| {
+                let records = records.clone();
+                Box::pin(async move {
+                    for r in records {
+                        sqlx::query(
+                            "INSERT INTO audit_log (id, at, actor, actor_kind, address, action, project, resource, outcome, detail)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(&r.id)
+                        .bind(r.at)
+                        .bind(&r.actor)
+                        .bind(&r.actor_kind)
+                        .bind(&r.address)
+                        .bind(&r.action)
+                        .bind(&r.project)
+                        .bind(&r.resource)
+                        .bind(&r.outcome)
+                        .bind(&r.detail)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Entries matching `filter`, newest first, at most `limit`.
+    pub async fn audit(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, MetaError> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, actor_kind, address, action, project, resource, outcome, detail
+             FROM audit_log
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2)
+               AND ($3 IS NULL OR project = $3) AND ($4 IS NULL OR substr(resource, 1, length($4)) = $4)
+               AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR at >= $6)
+               AND ($7 IS NULL OR at < $7) AND ($8 IS NULL OR id < $8)
+             ORDER BY id DESC LIMIT $9",
+        )
+        .bind(&filter.actor)
+        .bind(&filter.action)
+        .bind(&filter.project)
+        .bind(&filter.resource_prefix)
+        .bind(&filter.outcome)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(&filter.before_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Deletes entries older than `before` (Unix ms); returns how many.
+    pub async fn prune_audit(&self, before: i64) -> Result<u64, MetaError> {
+        self.committer
+            .write(move |conn| {
+                Box::pin(async move {
+                    Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")
+                        .bind(before)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected())
+                })
+            })
+            .await
+    }
+}
