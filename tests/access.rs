@@ -463,7 +463,7 @@ async fn authorization_matrix() {
                 for cred in creds {
                     let r = c.send(method.clone(), path, &cred, body.clone()).await;
                     let status = r.status();
-                    let allowed = expected(*may, who, *public);
+                    let allowed = expected(*may, who, public);
                     checked += 1;
                     let refused =
                         status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
@@ -582,7 +582,7 @@ async fn authorization_matrix() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(checked > 900, "{checked}");
+    assert_eq!(checked, 792, "cases were skipped");
 }
 
 /// Refusals look the same whether the private repository exists or not, and
@@ -1156,14 +1156,22 @@ async fn audit_log() {
     assert_eq!(pull["project"], "team");
     assert_eq!(pull["address"], "127.0.0.1");
     assert_eq!(pull["detail"], digests["team"].as_str());
-    let push = find("push", "admin", "success").expect("push audited");
-    assert_eq!(push["resource"], "team/app:v1");
+    let push = items
+        .iter()
+        .find(|e| e["action"] == "push" && e["resource"] == "team/app:v1")
+        .expect("push audited");
+    assert_eq!(push["actor"], "admin");
+    assert_eq!(push["detail"], digests["team"].as_str());
     assert!(find("login", "dev", "failure").is_some());
     assert!(find("login", "dev", "success").is_some());
     let delete = find("delete", "admin", "success").expect("delete audited");
     assert_eq!(delete["resource"], format!("open/app@{}", digests["open"]));
-    let member = find("member.set", "admin", "success").expect("member change audited");
-    assert_eq!(member["project"], "team");
+    let member = items
+        .iter()
+        .find(|e| e["action"] == "member.set" && e["project"] == "team")
+        .expect("member change audited");
+    assert_eq!(member["resource"], "/api/v1/projects/team/members/lguest"); // the last one set
+    assert_eq!(member["actor"], "admin");
     // Filters and paging.
     let filtered = c
         .admin(

@@ -536,9 +536,11 @@ impl Auth {
                         continue;
                     };
                     let mut granted = Vec::new();
+                    // Push first: it may create the project (auto_create_projects),
+                    // which the pull check then finds.
                     for (name, action) in [
-                        ("pull", Action::Pull),
                         ("push", Action::Push),
+                        ("pull", Action::Pull),
                         ("delete", Action::DeleteArtifact),
                     ] {
                         let asked = scope.actions.iter().any(|a| a == name || a == "*");
@@ -551,6 +553,7 @@ impl Auth {
                             granted.push(name.to_string());
                         }
                     }
+                    granted.sort_by_key(|a| ["pull", "push", "delete"].iter().position(|x| x == a));
                     granted
                 }
                 // Listings are filtered per caller, so anyone may ask.
