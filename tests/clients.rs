@@ -8,6 +8,11 @@
 //! e.g. `oras:referrers` against a registry without the referrers API),
 //! `BERTH_CLIENTS_KEEP=1` (keep temp dirs). `BERTH_CLIENTS_TIMEOUT` is the
 //! seconds one script may take (default 600).
+//!
+//! The server runs with access control on (the token flow). Each script logs
+//! in with its client's own mechanism as either a user (a maintainer of the
+//! `berth-test` project) or a robot account of that project, and a pull-only
+//! robot is refused a push (skopeo, ctr).
 
 mod common;
 
@@ -62,10 +67,101 @@ fn oras_python_present() -> bool {
     })
 }
 
+/// Who a client logs in as.
+#[derive(Clone, Copy)]
+enum Identity {
+    User,
+    Robot,
+}
+
+/// Creates the project the scripts push into, a maintainer, a robot that may
+/// push and delete, and a pull-only robot; returns the script's environment.
+fn identities(server: &common::Server, identity: Identity) -> Vec<(String, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+            http.request(method, format!("{}{path}", server.url()))
+                .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+                .json(&body)
+                .send()
+        };
+        let ok = |r: reqwest::Response| {
+            assert!(r.status().is_success(), "{}", r.status());
+            r
+        };
+        use reqwest::Method;
+        use serde_json::json;
+        ok(call(
+            Method::POST,
+            "/api/v1/projects",
+            json!({"name": "berth-test"}),
+        )
+        .await
+        .unwrap());
+        ok(call(
+            Method::POST,
+            "/api/v1/users",
+            json!({"name": "ci-user", "password": "ci-user-password"}),
+        )
+        .await
+        .unwrap());
+        ok(call(
+            Method::PUT,
+            "/api/v1/projects/berth-test/members/ci-user",
+            json!({"role": "maintainer"}),
+        )
+        .await
+        .unwrap());
+        let robot = |name: &'static str, actions: serde_json::Value| {
+            let call = &call;
+            async move {
+                let r = ok(call(
+                    Method::POST,
+                    "/api/v1/projects/berth-test/robots",
+                    json!({"name": name, "actions": actions}),
+                )
+                .await
+                .unwrap());
+                let v: serde_json::Value = r.json().await.unwrap();
+                (
+                    v["name"].as_str().unwrap().to_string(),
+                    v["secret"].as_str().unwrap().to_string(),
+                )
+            }
+        };
+        let (ci, ci_secret) = robot(
+            "ci",
+            json!(["pull", "push", "delete_tag", "delete_artifact"]),
+        )
+        .await;
+        let (reader, reader_secret) = robot("reader", json!(["pull"])).await;
+        let (user, password) = match identity {
+            Identity::User => ("ci-user".to_string(), "ci-user-password".to_string()),
+            Identity::Robot => (ci, ci_secret),
+        };
+        vec![
+            ("BERTH_REGISTRY_USER".into(), user),
+            ("BERTH_REGISTRY_PASSWORD".into(), password),
+            ("BERTH_READER_USER".into(), reader),
+            ("BERTH_READER_PASSWORD".into(), reader_secret),
+        ]
+    })
+}
+
 /// Runs `tests/clients/<client>.sh HOST`, echoing its output line by line
 /// (shown with `--nocapture`, and on failure), and asserts it exits 0.
-fn run_client(client: &str) {
-    let server = common::Server::start();
+fn run_client(client: &str, identity: Identity) {
+    let external = std::env::var_os("BERTH_TEST_EXTERNAL_REGISTRY").is_some();
+    let server = common::Server::start_secured();
+    let env = if external {
+        Vec::new()
+    } else {
+        identities(&server, identity)
+    };
     let script: PathBuf = [
         env!("CARGO_MANIFEST_DIR"),
         "tests",
@@ -89,6 +185,7 @@ fn run_client(client: &str) {
             .args(["-c", "exec 2>&1; exec bash \"$0\" \"$1\""])
             .arg(&script)
             .arg(server.host())
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             // Its own process group, so that a timeout ends everything it started.
@@ -159,19 +256,19 @@ fn skopeo() {
         "skopeo",
         &["skopeo", "umoci", "jq", "curl", "tar", "sha256sum"],
     );
-    run_client("skopeo");
+    run_client("skopeo", Identity::Robot);
 }
 
 #[test]
 fn podman() {
     require("podman", &["podman", "umoci", "jq", "curl", "tar", "runc"]);
-    run_client("podman");
+    run_client("podman", Identity::User);
 }
 
 #[test]
 fn buildah() {
     require("buildah", &["buildah", "skopeo", "jq", "curl", "tar"]);
-    run_client("buildah");
+    run_client("buildah", Identity::User);
 }
 
 #[test]
@@ -180,7 +277,7 @@ fn ctr() {
         "ctr",
         &["containerd", "ctr", "skopeo", "umoci", "jq", "curl", "tar"],
     );
-    run_client("ctr");
+    run_client("ctr", Identity::Robot);
 }
 
 #[test]
@@ -190,5 +287,5 @@ fn oras() {
         oras_python_present(),
         "the oras client test needs the ORAS Python client (pip package `oras`): run scripts/install-test-deps (as root)"
     );
-    run_client("oras");
+    run_client("oras", Identity::Robot);
 }

@@ -125,6 +125,7 @@ manifest_list() {
 }
 
 run_step build build
+run_step login client_login bh
 run_step push-oci push_oci
 run_step push-docker push_docker
 run_step pull pull_back

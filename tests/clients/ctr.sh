@@ -32,6 +32,13 @@ fi
 SOCK=$SOCKDIR/containerd.sock
 CTRD_PID=""
 
+# ctr has no login: credentials go with each pull and push (containerd then
+# runs the token flow itself, with the OAuth2 POST form).
+CTR_AUTH=()
+if [ -n "${BERTH_REGISTRY_USER:-}" ]; then
+  CTR_AUTH=(--user "$BERTH_REGISTRY_USER:$BERTH_REGISTRY_PASSWORD")
+fi
+
 c() { ctr --address "$SOCK" --namespace "$NS" --timeout 120s "$@"; }
 sk() { skopeo --policy "$POLICY" --command-timeout 120s "$@"; }
 
@@ -99,6 +106,23 @@ EOF
   die "containerd did not answer on $SOCK within 10 s"
 }
 
+# The pull-only robot is refused a push.
+pull_only_robot() {
+  if [ -z "${BERTH_READER_USER:-}" ]; then
+    log "   (no BERTH_READER_USER)"
+    return 0
+  fi
+  c images tag "$HOST/$REPO:img" "$HOST/$REPO_PUSH:by-reader" > /dev/null
+  # ctr reports the refusal only as "read/write on closed pipe": check the
+  # failure, and that nothing arrived.
+  if c images push --plain-http --user "$BERTH_READER_USER:$BERTH_READER_PASSWORD" \
+    "$HOST/$REPO_PUSH:by-reader" > "$TMP/reader-push.out" 2>&1; then
+    die "a push by the pull-only robot succeeded"
+  fi
+  expect_eq "$(http_status HEAD "http://$HOST/v2/$REPO_PUSH/manifests/by-reader")" 404 \
+    "HEAD of the tag the pull-only robot tried to push"
+}
+
 # image_digest REF: the target digest ctr records for REF.
 image_digest() { c images ls | awk -v r="$1" '$1 == r {print $3}'; }
 
@@ -117,7 +141,7 @@ start() {
 }
 
 pull() {
-  c images pull --plain-http --snapshotter "$SNAP" "$HOST/$REPO:img" > "$TMP/pull.out"
+  c images pull --plain-http "${CTR_AUTH[@]}" --snapshotter "$SNAP" "$HOST/$REPO:img" > "$TMP/pull.out"
   expect_eq "$(image_digest "$HOST/$REPO:img")" "$IMG" "digest ctr records for the pulled image"
   # Every blob in containerd's content store matches its digest.
   local cfg layer
@@ -133,12 +157,12 @@ pull() {
   check_rootfs "$TMP/mnt" "ctr $REPO"
   c images unmount "$TMP/mnt" > /dev/null
   expect_fail "pull of a tag that does not exist" \
-    c images pull --plain-http --snapshotter "$SNAP" "$HOST/$REPO:no-such-tag"
+    c images pull --plain-http "${CTR_AUTH[@]}" --snapshotter "$SNAP" "$HOST/$REPO:no-such-tag"
 }
 
 push() {
   c images tag "$HOST/$REPO:img" "$HOST/$REPO_PUSH:img" > /dev/null
-  c images push --plain-http "$HOST/$REPO_PUSH:img" > "$TMP/push.out"
+  c images push --plain-http "${CTR_AUTH[@]}" "$HOST/$REPO_PUSH:img" > "$TMP/push.out"
   expect_eq "$(manifest_digest_http "$REPO_PUSH" img)" "$IMG" "Docker-Content-Digest of HEAD $REPO_PUSH:img"
   sk copy --quiet --src-tls-verify=false "docker://$HOST/$REPO_PUSH:img" "oci:$TMP/check-push:img"
   expect_eq "$(layout_digest "$TMP/check-push" img)" "$IMG" "digest skopeo pulls from $REPO_PUSH"
@@ -148,7 +172,7 @@ push() {
 }
 
 pull_push_multi() {
-  c images pull --plain-http --all-platforms --snapshotter "$SNAP" "$HOST/$REPO:multi" > "$TMP/pull-multi.out"
+  c images pull --plain-http "${CTR_AUTH[@]}" --all-platforms --snapshotter "$SNAP" "$HOST/$REPO:multi" > "$TMP/pull-multi.out"
   expect_eq "$(image_digest "$HOST/$REPO:multi")" "$MULTI" "digest ctr records for the index"
   local arch d
   for arch in amd64 arm64; do
@@ -161,7 +185,7 @@ pull_push_multi() {
     done
   done
   c images tag "$HOST/$REPO:multi" "$HOST/$REPO_PUSH:multi" > /dev/null
-  c images push --plain-http "$HOST/$REPO_PUSH:multi" > "$TMP/push-multi.out"
+  c images push --plain-http "${CTR_AUTH[@]}" "$HOST/$REPO_PUSH:multi" > "$TMP/push-multi.out"
   expect_eq "$(manifest_digest_http "$REPO_PUSH" multi)" "$MULTI" "Docker-Content-Digest of HEAD $REPO_PUSH:multi"
   sk copy --quiet --all --src-tls-verify=false "docker://$HOST/$REPO_PUSH:multi" "oci:$TMP/check-multi:multi"
   expect_eq "$(layout_digest "$TMP/check-multi" multi)" "$MULTI" "index digest skopeo pulls from $REPO_PUSH"
@@ -183,7 +207,7 @@ import_push() {
   c images import --snapshotter "$SNAP" --base-name "$HOST/$REPO_IMPORT" --digests "$TMP/imported.tar" > /dev/null
   c images tag "$(c images ls -q | grep -F "$HOST/$REPO_IMPORT" | head -n1)" "$HOST/$REPO_IMPORT:v1" > /dev/null
   expect_eq "$(image_digest "$HOST/$REPO_IMPORT:v1")" "$d" "digest of the imported image"
-  c images push --plain-http "$HOST/$REPO_IMPORT:v1" > /dev/null
+  c images push --plain-http "${CTR_AUTH[@]}" "$HOST/$REPO_IMPORT:v1" > /dev/null
   expect_eq "$(manifest_digest_http "$REPO_IMPORT" v1)" "$d" "Docker-Content-Digest of HEAD $REPO_IMPORT:v1"
   sk copy --quiet --src-tls-verify=false "docker://$HOST/$REPO_IMPORT:v1" "oci:$TMP/check-import:v1"
   verify_layout_blobs "$TMP/check-import"
@@ -197,10 +221,12 @@ stop() {
   expect_fail "containerd still running after stop" kill -0 "$pid"
 }
 
+run_step login client_login sk
 run_step seed seed
 run_step start-containerd start
 run_step pull pull
 run_step push push
+run_step pull-only-robot pull_only_robot
 run_step pull-push-multi pull_push_multi
 run_step import-push import_push
 run_step stop-containerd stop

@@ -15,6 +15,11 @@
 #                       feature (the reference docker-registry has no referrers API).
 #   BERTH_TEST_BUSYBOX  a statically linked busybox (default /bin/busybox)
 #   BERTH_CLIENTS_KEEP  set to 1 to keep the temp dir (its path is printed)
+#   BERTH_REGISTRY_USER, BERTH_REGISTRY_PASSWORD
+#                       the identity each client logs in with (a user or a
+#                       robot account); unset, everything is anonymous
+#   BERTH_READER_USER, BERTH_READER_PASSWORD
+#                       a pull-only robot, which must be refused a push
 
 set -euo pipefail
 
@@ -309,7 +314,44 @@ check_rootfs() {
 # ---------------------------------------------------------------- registry HTTP
 
 # reg_curl ARGS...: curl against the registry with failures shown.
-reg_curl() { curl -sS --max-time 60 "$@"; }
+reg_curl() {
+  if [ -n "${BERTH_REGISTRY_USER:-}" ]; then
+    curl -sS --max-time 60 -u "$BERTH_REGISTRY_USER:$BERTH_REGISTRY_PASSWORD" "$@"
+  else
+    curl -sS --max-time 60 "$@"
+  fi
+}
+
+# client_login CMD...: logs in with the client's own login command (e.g.
+# `podman login`), reading the password from stdin, and checks that the
+# credentials landed in $REGISTRY_AUTH_FILE.
+client_login() {
+  if [ -z "${BERTH_REGISTRY_USER:-}" ]; then
+    log "   (no BERTH_REGISTRY_USER: anonymous)"
+    return 0
+  fi
+  printf '%s' "$BERTH_REGISTRY_PASSWORD" |
+    "$@" login --tls-verify=false -u "$BERTH_REGISTRY_USER" --password-stdin "$HOST" > "$TMP/login.out" 2>&1 ||
+    die "$* login as $BERTH_REGISTRY_USER failed: $(cat "$TMP/login.out")"
+  jq -e --arg h "$HOST" '.auths[$h].auth' "$REGISTRY_AUTH_FILE" > /dev/null ||
+    die "$* login left no credentials for $HOST in $REGISTRY_AUTH_FILE"
+  # A wrong password is refused at login already.
+  if printf 'wrong' | "$@" login --tls-verify=false -u "$BERTH_REGISTRY_USER" --password-stdin \
+      --authfile "$TMP/wrong-auth.json" "$HOST" > /dev/null 2>&1; then
+    die "$* login with a wrong password succeeded"
+  fi
+}
+
+# expect_refused WHAT CMD...: CMD fails and says it was denied or unauthorized.
+expect_refused() {
+  local what=$1
+  shift
+  if "$@" > "$TMP/refused.out" 2>&1; then
+    die "$what succeeded but must be refused"
+  fi
+  grep -qiE 'denied|unauthori[sz]ed|forbidden|insufficient' "$TMP/refused.out" ||
+    die "$what failed, but not as refused: $(tail -5 "$TMP/refused.out")"
+}
 
 # manifest_digest_http REPO REF: the Docker-Content-Digest of a HEAD on the manifest.
 manifest_digest_http() {

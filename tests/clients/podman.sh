@@ -106,6 +106,7 @@ pull_by_digest() {
 
 run_step build build
 run_step load load
+run_step login client_login pm
 run_step push push
 run_step remove remove
 run_step pull pull

@@ -32,6 +32,24 @@ build() {
   expect_ne "$V1" "$V2" "the two test images"
 }
 
+# A pull-only robot pulls, and is refused a push.
+pull_only_robot() {
+  if [ -z "${BERTH_READER_USER:-}" ]; then
+    log "   (no BERTH_READER_USER)"
+    return 0
+  fi
+  local auth=$TMP/reader-auth.json
+  printf '{"auths":{}}\n' > "$auth"
+  printf '%s' "$BERTH_READER_PASSWORD" |
+    sk login --tls-verify=false --authfile "$auth" -u "$BERTH_READER_USER" --password-stdin "$HOST" > /dev/null
+  sk copy --quiet --src-tls-verify=false --authfile "$auth" "$REG/$REPO:v1" "oci:$TMP/reader:v1"
+  expect_eq "$(layout_digest "$TMP/reader" v1)" "$V1" "digest the pull-only robot pulled"
+  expect_refused "a push by the pull-only robot" \
+    sk copy --quiet --dest-tls-verify=false --authfile "$auth" "oci:$SRC:v2" "$REG/$REPO:by-reader"
+  expect_eq "$(http_status HEAD "http://$HOST/v2/$REPO/manifests/by-reader")" 404 \
+    "HEAD of the tag the pull-only robot tried to push"
+}
+
 push_single() {
   copy --preserve-digests --digestfile "$TMP/v1.digest" "oci:$SRC:v1" "$REG/$REPO:v1"
   expect_eq "$(cat "$TMP/v1.digest")" "$V1" "digest skopeo reports for the push of v1"
@@ -142,9 +160,11 @@ delete() {
 }
 
 run_step build build
+run_step login client_login sk
 run_step push-single push_single
 run_step pull-single pull_single
 run_step pull-by-digest pull_by_digest
+run_step pull-only-robot pull_only_robot
 run_step push-multi push_multi
 run_step pull-multi pull_multi
 run_step inspect-raw inspect_raw
