@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use berth::cli::{ClientCommand, ClientOptions};
 use berth::config::{Config, LogFormat};
 
 #[derive(Parser)]
@@ -11,6 +12,8 @@ use berth::config::{Config, LogFormat};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client: ClientOptions,
 }
 
 #[derive(Subcommand)]
@@ -27,11 +30,14 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Client(command) => berth::cli::run(command, cli.client),
         Command::Serve {
             config,
             listen,

@@ -1,0 +1,498 @@
+//! The command line's client side: `berth login`, `berth project …` and the
+//! rest talk to a running server's management API, with the credentials
+//! `berth login` stored. Output is a table for people or `--json`.
+
+mod client;
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use client::{encode, server_url, Api, Credentials, Login};
+
+/// Options every client command takes.
+#[derive(Debug, Args)]
+pub struct ClientOptions {
+    /// Server URL (default: the one last logged in to).
+    #[arg(long, global = true, env = "BERTH_SERVER")]
+    pub server: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// How a password is given: never as a visible argument unless asked for.
+#[derive(Debug, Args)]
+pub struct PasswordInput {
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The password (visible in the process list: prefer --password-stdin
+    /// or BERTH_PASSWORD).
+    #[arg(short, long, env = "BERTH_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+impl PasswordInput {
+    fn read(&self) -> Result<String, String> {
+        if self.password_stdin {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("reading the password: {e}"))?;
+            return Ok(s.trim_end_matches(['\r', '\n']).to_string());
+        }
+        self.password
+            .clone()
+            .ok_or_else(|| "give the password with --password-stdin or BERTH_PASSWORD".into())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Log in to a Berth server and remember the credentials.
+    Login {
+        /// Server URL, e.g. https://registry.example.com or http://127.0.0.1:5000.
+        server: String,
+        #[arg(short, long)]
+        username: String,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
+    /// Forget the credentials of a server (default: the current one).
+    Logout { server: Option<String> },
+    /// Projects: create, list, remove.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Users (administrators only).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Project members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Robot accounts for CI.
+    #[command(subcommand)]
+    Robot(RobotCommand),
+    /// Repositories.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Tags.
+    #[command(subcommand)]
+    Tag(TagCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    Create {
+        name: String,
+        /// Allow anonymous pulls.
+        #[arg(long)]
+        public: bool,
+    },
+    Ls,
+    Rm {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    Add {
+        name: String,
+        /// A system administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
+    Ls,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Give a user a role in a project.
+    Add {
+        project: String,
+        user: String,
+        /// project_admin, maintainer, developer, guest or limited_guest.
+        role: String,
+    },
+    Ls {
+        project: String,
+    },
+    Rm {
+        project: String,
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RobotCommand {
+    /// Create a project robot; its secret is printed once.
+    Create {
+        project: String,
+        name: String,
+        /// Comma-separated: pull, push, delete_tag, delete_artifact.
+        #[arg(long, default_value = "pull")]
+        actions: String,
+        /// Days until it expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Ls {
+        project: String,
+    },
+    /// Remove a robot (its short or full name).
+    Rm {
+        project: String,
+        name: String,
+    },
+    /// Replace a robot's secret; the new one is printed once.
+    Rotate {
+        project: String,
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    Ls { project: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// Tags of a repository (its full name, e.g. team/app).
+    Ls { repository: String },
+}
+
+/// Runs a client command; errors are printed and make the exit code 1.
+pub fn run(command: ClientCommand, options: ClientOptions) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(execute(command, &options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The full name of a project robot given its short or full name.
+fn robot_name(project: &str, name: &str) -> String {
+    if name.starts_with("robot$") {
+        name.to_string()
+    } else {
+        format!("robot${project}+{name}")
+    }
+}
+
+async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String> {
+    let api = || Api::connect(o.server.as_deref());
+    match command {
+        ClientCommand::Login {
+            server,
+            username,
+            password,
+        } => {
+            let base = server_url(&server);
+            let login = Login {
+                username,
+                password: password.read()?,
+            };
+            let me = Api::new(base.clone(), Some(login.clone()))
+                .get("/api/v1/users/current")
+                .await?;
+            let mut credentials = Credentials::load()?;
+            credentials.servers.insert(base.clone(), login);
+            credentials.current = Some(base.clone());
+            credentials.save()?;
+            println!(
+                "Logged in to {base} as {}",
+                me["name"].as_str().unwrap_or("?")
+            );
+        }
+        ClientCommand::Logout { server } => {
+            let mut credentials = Credentials::load()?;
+            let base = server
+                .map(|s| server_url(&s))
+                .or_else(|| credentials.current.clone())
+                .ok_or("not logged in")?;
+            credentials.servers.remove(&base);
+            if credentials.current.as_deref() == Some(base.as_str()) {
+                credentials.current = None;
+            }
+            credentials.save()?;
+            println!("Logged out of {base}");
+        }
+        ClientCommand::Project(c) => {
+            let api = api()?;
+            match c {
+                ProjectCommand::Create { name, public } => {
+                    let v = api
+                        .request(
+                            Method::POST,
+                            "/api/v1/projects",
+                            Some(&json!({"name": name, "public": public})),
+                        )
+                        .await?;
+                    show_one(o, &v, &format!("Created project {name}"));
+                }
+                ProjectCommand::Ls => {
+                    let items = api.get_all("/api/v1/projects").await?;
+                    table(
+                        o,
+                        &items,
+                        &[
+                            ("NAME", "name"),
+                            ("PUBLIC", "public"),
+                            ("CREATED BY", "created_by"),
+                        ],
+                    );
+                }
+                ProjectCommand::Rm { name } => {
+                    api.request(
+                        Method::DELETE,
+                        &format!("/api/v1/projects/{}", encode(&name)),
+                        None,
+                    )
+                    .await?;
+                    show_one(
+                        o,
+                        &json!({"deleted": name}),
+                        &format!("Removed project {name}"),
+                    );
+                }
+            }
+        }
+        ClientCommand::User(c) => {
+            let api = api()?;
+            match c {
+                UserCommand::Add {
+                    name,
+                    admin,
+                    password,
+                } => {
+                    let body = json!({"name": name, "password": password.read()?, "admin": admin});
+                    let v = api
+                        .request(Method::POST, "/api/v1/users", Some(&body))
+                        .await?;
+                    show_one(o, &v, &format!("Added user {name}"));
+                }
+                UserCommand::Ls => {
+                    let items = api.get_all("/api/v1/users").await?;
+                    table(o, &items, &[("NAME", "name"), ("ADMIN", "admin")]);
+                }
+            }
+        }
+        ClientCommand::Member(c) => {
+            let api = api()?;
+            match c {
+                MemberCommand::Add {
+                    project,
+                    user,
+                    role,
+                } => {
+                    let path = format!(
+                        "/api/v1/projects/{}/members/{}",
+                        encode(&project),
+                        encode(&user)
+                    );
+                    let v = api
+                        .request(Method::PUT, &path, Some(&json!({ "role": role })))
+                        .await?;
+                    show_one(o, &v, &format!("{user} is now {role} in {project}"));
+                }
+                MemberCommand::Ls { project } => {
+                    let v = api
+                        .get(&format!("/api/v1/projects/{}/members", encode(&project)))
+                        .await?;
+                    let items = v.as_array().cloned().unwrap_or_default();
+                    table(o, &items, &[("USER", "username"), ("ROLE", "role")]);
+                }
+                MemberCommand::Rm { project, user } => {
+                    let path = format!(
+                        "/api/v1/projects/{}/members/{}",
+                        encode(&project),
+                        encode(&user)
+                    );
+                    api.request(Method::DELETE, &path, None).await?;
+                    show_one(
+                        o,
+                        &json!({"removed": user}),
+                        &format!("Removed {user} from {project}"),
+                    );
+                }
+            }
+        }
+        ClientCommand::Robot(c) => {
+            let api = api()?;
+            match c {
+                RobotCommand::Create {
+                    project,
+                    name,
+                    actions,
+                    expires_in_days,
+                    description,
+                } => {
+                    let actions: Vec<&str> = actions.split(',').map(str::trim).collect();
+                    let body = json!({"name": name, "actions": actions,
+                        "expires_in_days": expires_in_days, "description": description});
+                    let path = format!("/api/v1/projects/{}/robots", encode(&project));
+                    let v = api.request(Method::POST, &path, Some(&body)).await?;
+                    show_secret(o, &v);
+                }
+                RobotCommand::Ls { project } => {
+                    let items = api
+                        .get_all(&format!("/api/v1/projects/{}/robots", encode(&project)))
+                        .await?;
+                    if o.json {
+                        println!("{}", Value::Array(items));
+                        return Ok(());
+                    }
+                    let rows: Vec<Value> = items
+                        .iter()
+                        .map(|r| {
+                            let mut r = r.clone();
+                            r["actions"] = json!(r["permissions"][0]["actions"]
+                                .as_array()
+                                .map(|a| a
+                                    .iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(","))
+                                .unwrap_or_default());
+                            r
+                        })
+                        .collect();
+                    table(
+                        o,
+                        &rows,
+                        &[
+                            ("NAME", "name"),
+                            ("ACTIONS", "actions"),
+                            ("DISABLED", "disabled"),
+                            ("EXPIRES AT", "expires_at"),
+                        ],
+                    );
+                }
+                RobotCommand::Rm { project, name } => {
+                    let full = robot_name(&project, &name);
+                    let path = format!(
+                        "/api/v1/projects/{}/robots/{}",
+                        encode(&project),
+                        encode(&full)
+                    );
+                    api.request(Method::DELETE, &path, None).await?;
+                    show_one(o, &json!({"removed": full}), &format!("Removed {full}"));
+                }
+                RobotCommand::Rotate { project, name } => {
+                    let full = robot_name(&project, &name);
+                    let path = format!(
+                        "/api/v1/projects/{}/robots/{}/secret",
+                        encode(&project),
+                        encode(&full)
+                    );
+                    let v = api.request(Method::POST, &path, None).await?;
+                    show_secret(o, &v);
+                }
+            }
+        }
+        ClientCommand::Repo(RepoCommand::Ls { project }) => {
+            let items = api()?
+                .get_all(&format!(
+                    "/api/v1/projects/{}/repositories",
+                    encode(&project)
+                ))
+                .await?;
+            table(
+                o,
+                &items,
+                &[
+                    ("NAME", "name"),
+                    ("ARTIFACTS", "artifact_count"),
+                    ("TAGS", "tag_count"),
+                    ("PULLS", "pull_count"),
+                ],
+            );
+        }
+        ClientCommand::Tag(TagCommand::Ls { repository }) => {
+            let items = api()?
+                .get_all(&format!(
+                    "/api/v1/repositories/{}/tags",
+                    encode(&repository)
+                ))
+                .await?;
+            table(o, &items, &[("TAG", "name"), ("DIGEST", "digest")]);
+        }
+    }
+    Ok(())
+}
+
+fn show_one(o: &ClientOptions, v: &Value, message: &str) {
+    if o.json {
+        println!("{v}");
+    } else {
+        println!("{message}");
+    }
+}
+
+fn show_secret(o: &ClientOptions, v: &Value) {
+    if o.json {
+        println!("{v}");
+    } else {
+        println!("name:   {}", v["name"].as_str().unwrap_or(""));
+        println!("secret: {}", v["secret"].as_str().unwrap_or(""));
+        println!("(the secret is shown only now)");
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+/// Items as aligned columns, or as a JSON array.
+fn table(o: &ClientOptions, items: &[Value], columns: &[(&str, &str)]) {
+    if o.json {
+        println!("{}", Value::Array(items.to_vec()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| columns.iter().map(|(_, key)| cell(&item[*key])).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (title, _))| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(columns.iter().map(|(t, _)| *t).collect());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
