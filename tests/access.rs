@@ -1271,3 +1271,76 @@ async fn pushing_into_a_new_project() {
         json!([{"username": "alice", "role": "project_admin"}])
     );
 }
+
+/// The last administrator cannot be demoted or deleted, and nobody changes
+/// their own account through the administrators' route.
+#[tokio::test]
+async fn administrators_cannot_lock_everyone_out() {
+    let server = common::Server::start_secured();
+    let c = Client::new(&server);
+    let r = c
+        .send(
+            Method::PATCH,
+            "/api/v1/users/admin",
+            &admin(),
+            Some(json!({"admin": false})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = c
+        .send(Method::DELETE, "/api/v1/users/admin", &admin(), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    c.admin(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "second", "password": PASSWORD, "admin": true})),
+    )
+    .await;
+    let second = Cred::Basic("second".into(), PASSWORD.into());
+    // Now `second` may demote `admin`, and then not itself be demoted by anyone.
+    let r = c
+        .send(
+            Method::PATCH,
+            "/api/v1/users/admin",
+            &second,
+            Some(json!({"admin": false})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c.send(Method::GET, "/api/v1/users", &admin(), None).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "admin is no longer an administrator"
+    );
+    let r = c
+        .send(Method::DELETE, "/api/v1/users/second", &second, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // Passwords: one's own through /users/current/password, with the current one.
+    let r = c
+        .send(
+            Method::PUT,
+            "/api/v1/users/current/password",
+            &second,
+            Some(json!({"current": "nope", "new": "new-password"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = c
+        .send(
+            Method::PUT,
+            "/api/v1/users/current/password",
+            &second,
+            Some(json!({"current": PASSWORD, "new": "new-password"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.token(&second, &[]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let second = Cred::Basic("second".into(), "new-password".into());
+    assert_eq!(c.token(&second, &[]).await.status(), StatusCode::OK);
+}

@@ -31,6 +31,9 @@ fn refused(what: &str, name: &str, r: Refusal) -> ManageError {
         Refusal::NotEmpty(n) => ManageError::Conflict(format!(
             "{what} {name:?} still holds {n} repositories: delete them first"
         )),
+        Refusal::LastAdministrator => ManageError::Conflict(format!(
+            "{name:?} is the last system administrator: make another user one first"
+        )),
     }
 }
 
@@ -185,8 +188,24 @@ impl Auth {
             .ok_or_else(|| ManageError::NotFound(format!("user {name:?} not found")))
     }
 
-    /// Sets a new password and/or administrator flag.
-    pub async fn update_user(
+    /// Sets a new password and/or administrator flag (of another user: one's
+    /// own account changes through `change_password`).
+    pub async fn update_user_by(
+        &self,
+        by: &str,
+        name: &str,
+        password: Option<&str>,
+        admin: Option<bool>,
+    ) -> Result<()> {
+        if name == by {
+            return Err(ManageError::Conflict(
+                "change your own account through /api/v1/users/current/password".into(),
+            ));
+        }
+        self.update_user(name, password, admin).await
+    }
+
+    async fn update_user(
         &self,
         name: &str,
         password: Option<&str>,
@@ -199,9 +218,10 @@ impl Auth {
             }
             None => None,
         };
-        if !self.meta.update_user(name, hash.as_deref(), admin).await? {
-            return Err(ManageError::NotFound(format!("user {name:?} not found")));
-        }
+        self.meta
+            .update_user(name, hash.as_deref(), admin)
+            .await?
+            .map_err(|r| refused("user", name, r))?;
         self.forget_verified();
         Ok(())
     }
@@ -220,9 +240,10 @@ impl Auth {
         if name == by {
             return Err(ManageError::Conflict("you cannot delete yourself".into()));
         }
-        if !self.meta.delete_user(name).await? {
-            return Err(ManageError::NotFound(format!("user {name:?} not found")));
-        }
+        self.meta
+            .delete_user(name)
+            .await?
+            .map_err(|r| refused("user", name, r))?;
         self.forget_verified();
         Ok(())
     }

@@ -72,6 +72,8 @@ pub enum Refusal {
     AlreadyExists,
     /// The project still holds this many repositories.
     NotEmpty(i64),
+    /// The change would leave no system administrator.
+    LastAdministrator,
 }
 
 type Job<T> =
@@ -94,6 +96,15 @@ async fn exists(conn: &mut SqliteConnection, sql: &str, key: &str) -> Result<boo
         .fetch_optional(&mut *conn)
         .await?
         .is_some())
+}
+
+/// Whether `name` is an administrator and no other user is.
+async fn last_admin(conn: &mut SqliteConnection, name: &str) -> Result<bool, MetaError> {
+    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE admin AND name <> $1")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(others == 0 && exists(conn, "SELECT 1 FROM users WHERE name = $1 AND admin", name).await?)
 }
 
 impl MetaStore {
@@ -363,17 +374,21 @@ impl MetaStore {
         .await
     }
 
-    /// Changes a user's password hash and/or administrator flag.
+    /// Changes a user's password hash and/or administrator flag; refuses to
+    /// take the flag from the last administrator.
     pub async fn update_user(
         &self,
         name: &str,
         password_hash: Option<&str>,
         admin: Option<bool>,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<Result<(), Refusal>, MetaError> {
         let (name, hash) = (name.to_string(), password_hash.map(str::to_string));
         self.access_write(Box::new(move |conn| {
             let (name, hash) = (name.clone(), hash.clone());
             Box::pin(async move {
+                if admin == Some(false) && last_admin(conn, &name).await? {
+                    return Ok(Err(Refusal::LastAdministrator));
+                }
                 let n = sqlx::query(
                     "UPDATE users SET password_hash = COALESCE($1, password_hash),
                      admin = COALESCE($2, admin), updated_at = $3 WHERE name = $4",
@@ -385,15 +400,38 @@ impl MetaStore {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-                Ok(n == 1)
+                Ok(if n == 1 {
+                    Ok(())
+                } else {
+                    Err(Refusal::NotFound("user"))
+                })
             })
         }))
         .await
     }
 
-    pub async fn delete_user(&self, name: &str) -> Result<bool, MetaError> {
-        self.delete_by_key("DELETE FROM users WHERE name = $1", name)
-            .await
+    /// Deletes a user; refuses to delete the last administrator.
+    pub async fn delete_user(&self, name: &str) -> Result<Result<(), Refusal>, MetaError> {
+        let name = name.to_string();
+        self.access_write(Box::new(move |conn| {
+            let name = name.clone();
+            Box::pin(async move {
+                if last_admin(conn, &name).await? {
+                    return Ok(Err(Refusal::LastAdministrator));
+                }
+                let n = sqlx::query("DELETE FROM users WHERE name = $1")
+                    .bind(&name)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                Ok(if n == 1 {
+                    Ok(())
+                } else {
+                    Err(Refusal::NotFound("user"))
+                })
+            })
+        }))
+        .await
     }
 
     async fn delete_by_key(&self, sql: &'static str, key: &str) -> Result<bool, MetaError> {

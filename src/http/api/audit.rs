@@ -7,7 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiFailure, ApiPath, ApiQuery, ApiResult, Page, DEFAULT_LIMIT, MAX_LIMIT};
+use super::{check_limit, ApiFailure, ApiPath, ApiQuery, ApiResult, Page};
 use crate::http::AppState;
 use crate::meta::{AuditFilter, AuditRecord};
 
@@ -65,7 +65,7 @@ pub struct AuditQuery {
 }
 
 async fn query(state: &AppState, q: AuditQuery) -> ApiResult<Json<Page<AuditEntry>>> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = check_limit(q.limit)?;
     let filter = AuditFilter {
         actor: q.actor,
         action: q.action,

@@ -145,12 +145,22 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn limit(&self) -> u32 {
-        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    fn limit(&self) -> ApiResult<u32> {
+        check_limit(self.limit)
     }
 
     fn cursor(&self) -> &str {
         self.cursor.as_deref().unwrap_or("")
+    }
+}
+
+/// A page size: 1 to 500, 50 when not given.
+fn check_limit(limit: Option<u32>) -> ApiResult<u32> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        n => Err(ApiFailure::Invalid(format!(
+            "limit must be between 1 and {MAX_LIMIT}, not {n}"
+        ))),
     }
 }
 
@@ -194,15 +204,32 @@ Authenticate with HTTP Basic (user or robot credentials) or a Bearer token from 
 Errors have the body {\"errors\": [{\"code\", \"message\", \"detail\"}]}. Times are Unix milliseconds.",
         version = "1"
     ),
-    modifiers(&SecuritySchemes),
     security(("basic" = []), ("bearer" = []))
 )]
 struct ApiDoc;
 
-struct SecuritySchemes;
+/// The error body every failed request has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<ErrorItem>,
+}
 
-impl utoipa::Modify for SecuritySchemes {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorItem {
+    /// NOT_FOUND, CONFLICT, INVALID, UNAUTHORIZED, DENIED, TOOMANYREQUESTS, UNKNOWN.
+    pub code: String,
+    pub message: String,
+    pub detail: serde_json::Value,
+}
+
+struct CommonParts;
+
+impl utoipa::Modify for CommonParts {
+    /// Security schemes, and the failures every operation can have (bad
+    /// input, authentication, refusal, throttled logins), with their body.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        use utoipa::PartialSchema;
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "basic",
@@ -212,6 +239,47 @@ impl utoipa::Modify for SecuritySchemes {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        components
+            .schemas
+            .insert("ErrorBody".into(), ErrorBody::schema());
+        components
+            .schemas
+            .insert("ErrorItem".into(), ErrorItem::schema());
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut add = |code: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| error(description).into());
+                };
+                add("400", "invalid parameters or body");
+                add("401", "not authenticated, or wrong credentials");
+                add("403", "not allowed");
+                add("404", "not found");
+                add("429", "too many failed logins from this account or address");
+            }
+        }
     }
 }
 
@@ -251,13 +319,20 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(system::rotate_signing_key))
 }
 
+/// The document with what applies to every operation, once all are known.
+fn completed(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    utoipa::Modify::modify(&CommonParts, &mut doc);
+    doc
+}
+
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+    completed(routes().into_openapi())
 }
 
 pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let (router, doc) = routes().split_for_parts();
+    let doc = completed(doc);
     let doc = Arc::new(doc.to_json().expect("the OpenAPI document serializes"));
     router
         .route_layer(middleware::from_fn_with_state(state, guard))

@@ -90,6 +90,7 @@ impl From<RepositorySummary> for Repository {
 
 /// Projects the caller may see: public ones, and those they are a member of.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(PageQuery),
+    security((), ("basic" = []), ("bearer" = [])),
     responses((status = 200, body = Page<Project>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -97,7 +98,7 @@ pub async fn list(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Project>>> {
     let visibility = state.auth.visibility(&who.0).await?;
-    let limit = page.limit();
+    let limit = page.limit()?;
     let projects = state
         .auth
         .projects(visibility.as_ref(), page.cursor(), limit + 1)
@@ -215,7 +216,7 @@ pub async fn repositories(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Repository>>> {
     state.auth.project(&project).await?;
-    let limit = page.limit();
+    let limit = page.limit()?;
     let repos = state
         .registry
         .repository_summaries(&project, page.cursor(), limit + 1)

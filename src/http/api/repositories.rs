@@ -86,7 +86,7 @@ pub async fn artifacts(
             Some(parsed.ok_or_else(|| ApiFailure::Invalid("malformed cursor".into()))?)
         }
     };
-    let limit = page.limit();
+    let limit = page.limit()?;
     let artifacts = state.registry.artifacts(&repo, after, limit + 1).await?;
     Ok(Json(Page::of(
         artifacts,
@@ -124,7 +124,7 @@ pub async fn tags(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<TagInfo>>> {
     let repo = repository(&repo)?;
-    let limit = page.limit();
+    let limit = page.limit()?;
     let tags = state
         .registry
         .tag_records(&repo, page.cursor(), limit + 1)

@@ -122,7 +122,7 @@ async fn list_robots(
     project: Option<&str>,
     page: PageQuery,
 ) -> ApiResult<Json<Page<Robot>>> {
-    let limit = page.limit();
+    let limit = page.limit()?;
     let robots = state.auth.robots(project, page.cursor(), limit + 1).await?;
     Ok(Json(Page::of(
         robots,

@@ -72,7 +72,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<User>>> {
-    let limit = page.limit();
+    let limit = page.limit()?;
     let users = state.auth.users(page.cursor(), limit + 1).await?;
     Ok(Json(Page::of(users, limit, |u| u.name.clone(), User::from)))
 }
@@ -149,15 +149,18 @@ pub async fn get(
 
 #[utoipa::path(patch, path = "/api/v1/users/{user}", tag = "users",
     params(("user" = String, Path)), request_body = UserUpdate,
-    responses((status = 200, body = User), (status = 400), (status = 404)))]
+    responses((status = 200, body = User), (status = 400), (status = 404),
+        (status = 409, description = "one's own account, or the last administrator")))]
 pub async fn update(
     State(state): State<Arc<AppState>>,
+    who: Who,
     ApiPath(user): ApiPath<String>,
     ApiJson(update): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
+    let by = who.name(&state).await?;
     state
         .auth
-        .update_user(&user, update.password.as_deref(), update.admin)
+        .update_user_by(&by, &user, update.password.as_deref(), update.admin)
         .await?;
     Ok(Json(state.auth.user(&user).await?.into()))
 }
