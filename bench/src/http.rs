@@ -84,6 +84,8 @@ pub struct Target {
     pub addr: String,
     /// Value of the Host header.
     pub host: HeaderValue,
+    /// Sent with every request (a registry token, after `registry::login`).
+    pub authorization: Option<HeaderValue>,
 }
 
 impl Target {
@@ -108,6 +110,7 @@ impl Target {
         Ok(Target {
             addr,
             host: HeaderValue::from_str(auth.as_str())?,
+            authorization: None,
         })
     }
 }
@@ -167,6 +170,9 @@ impl Conn {
                 .method(method.clone())
                 .uri(path)
                 .header(HOST, self.target.host.clone());
+            if let Some(a) = &self.target.authorization {
+                b = b.header(hyper::header::AUTHORIZATION, a.clone());
+            }
             for (k, v) in headers {
                 b = b.header(k, v);
             }

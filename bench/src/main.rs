@@ -100,6 +100,13 @@ struct Args {
     /// Client runtime threads: 1 = tokio current_thread, N = multi_thread with N workers.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// Log in to the registry at --url through the token flow with these
+    /// credentials (`user:password`) and send the token with every request.
+    #[arg(long)]
+    credentials: Option<String>,
+    /// The same for --compare-url.
+    #[arg(long, requires = "compare_url")]
+    compare_credentials: Option<String>,
     /// First component of the repository names.
     #[arg(long, default_value = "bench")]
     repo_prefix: String,
@@ -317,9 +324,16 @@ async fn run(args: Args) -> Result<()> {
         return err("--name and --compare-name must differ");
     }
 
+    let credentials = [args.credentials.as_deref(), args.compare_credentials.as_deref()];
     let mut reports = Vec::new();
-    for (idx, (name, url, target, pid, repo)) in targets.into_iter().enumerate() {
+    for (idx, (name, url, mut target, pid, repo)) in targets.into_iter().enumerate() {
         log(format!("== {name}: {url}, repository {repo}"));
+        if let Some(creds) = credentials[idx] {
+            let mut conn = Conn::connect(&target).await?;
+            let tags_repo = format!("{repo}-tags");
+            target.authorization = Some(registry::login(&mut conn, creds, &[&repo, &tags_repo]).await?);
+            log(format!("   logged in through the token flow; every request carries the token"));
+        }
         let ctx = TargetCtx {
             name: name.clone(),
             target,

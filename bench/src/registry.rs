@@ -199,3 +199,49 @@ pub async fn get_tags(conn: &mut Conn, path: &str) -> Result<(Bytes, Option<Stri
     let link = header_str(&res, "link").map(str::to_string);
     Ok((collect(res.into_body()).await?, link))
 }
+
+/// Logs in through the Docker token flow: reads the challenge of `GET /v2/`,
+/// asks the realm (on the same server) for a token covering pull and push in
+/// `repos` with Basic `credentials` (`user:password`), and returns the
+/// `Authorization` value to send with every request.
+pub async fn login(conn: &mut Conn, credentials: &str, repos: &[&str]) -> Result<HeaderValue> {
+    use base64::Engine;
+    let mut res = conn.send(&Method::GET, "/v2/", &[], ReqBody::Empty).await?;
+    let challenge = header_str(&res, "www-authenticate")
+        .ok_or("GET /v2/ sent no challenge: is authentication on?")?
+        .to_string();
+    drain(res.body_mut()).await?;
+    let param = |key: &str| -> Option<String> {
+        let start = challenge.find(&format!("{key}=\""))? + key.len() + 2;
+        let len = challenge[start..].find('"')?;
+        Some(challenge[start..start + len].to_string())
+    };
+    let realm = param("realm").ok_or_else(|| format!("no realm in {challenge:?}"))?;
+    let service = param("service").unwrap_or_default();
+    // The realm's path: the bench talks to one host.
+    let path = realm
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .ok_or_else(|| format!("realm {realm:?} has no path"))?;
+    let mut query = format!("service={service}");
+    for repo in repos {
+        query.push_str(&format!("&scope=repository:{repo}:pull,push"));
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let auth = (
+        hyper::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Basic {basic}"))?,
+    );
+    let what = format!("GET {path}");
+    let res = conn
+        .send(&Method::GET, &format!("{path}?{query}"), &[auth], ReqBody::Empty)
+        .await?;
+    let res = expect(&what, res, &[StatusCode::OK]).await?;
+    let body = collect(res.into_body()).await?;
+    let json: serde_json::Value = serde_json::from_slice(&body)?;
+    let token = json["token"]
+        .as_str()
+        .ok_or_else(|| format!("{what}: no token in the answer"))?;
+    Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
+}
