@@ -81,8 +81,10 @@ impl AuditLog {
         if batch.is_empty() {
             return Ok(());
         }
+        let batch = Arc::new(batch);
         if let Err(e) = self.meta.append_audit(batch.clone()).await {
             // Put them back in front of newer events for the next attempt.
+            let batch = Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
             let mut pending = self.pending.lock().expect("audit lock");
             let newer = std::mem::replace(&mut *pending, batch);
             pending.extend(newer);

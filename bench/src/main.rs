@@ -239,7 +239,9 @@ async fn run(args: Args) -> Result<()> {
     // Test data, generated once, outside any timing. The big buffer is a
     // little longer than the blob so that each push gets a distinct blob (a
     // window at a different offset) without copying.
-    let needs_big = ["sha", "nullget", "push", "pull"]
+    // (The do-nothing server serves its large body from it, so `nullops`,
+    // which starts that server, needs it too.)
+    let needs_big = ["sha", "nullget", "nullops", "push", "pull"]
         .iter()
         .any(|x| phases.contains(x));
     let big = if needs_big {
@@ -324,15 +326,21 @@ async fn run(args: Args) -> Result<()> {
         return err("--name and --compare-name must differ");
     }
 
-    let credentials = [args.credentials.as_deref(), args.compare_credentials.as_deref()];
+    let credentials = [
+        args.credentials.as_deref(),
+        args.compare_credentials.as_deref(),
+    ];
     let mut reports = Vec::new();
     for (idx, (name, url, mut target, pid, repo)) in targets.into_iter().enumerate() {
         log(format!("== {name}: {url}, repository {repo}"));
         if let Some(creds) = credentials[idx] {
             let mut conn = Conn::connect(&target).await?;
             let tags_repo = format!("{repo}-tags");
-            target.authorization = Some(registry::login(&mut conn, creds, &[&repo, &tags_repo]).await?);
-            log(format!("   logged in through the token flow; every request carries the token"));
+            target.authorization =
+                Some(registry::login(&mut conn, creds, &[&repo, &tags_repo]).await?);
+            log(format!(
+                "   logged in through the token flow; every request carries the token"
+            ));
         }
         let ctx = TargetCtx {
             name: name.clone(),

@@ -235,7 +235,12 @@ pub async fn login(conn: &mut Conn, credentials: &str, repos: &[&str]) -> Result
     );
     let what = format!("GET {path}");
     let res = conn
-        .send(&Method::GET, &format!("{path}?{query}"), &[auth], ReqBody::Empty)
+        .send(
+            &Method::GET,
+            &format!("{path}?{query}"),
+            &[auth],
+            ReqBody::Empty,
+        )
         .await?;
     let res = expect(&what, res, &[StatusCode::OK]).await?;
     let body = collect(res.into_body()).await?;

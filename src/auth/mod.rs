@@ -154,6 +154,9 @@ pub struct Auth {
     throttle: throttle::Throttle,
     /// SHA-256(name, 0, password) → who it verified as, and when.
     verified: quick_cache::sync::Cache<[u8; 32], (Principal, Instant)>,
+    /// Tokens already checked: a client sends the same token with every
+    /// request of a pull, so this saves the HMAC and the JSON parse.
+    tokens: quick_cache::sync::Cache<String, Arc<Claims>>,
     last_key_reload: Mutex<Instant>,
 }
 
@@ -182,6 +185,7 @@ impl Auth {
             config,
             throttle: Default::default(),
             verified: quick_cache::sync::Cache::new(10_000),
+            tokens: quick_cache::sync::Cache::new(10_000),
             last_key_reload: Mutex::new(Instant::now()),
         };
         let keys = auth.meta.signing_keys().await?;
@@ -325,7 +329,16 @@ impl Auth {
 
     /// Checks a registry token presented to `/v2/` or the API.
     pub fn verify_token(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
-        self.keys.verify(token, TokenUse::Access).map(Arc::new)
+        if let Some(claims) = self.tokens.get(token) {
+            // Checked before, signature and all: only its expiry can change.
+            if claims.exp > now_millis() / 1000 {
+                return Ok(claims);
+            }
+            self.tokens.remove(token);
+        }
+        let claims = Arc::new(self.keys.verify(token, TokenUse::Access)?);
+        self.tokens.insert(token.to_string(), claims.clone());
+        Ok(claims)
     }
 
     /// Reloads the keys when a token names one this process does not know

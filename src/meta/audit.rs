@@ -34,28 +34,36 @@ pub struct AuditFilter {
 }
 
 impl MetaStore {
-    pub async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), MetaError> {
+    /// Appends entries, many per statement: pulls are audited, and a busy
+    /// registry serves tens of thousands a second.
+    pub async fn append_audit(
+        &self,
+        records: std::sync::Arc<Vec<AuditRecord>>,
+    ) -> Result<(), MetaError> {
+        // 10 parameters a row; SQLite allows 32,766 per statement.
+        const ROWS_PER_STATEMENT: usize = 1000;
         self.committer
             .write(move |conn| {
                 let records = records.clone();
                 Box::pin(async move {
-                    for r in records {
-                        sqlx::query(
-                            "INSERT INTO audit_log (id, at, actor, actor_kind, address, action, project, resource, outcome, detail)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-                        )
-                        .bind(&r.id)
-                        .bind(r.at)
-                        .bind(&r.actor)
-                        .bind(&r.actor_kind)
-                        .bind(&r.address)
-                        .bind(&r.action)
-                        .bind(&r.project)
-                        .bind(&r.resource)
-                        .bind(&r.outcome)
-                        .bind(&r.detail)
-                        .execute(&mut *conn)
-                        .await?;
+                    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = sqlx::QueryBuilder::new(
+                            "INSERT INTO audit_log (id, at, actor, actor_kind, address, action, project, resource, outcome, detail) ",
+                        );
+                        q.push_values(chunk, |mut row, r| {
+                            row.push_bind(&r.id)
+                                .push_bind(r.at)
+                                .push_bind(&r.actor)
+                                .push_bind(&r.actor_kind)
+                                .push_bind(&r.address)
+                                .push_bind(&r.action)
+                                .push_bind(&r.project)
+                                .push_bind(&r.resource)
+                                .push_bind(&r.outcome)
+                                .push_bind(&r.detail);
+                        });
+                        q.push(" ON CONFLICT DO NOTHING");
+                        q.build().execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
