@@ -338,9 +338,7 @@ async fn run(args: Args) -> Result<()> {
             let tags_repo = format!("{repo}-tags");
             target.authorization =
                 Some(registry::login(&mut conn, creds, &[&repo, &tags_repo]).await?);
-            log(format!(
-                "   logged in through the token flow; every request carries the token"
-            ));
+            log("   logged in through the token flow; every request carries the token");
         }
         let ctx = TargetCtx {
             name: name.clone(),
