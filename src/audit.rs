@@ -107,3 +107,60 @@ impl AuditLog {
         self.meta.prune_audit(before).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn flush_query_and_prune() {
+        let dir = std::env::temp_dir().join(format!("berth-audit-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = Arc::new(MetaStore::open_sqlite(&dir.join("berth.db")).await.unwrap());
+        let log = AuditLog::new(meta.clone(), Duration::from_secs(86_400));
+        let actor = Actor {
+            name: "alice".into(),
+            kind: "user",
+            address: "10.0.0.1".into(),
+        };
+        for i in 0..2500 {
+            let project = if i % 2 == 0 { "a" } else { "b" };
+            log.record(
+                &actor,
+                "pull",
+                Some(project),
+                &format!("{project}/app:{i}"),
+                Outcome::Success,
+                None,
+            );
+        }
+        log.flush().await.unwrap();
+        let all = log.query(&AuditFilter::default(), 5000).await.unwrap();
+        assert_eq!(
+            all.len(),
+            2500,
+            "every event written, across several statements"
+        );
+        assert_eq!(all[0].resource, "b/app:2499", "newest first");
+        let only_a = AuditFilter {
+            project: Some("a".into()),
+            ..Default::default()
+        };
+        assert_eq!(log.query(&only_a, 5000).await.unwrap().len(), 1250);
+        // An old entry goes, recent ones stay.
+        let mut old = all[0].clone();
+        old.id = uuid::Uuid::now_v7().to_string();
+        old.at = now_millis() - 2 * 86_400_000;
+        meta.append_audit(Arc::new(vec![old])).await.unwrap();
+        assert_eq!(log.prune().await.unwrap(), 1);
+        assert_eq!(
+            log.query(&AuditFilter::default(), 5000)
+                .await
+                .unwrap()
+                .len(),
+            2500
+        );
+        meta.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -279,6 +279,34 @@ async fn authorization_matrix() {
                 "pull",
             ),
             (
+                Method::HEAD,
+                format!("/v2/{repo}/blobs/{nothing}"),
+                None,
+                May::Pull,
+                "pull",
+            ),
+            (
+                Method::GET,
+                format!("/v2/{repo}/blobs/uploads/{upload}"),
+                None,
+                May::Push,
+                "pull,push",
+            ),
+            (
+                Method::PUT,
+                format!("/v2/{repo}/blobs/uploads/{upload}?digest={nothing}"),
+                None,
+                May::Push,
+                "pull,push",
+            ),
+            (
+                Method::DELETE,
+                format!("/v2/{repo}/blobs/uploads/{upload}"),
+                None,
+                May::Push,
+                "pull,push",
+            ),
+            (
                 Method::POST,
                 format!("/v2/{repo}/blobs/uploads/"),
                 None,
@@ -582,7 +610,7 @@ async fn authorization_matrix() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 792, "cases were skipped");
+    assert_eq!(checked, 920, "cases were skipped");
 }
 
 /// Refusals look the same whether the private repository exists or not, and
@@ -992,7 +1020,11 @@ async fn robot_accounts() {
 /// password is refused for a while, with Retry-After.
 #[tokio::test]
 async fn failed_logins_are_throttled() {
-    let server = common::Server::start_secured();
+    // Debug logging, so that the check below covers everything logged.
+    let server = common::Server::start_with_env(
+        &[],
+        &[("BERTH_AUTH_MODE", "token"), ("BERTH_LOG", "debug")],
+    );
     let c = Client::new(&server);
     c.admin(
         Method::POST,
@@ -1343,4 +1375,60 @@ async fn administrators_cannot_lock_everyone_out() {
     );
     let second = Cred::Basic("second".into(), "new-password".into());
     assert_eq!(c.token(&second, &[]).await.status(), StatusCode::OK);
+}
+
+/// `auth.mode = "basic"`: credentials on every request, a Basic challenge,
+/// the same permissions.
+#[tokio::test]
+async fn basic_mode() {
+    let server = common::Server::start_with_env(&[], &[("BERTH_AUTH_MODE", "basic")]);
+    let c = Client::new(&server);
+    populate(&server, &c).await;
+    let r = c.send(Method::GET, "/v2/", &Cred::Anonymous, None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header_of(&r, "www-authenticate"),
+        Some("Basic realm=\"berth\"")
+    );
+    let r = c
+        .send(
+            Method::GET,
+            "/v2/team/app/manifests/v1",
+            &Cred::Anonymous,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header_of(&r, "www-authenticate"),
+        Some("Basic realm=\"berth\"")
+    );
+    let guest = Cred::Basic("guest".into(), PASSWORD.into());
+    let r = c
+        .send(Method::GET, "/v2/team/app/manifests/v1", &guest, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .send(Method::POST, "/v2/team/app/blobs/uploads/", &guest, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let wrong = Cred::Basic("guest".into(), "not-the-password".into());
+    let r = c
+        .send(Method::GET, "/v2/open/app/manifests/v1", &wrong, None)
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "wrong credentials are an error even where anonymous would do"
+    );
+    // Anonymous pulls of a public project need no credentials at all.
+    let r = c
+        .send(
+            Method::GET,
+            "/v2/open/app/manifests/v1",
+            &Cred::Anonymous,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
