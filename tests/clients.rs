@@ -12,7 +12,7 @@
 //! The server runs with access control on (the token flow). Each script logs
 //! in with its client's own mechanism as either a user (a maintainer of the
 //! `berth-test` project) or a robot account of that project, and a pull-only
-//! robot is refused a push (skopeo, ctr).
+//! robot is refused a push (skopeo, ctr, docker).
 
 mod common;
 
@@ -278,6 +278,12 @@ fn ctr() {
         &["containerd", "ctr", "skopeo", "umoci", "jq", "curl", "tar"],
     );
     run_client("ctr", Identity::Robot);
+}
+
+#[test]
+fn docker() {
+    require("docker", &["dockerd", "docker", "jq", "curl", "tar"]);
+    run_client("docker", Identity::Robot);
 }
 
 #[test]
