@@ -8,6 +8,7 @@ pub mod http;
 pub mod meta;
 pub mod metrics;
 pub mod oci;
+pub mod policy;
 pub mod registry;
 pub mod server;
 pub mod storage;

@@ -9,6 +9,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::meta::MetaStore;
+use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::storage::BlobStore;
 
@@ -25,6 +26,7 @@ const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct Services {
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
+    pub policy: Arc<Policy>,
     meta: Arc<MetaStore>,
 }
 
@@ -38,6 +40,7 @@ pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
     Ok(Services {
         registry: Registry::new(meta.clone(), blobs),
         auth,
+        policy: Arc::new(Policy::new(meta.clone())),
         meta,
     })
 }
@@ -55,6 +58,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     let state = Arc::new(AppState {
         registry: services.registry.clone(),
         auth: services.auth.clone(),
+        policy: services.policy.clone(),
         metrics: Default::default(),
     });
     let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -441,6 +441,27 @@ async fn authorization_matrix() {
             ),
             (
                 Method::GET,
+                format!("/api/v1/projects/{project}/rules"),
+                None,
+                May::See,
+                "",
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/projects/{project}/rules"),
+                Some(json!({"kind": "other"})),
+                May::Maintain,
+                "",
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/projects/{project}/rules/no-such-rule"),
+                None,
+                May::Maintain,
+                "",
+            ),
+            (
+                Method::GET,
                 format!("/api/v1/projects/{project}/audit-logs"),
                 None,
                 May::See,
@@ -610,7 +631,7 @@ async fn authorization_matrix() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 920, "cases were skipped");
+    assert_eq!(checked, 968, "cases were skipped");
 }
 
 /// Refusals look the same whether the private repository exists or not, and

@@ -52,6 +52,7 @@ impl ApiError {
             // The spec has no code for this; the status says it all.
             RangeNotSatisfiable(..) => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             Referenced(_) => (StatusCode::CONFLICT, "DENIED"),
+            Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             QueryInvalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),

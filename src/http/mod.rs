@@ -22,11 +22,13 @@ use axum::Router;
 
 use crate::auth::Auth;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::policy::Policy;
 use crate::registry::Registry;
 
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
+    pub policy: Arc<Policy>,
     pub metrics: Metrics,
 }
 

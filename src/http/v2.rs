@@ -375,6 +375,20 @@ impl Cx<'_> {
         response
     }
 
+    /// Refuses a push the project's naming rules forbid.
+    async fn check_naming(
+        &self,
+        repo: &RepositoryName,
+        tag: Option<&crate::oci::Tag>,
+    ) -> Result<()> {
+        use crate::policy::PolicyError;
+        match self.state.policy.check_push(repo, tag).await {
+            Ok(()) => Ok(()),
+            Err(PolicyError::Violation(m)) => Err(RegistryError::Denied(m).into()),
+            Err(e) => Err(RegistryError::Internal(e.to_string()).into()),
+        }
+    }
+
     /// May the caller pull from `repo`? (Choosing a mount source: a
     /// repository the caller cannot read is never one.)
     async fn can_pull(&self, repo: &RepositoryName) -> bool {
@@ -474,6 +488,11 @@ impl Cx<'_> {
     ) -> Result<Response> {
         // hyper holds the body to its Content-Length: a short one is a read error.
         let bytes = read_manifest_body(body).await?;
+        let tag = match &reference {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
+        };
+        self.check_naming(&repo, tag).await?;
         let content_type = header_str(self.headers, header::CONTENT_TYPE);
         let pushed = self
             .state
@@ -542,6 +561,7 @@ impl Cx<'_> {
     }
 
     async fn start_upload(&self, repo: RepositoryName, body: Body) -> Result<Response> {
+        self.check_naming(&repo, None).await?;
         let registry = &self.state.registry;
         if let Some(mount) = self.params.mount.as_deref() {
             // What cannot be mounted (including a malformed `mount` or

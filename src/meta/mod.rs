@@ -12,6 +12,7 @@ mod access;
 mod audit;
 mod committer;
 mod inventory;
+mod rules;
 mod writes;
 
 pub use access::{
@@ -19,6 +20,7 @@ pub use access::{
 };
 pub use audit::{AuditFilter, AuditRecord};
 pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
+pub use rules::RuleRecord;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -42,6 +42,9 @@ pub enum RegistryError {
     RangeNotSatisfiable(String, u64),
     #[error("{0}")]
     Referenced(String),
+    /// A project rule forbids it (naming convention, immutable tag).
+    #[error("{0}")]
+    Denied(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]

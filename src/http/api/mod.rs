@@ -9,6 +9,7 @@ mod policy;
 mod projects;
 mod repositories;
 mod robots;
+mod rules;
 mod system;
 mod users;
 
@@ -89,7 +90,7 @@ impl From<RegistryError> for ApiFailure {
             NameUnknown | BlobUnknown | ManifestUnknown | NoSuchManifest(_) => {
                 ApiFailure::NotFound(e.to_string())
             }
-            Referenced(m) => ApiFailure::Conflict(m),
+            Referenced(m) | Denied(m) => ApiFailure::Conflict(m),
             Internal(m) => ApiFailure::Internal(m),
             e => ApiFailure::Invalid(e.to_string()),
         }
@@ -314,6 +315,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(users::current))
         .routes(routes!(users::change_password))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(rules::list, rules::create))
+        .routes(routes!(rules::delete))
         .routes(routes!(audit::list))
         .routes(routes!(audit::project_list))
         .routes(routes!(system::rotate_signing_key))

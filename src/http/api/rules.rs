@@ -1,0 +1,112 @@
+//! Project rules: naming conventions and tag immutability.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiFailure, ApiJson, ApiPath, ApiResult, Who};
+use crate::http::AppState;
+use crate::policy::{PolicyError, Rule, RuleKind};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleView {
+    pub id: String,
+    /// `naming` or `immutable`.
+    pub kind: String,
+    /// naming: a regular expression the whole repository name must match
+    /// (empty: any). immutable: a glob for the name without the project
+    /// (`*` within one path component, `**` across them).
+    pub repositories: String,
+    /// naming: a regular expression every pushed tag must match, or
+    /// `semver` (empty: any). immutable: a glob for tags.
+    pub tags: String,
+    pub created_at: i64,
+    pub created_by: Option<String>,
+}
+
+impl From<Rule> for RuleView {
+    fn from(r: Rule) -> Self {
+        RuleView {
+            id: r.id,
+            kind: r.kind.as_str().to_string(),
+            repositories: r.repositories,
+            tags: r.tags,
+            created_at: r.created_at,
+            created_by: r.created_by,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRule {
+    /// `naming` or `immutable`.
+    pub kind: String,
+    #[serde(default)]
+    pub repositories: String,
+    #[serde(default)]
+    pub tags: String,
+}
+
+impl From<PolicyError> for ApiFailure {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::NotFound(m) => ApiFailure::NotFound(m),
+            PolicyError::Invalid(m) | PolicyError::Violation(m) => ApiFailure::Invalid(m),
+            PolicyError::Meta(e) => ApiFailure::Internal(e.to_string()),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/rules", tag = "rules",
+    params(("project" = String, Path)), responses((status = 200, body = Vec<RuleView>)))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    ApiPath(project): ApiPath<String>,
+) -> ApiResult<Json<Vec<RuleView>>> {
+    state.auth.project(&project).await?;
+    let rules = state.policy.rules(&project).await?;
+    Ok(Json(rules.into_iter().map(RuleView::from).collect()))
+}
+
+/// Adds a naming or immutability rule to the project.
+#[utoipa::path(post, path = "/api/v1/projects/{project}/rules", tag = "rules",
+    params(("project" = String, Path)), request_body = NewRule,
+    responses((status = 201, body = RuleView), (status = 400), (status = 404)))]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    who: Who,
+    ApiPath(project): ApiPath<String>,
+    ApiJson(new): ApiJson<NewRule>,
+) -> ApiResult<(StatusCode, Json<RuleView>)> {
+    let kind = match new.kind.as_str() {
+        "naming" => RuleKind::Naming,
+        "immutable" => RuleKind::Immutable,
+        k => {
+            return Err(ApiFailure::Invalid(format!(
+                "kind must be naming or immutable, not {k:?}"
+            )))
+        }
+    };
+    let by = who.name(&state).await?;
+    let rule = state
+        .policy
+        .add_rule(&project, kind, &new.repositories, &new.tags, &by)
+        .await?;
+    Ok((StatusCode::CREATED, Json(rule.into())))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/rules/{id}", tag = "rules",
+    params(("project" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 404)))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    ApiPath((project, id)): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.policy.remove_rule(&project, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,200 @@
+//! Project rules against a real server: naming conventions refuse pushes
+//! with the rule and the offending part; managing rules needs the right role.
+
+mod common;
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::*;
+
+async fn admin_call(
+    server: &common::Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", server.url()))
+        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn naming_rules_refuse_pushes_that_break_them() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    let r = admin_call(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = admin_call(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/rules",
+        json!({"kind": "naming", "repositories": "team/[a-z]+", "tags": "semver"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let rule: Value = r.json().await.unwrap();
+    let id = rule["id"].as_str().unwrap().to_string();
+
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    api.push_image("team/app", "1.0.0", b"versioned").await;
+    let config = api.push_blob("team/app", b"{}").await;
+    let layer = api.push_blob("team/app", b"layer").await;
+    let manifest = image_manifest(&config, 2, &[(&layer, 5)], None, None);
+    // A tag that is not a semantic version: refused, naming the rule and the tag.
+    let r = api
+        .put_manifest("team/app", "latest", OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&id)
+            && message.contains("\"latest\"")
+            && message.contains("semantic version"),
+        "{message}"
+    );
+    let r = api.get("/v2/team/app/manifests/latest").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "nothing was stored");
+    // By digest there is no tag to check.
+    let digest = sha256(manifest.as_bytes());
+    let r = api
+        .put_manifest("team/app", &digest, OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A repository name outside the convention is refused before any upload.
+    let r = api
+        .http
+        .post(api.url("/v2/team/app/sub/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"team/app/sub\""),
+        "{body}"
+    );
+    // Other projects are not affected.
+    admin_call(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "free"}),
+    )
+    .await;
+    api.push_image("free/any/thing", "latest", b"free").await;
+
+    // Invalid patterns are refused when the rule is added.
+    let r = admin_call(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/rules",
+        json!({"kind": "naming", "tags": "("}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = admin_call(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/rules",
+        json!({"kind": "other", "tags": "x"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Removing the rule lifts it.
+    let r = admin_call(
+        &server,
+        Method::DELETE,
+        &format!("/api/v1/projects/team/rules/{id}"),
+        json!(null),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api
+        .put_manifest("team/app", "latest", OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = admin_call(
+        &server,
+        Method::GET,
+        "/api/v1/projects/team/rules",
+        json!(null),
+    )
+    .await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
+}
+
+#[tokio::test]
+async fn managing_rules_needs_a_maintainer() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    admin_call(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    )
+    .await;
+    for (user, role) in [
+        ("dev", "developer"),
+        ("maint", "maintainer"),
+        ("lguest", "limited_guest"),
+    ] {
+        admin_call(
+            &server,
+            Method::POST,
+            "/api/v1/users",
+            json!({"name": user, "password": "password-123"}),
+        )
+        .await;
+        admin_call(
+            &server,
+            Method::PUT,
+            &format!("/api/v1/projects/team/members/{user}"),
+            json!({"role": role}),
+        )
+        .await;
+    }
+    let call = |user: &'static str, method: Method, body: Value| {
+        let server = &server;
+        async move {
+            reqwest::Client::new()
+                .request(
+                    method,
+                    format!("{}/api/v1/projects/team/rules", server.url()),
+                )
+                .basic_auth(user, Some("password-123"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let rule = json!({"kind": "immutable", "repositories": "**", "tags": "v*"});
+    assert_eq!(
+        call("dev", Method::POST, rule.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(call("maint", Method::POST, rule).await, StatusCode::CREATED);
+    assert_eq!(call("dev", Method::GET, json!(null)).await, StatusCode::OK);
+    assert_eq!(
+        call("lguest", Method::GET, json!(null)).await,
+        StatusCode::FORBIDDEN
+    );
+}
