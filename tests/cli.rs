@@ -161,6 +161,24 @@ async fn command_line_manages_a_running_server() {
     let tags = cli.ok(&["tag", "ls", "team/app"]);
     assert!(tags.lines().nth(1).unwrap().starts_with("v1 "), "{tags}");
 
+    // Rules: a naming convention, listed, then removed.
+    let rule = cli.json(&[
+        "rule", "add", "team", "--kind", "naming", "--tags", "semver",
+    ]);
+    let id = rule["id"].as_str().unwrap().to_string();
+    let rules = cli.ok(&["rule", "ls", "team"]);
+    assert!(rules.contains(&id) && rules.contains("semver"), "{rules}");
+    let out = cli.run(
+        &["rule", "add", "team", "--kind", "naming", "--tags", "("],
+        None,
+    );
+    assert!(
+        !out.ok && out.stderr.contains("not a valid regular expression"),
+        "{}",
+        out.stderr
+    );
+    cli.ok(&["rule", "rm", "team", &id]);
+
     let rotated = cli.json(&["robot", "rotate", "team", "ci"]);
     assert_ne!(rotated["secret"], secret.as_str());
     cli.ok(&["robot", "rm", "team", "ci"]);

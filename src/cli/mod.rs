@@ -82,6 +82,33 @@ pub enum ClientCommand {
     /// Tags.
     #[command(subcommand)]
     Tag(TagCommand),
+    /// Project rules: naming conventions and immutable tags.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Add a rule. Naming: regular expressions for the whole repository name
+    /// and for tags (or `semver`). Immutable: globs for the repository name
+    /// without the project and for tags (`**` for all).
+    Add {
+        project: String,
+        /// naming or immutable.
+        #[arg(long)]
+        kind: String,
+        #[arg(long, default_value = "")]
+        repositories: String,
+        #[arg(long, default_value = "")]
+        tags: String,
+    },
+    Ls {
+        project: String,
+    },
+    Rm {
+        project: String,
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -422,6 +449,48 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                     ("PULLS", "pull_count"),
                 ],
             );
+        }
+        ClientCommand::Rule(c) => {
+            let api = api()?;
+            match c {
+                RuleCommand::Add {
+                    project,
+                    kind,
+                    repositories,
+                    tags,
+                } => {
+                    let path = format!("/api/v1/projects/{}/rules", encode(&project));
+                    let body = json!({"kind": kind, "repositories": repositories, "tags": tags});
+                    let v = api.request(Method::POST, &path, Some(&body)).await?;
+                    let id = v["id"].as_str().unwrap_or("?").to_string();
+                    show_one(o, &v, &format!("Added {kind} rule {id} to {project}"));
+                }
+                RuleCommand::Ls { project } => {
+                    let v = api
+                        .get(&format!("/api/v1/projects/{}/rules", encode(&project)))
+                        .await?;
+                    let items = v.as_array().cloned().unwrap_or_default();
+                    table(
+                        o,
+                        &items,
+                        &[
+                            ("ID", "id"),
+                            ("KIND", "kind"),
+                            ("REPOSITORIES", "repositories"),
+                            ("TAGS", "tags"),
+                        ],
+                    );
+                }
+                RuleCommand::Rm { project, id } => {
+                    let path = format!(
+                        "/api/v1/projects/{}/rules/{}",
+                        encode(&project),
+                        encode(&id)
+                    );
+                    api.request(Method::DELETE, &path, None).await?;
+                    show_one(o, &json!({"removed": id}), &format!("Removed rule {id}"));
+                }
+            }
         }
         ClientCommand::Tag(TagCommand::Ls { repository }) => {
             let items = api()?
