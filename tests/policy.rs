@@ -198,3 +198,100 @@ async fn managing_rules_needs_a_maintainer() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// An immutable tag can be pushed again with the same content, but not moved
+/// or deleted — not by a push, a registry DELETE or the management API —
+/// and the refusal names the rule.
+#[tokio::test]
+async fn immutable_tags_cannot_be_moved_or_deleted() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    admin_call(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    )
+    .await;
+    let r = admin_call(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/rules",
+        json!({"kind": "immutable", "repositories": "apps/*", "tags": "v*"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    let (v1, v1_digest) = api.push_image("team/apps/web", "v1", b"first").await;
+    // The same content again: allowed.
+    let r = api
+        .put_manifest("team/apps/web", "v1", OCI_MANIFEST, &v1)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Other content under the tag: refused, naming the rule.
+    let (_, other_digest) = api.push_image("team/apps/web", "dev", b"second").await;
+    let other = api
+        .get(&format!("/v2/team/apps/web/manifests/{other_digest}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = api
+        .put_manifest("team/apps/web", "v1", OCI_MANIFEST, &other)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&id) && message.contains("\"v1\""),
+        "{message}"
+    );
+    let r = api.head("/v2/team/apps/web/manifests/v1").await;
+    assert_eq!(
+        header_of(&r, "docker-content-digest"),
+        Some(v1_digest.as_str()),
+        "v1 did not move"
+    );
+    // Deletes: the tag, the manifest carrying it, through the API.
+    let r = api.delete("/v2/team/apps/web/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = api
+        .delete(&format!("/v2/team/apps/web/manifests/{v1_digest}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = admin_call(
+        &server,
+        Method::DELETE,
+        "/api/v1/repositories/team%2Fapps%2Fweb/tags/v1",
+        json!(null),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains(&id));
+    // Tags and repositories the rule does not match are free.
+    let r = api
+        .put_manifest("team/apps/web", "dev", OCI_MANIFEST, &v1)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "dev moved");
+    let r = api.delete("/v2/team/apps/web/manifests/dev").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (_, elsewhere) = api.push_image("team/tools/web", "v1", b"tool").await;
+    let r = api
+        .delete(&format!("/v2/team/tools/web/manifests/{elsewhere}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Without the rule, v1 can go.
+    admin_call(
+        &server,
+        Method::DELETE,
+        &format!("/api/v1/projects/team/rules/{id}"),
+        json!(null),
+    )
+    .await;
+    let r = api.delete("/v2/team/apps/web/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}

@@ -303,7 +303,11 @@ impl Cx<'_> {
             }
             Route::Manifest(repo, r) if m == Method::PUT => self.put_manifest(repo, r, body).await,
             Route::Manifest(repo, r) if m == Method::DELETE => {
-                self.state.registry.delete_manifest(&repo, &r).await?;
+                let guard = self.immutable_tags(&repo).await?;
+                self.state
+                    .registry
+                    .delete_manifest(&repo, &r, guard)
+                    .await?;
                 Ok(StatusCode::ACCEPTED.into_response())
             }
             Route::Blob(repo, d) if m == Method::GET || m == Method::HEAD => {
@@ -387,6 +391,15 @@ impl Cx<'_> {
             Err(PolicyError::Violation(m)) => Err(RegistryError::Denied(m).into()),
             Err(e) => Err(RegistryError::Internal(e.to_string()).into()),
         }
+    }
+
+    /// The project's immutability rules for `repo`'s tags.
+    async fn immutable_tags(&self, repo: &RepositoryName) -> Result<crate::registry::Guard> {
+        self.state
+            .policy
+            .immutable_tags(repo)
+            .await
+            .map_err(|e| RegistryError::from(e).into())
     }
 
     /// May the caller pull from `repo`? (Choosing a mount source: a
@@ -497,7 +510,13 @@ impl Cx<'_> {
         let pushed = self
             .state
             .registry
-            .put_manifest(&repo, &reference, content_type, &bytes)
+            .put_manifest(
+                &repo,
+                &reference,
+                content_type,
+                &bytes,
+                self.immutable_tags(&repo).await?,
+            )
             .await?;
         let mut response = (
             StatusCode::CREATED,

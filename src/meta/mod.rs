@@ -63,7 +63,19 @@ pub struct StoredManifest {
 pub enum PutManifestRefusal {
     /// Blobs or child manifests it references are not in the repository.
     Missing(Vec<Digest>),
+    /// The tag points to another manifest and a rule makes it immutable.
+    Immutable(String),
 }
+
+/// Which tags of a repository may not be moved or deleted (see `policy`);
+/// checked inside the transaction that would move or delete them.
+pub trait TagGuard: Send + Sync {
+    /// The rule that protects `tag`, described for the refusal.
+    fn protecting(&self, tag: &str) -> Option<String>;
+}
+
+/// A repository's tag guard, if any rule applies to it.
+pub type Guard = Option<std::sync::Arc<dyn TagGuard>>;
 
 /// Why something cannot be removed from a repository.
 #[derive(Debug)]
@@ -71,6 +83,8 @@ pub enum RemoveRefusal {
     NotFound,
     /// Other manifests in the repository still reference it.
     ReferencedBy(Vec<Digest>),
+    /// A tag it would remove is immutable: the tag and the rule.
+    Protected(String, String),
 }
 
 pub struct MetaStore {

@@ -4,7 +4,7 @@
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, SqliteConnection};
 
-use super::{digest, now_millis, MetaError, MetaStore, PutManifestRefusal, RemoveRefusal};
+use super::{digest, now_millis, Guard, MetaError, MetaStore, PutManifestRefusal, RemoveRefusal};
 use crate::oci::{Digest, Manifest, RepositoryName, Tag};
 
 type Conn = SqliteConnection;
@@ -267,6 +267,7 @@ impl MetaStore {
         manifest: &Manifest,
         content: &str,
         tag: Option<&Tag>,
+        guard: Guard,
     ) -> Result<Result<(), PutManifestRefusal>, MetaError> {
         let (repo, manifest_digest) = (repo.clone(), manifest_digest.clone());
         let manifest = std::sync::Arc::new(manifest.clone());
@@ -275,7 +276,23 @@ impl MetaStore {
             .write(move |conn| {
                 // The job may run again (see the committer): it owns copies.
                 let (repo, manifest_digest, manifest, content, tag) = (repo.clone(), manifest_digest.clone(), manifest.clone(), content.clone(), tag.clone());
+                let guard = guard.clone();
                 Box::pin(async move {
+                    // An immutable tag may be pushed again, but not moved.
+                    if let (Some(tag), Some(guard)) = (&tag, &guard) {
+                        if let Some(rule) = guard.protecting(tag.as_str()) {
+                            let current: Option<String> = sqlx::query_scalar(
+                                "SELECT digest FROM tags WHERE repository = $1 AND name = $2",
+                            )
+                            .bind(repo.as_str())
+                            .bind(tag.as_str())
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                            if current.is_some_and(|d| d != manifest_digest.as_str()) {
+                                return Ok(Err(PutManifestRefusal::Immutable(rule)));
+                            }
+                        }
+                    }
                     let blobs: Vec<&Digest> = manifest.blobs.iter().map(|b| &b.digest).collect();
                     let children: Vec<&Digest> = manifest.manifests.iter().map(|m| &m.digest).collect();
                     let mut missing = absent(conn, "repository_blobs", &repo, &blobs).await?;
@@ -336,18 +353,23 @@ impl MetaStore {
             .await
     }
 
-    /// Removes a tag; the manifest stays. Returns the digest it pointed to.
+    /// Removes a tag, unless it is immutable; the manifest stays. Returns
+    /// the digest it pointed to (None: no such tag).
     pub async fn delete_tag(
         &self,
         repo: &RepositoryName,
         tag: &Tag,
-    ) -> Result<Option<Digest>, MetaError> {
+        guard: Guard,
+    ) -> Result<Result<Option<Digest>, RemoveRefusal>, MetaError> {
         let (repo, tag) = (repo.clone(), tag.clone());
         self.committer
             .write(move |conn| {
                 // The job may run again (see the committer): it owns copies.
-                let (repo, tag) = (repo.clone(), tag.clone());
+                let (repo, tag, guard) = (repo.clone(), tag.clone(), guard.clone());
                 Box::pin(async move {
+                    if let Some(rule) = guard.and_then(|g| g.protecting(tag.as_str())) {
+                        return Ok(Err(RemoveRefusal::Protected(tag.to_string(), rule)));
+                    }
                     let removed: Option<String> = sqlx::query_scalar(
                         "DELETE FROM tags WHERE repository = $1 AND name = $2 RETURNING digest",
                     )
@@ -355,7 +377,7 @@ impl MetaStore {
                     .bind(tag.as_str())
                     .fetch_optional(&mut *conn)
                     .await?;
-                    removed.map(digest).transpose()
+                    removed.map(digest).transpose().map(Ok)
                 })
             })
             .await
@@ -367,15 +389,31 @@ impl MetaStore {
         &self,
         repo: &RepositoryName,
         manifest: &Digest,
+        guard: Guard,
     ) -> Result<Result<Vec<String>, RemoveRefusal>, MetaError> {
         let (repo, manifest) = (repo.clone(), manifest.clone());
         self.committer
             .write(move |conn| {
                 // The job may run again (see the committer): it owns copies.
-                let (repo, manifest) = (repo.clone(), manifest.clone());
+                let (repo, manifest, guard) = (repo.clone(), manifest.clone(), guard.clone());
                 Box::pin(async move {
                     if !has_manifest(conn, &repo, &manifest).await? {
                         return Ok(Err(RemoveRefusal::NotFound));
+                    }
+                    if let Some(guard) = guard {
+                        let tags: Vec<String> = sqlx::query_scalar(
+                            "SELECT name FROM tags WHERE repository = $1 AND digest = $2",
+                        )
+                        .bind(repo.as_str())
+                        .bind(manifest.as_str())
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        if let Some((tag, rule)) = tags
+                            .into_iter()
+                            .find_map(|t| guard.protecting(&t).map(|r| (t, r)))
+                        {
+                            return Ok(Err(RemoveRefusal::Protected(tag, rule)));
+                        }
                     }
                     let parents: Vec<String> = sqlx::query_scalar(
                         "SELECT mc.manifest FROM manifest_children mc JOIN repository_manifests rm
@@ -521,7 +559,7 @@ mod tests {
         };
         let digest = Digest::sha256_of(b"the manifest");
         let tag: Tag = "v1".parse().unwrap();
-        meta.put_manifest(&repo, &digest, &manifest, "{}", Some(&tag))
+        meta.put_manifest(&repo, &digest, &manifest, "{}", Some(&tag), None)
             .await
             .unwrap()
             .unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
 
-use crate::meta::{MetaError, MetaStore, Refusal, RuleRecord};
+use crate::meta::{Guard, MetaError, MetaStore, Refusal, RuleRecord};
 use crate::oci::{RepositoryName, Tag};
 
 /// The `tags` value of a naming rule that asks for semantic versions.
@@ -155,9 +155,8 @@ pub struct ImmutableTags {
     applies: Vec<usize>,
 }
 
-impl ImmutableTags {
-    /// The rule that protects `tag`, described for the refusal.
-    pub fn protecting(&self, tag: &str) -> Option<String> {
+impl crate::meta::TagGuard for ImmutableTags {
+    fn protecting(&self, tag: &str) -> Option<String> {
         self.applies.iter().find_map(|&i| {
             let c = &self.rules[i];
             match &c.matcher {
@@ -266,10 +265,7 @@ impl Policy {
     }
 
     /// The immutability rules that apply to `repo`'s tags (None: none do).
-    pub async fn immutable_tags(
-        &self,
-        repo: &RepositoryName,
-    ) -> Result<Option<ImmutableTags>, MetaError> {
+    pub async fn immutable_tags(&self, repo: &RepositoryName) -> Result<Guard, MetaError> {
         let rules = self.compiled(repo.project()).await?;
         let name = within_project(repo).to_string();
         let applies: Vec<usize> = rules
@@ -281,7 +277,7 @@ impl Policy {
         if applies.is_empty() {
             return Ok(None);
         }
-        Ok(Some(ImmutableTags { rules, applies }))
+        Ok(Some(Arc::new(ImmutableTags { rules, applies })))
     }
 
     pub async fn rules(&self, project: &str) -> Result<Vec<Rule>, PolicyError> {

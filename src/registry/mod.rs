@@ -16,6 +16,7 @@ use bytes::Bytes;
 pub use crate::storage::{ByteStream, UploadId};
 pub use error::RegistryError;
 
+pub use crate::meta::Guard;
 pub use crate::meta::{ArtifactSummary, RepositorySummary, TagRecord};
 use crate::meta::{MetaStore, PutManifestRefusal, RemoveRefusal, StoredManifest, Visibility};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
@@ -285,6 +286,9 @@ impl Registry {
                 "blob {blob} is used by manifest {} in this repository; delete that first",
                 m[0]
             ))),
+            Err(RemoveRefusal::Protected(tag, rule)) => Err(RegistryError::Denied(format!(
+                "tag {tag:?} is protected: {rule}"
+            ))),
         }
     }
 
@@ -328,6 +332,7 @@ impl Registry {
         reference: &Reference,
         content_type: Option<&str>,
         bytes: &[u8],
+        guard: Guard,
     ) -> Result<PushedManifest> {
         if bytes.len() > MAX_MANIFEST_SIZE {
             return Err(RegistryError::ManifestTooLarge {
@@ -353,10 +358,19 @@ impl Registry {
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
         let stored = self
             .meta
-            .put_manifest(repo, &digest, &manifest, content, tag)
+            .put_manifest(repo, &digest, &manifest, content, tag, guard)
             .await?;
-        if let Err(PutManifestRefusal::Missing(missing)) = stored {
-            return Err(RegistryError::ManifestBlobUnknown(missing));
+        match stored {
+            Ok(()) => {}
+            Err(PutManifestRefusal::Missing(missing)) => {
+                return Err(RegistryError::ManifestBlobUnknown(missing))
+            }
+            Err(PutManifestRefusal::Immutable(rule)) => {
+                return Err(RegistryError::Denied(format!(
+                    "tag {:?} points to another manifest and cannot be overwritten: {rule}",
+                    tag.map_or("", |t| t.as_str())
+                )))
+            }
         }
         if let Some(tag) = tag {
             self.manifests
@@ -368,24 +382,31 @@ impl Registry {
         })
     }
 
-    /// Deletes a tag (the manifest stays) or a manifest by digest (with its tags).
+    /// Deletes a tag (the manifest stays) or a manifest by digest (with its
+    /// tags), unless `guard` protects a tag it would remove.
     pub async fn delete_manifest(
         &self,
         repo: &RepositoryName,
         reference: &Reference,
+        guard: Guard,
     ) -> Result<()> {
+        let protected = |tag: String, rule: String| {
+            RegistryError::Denied(format!("tag {tag:?} cannot be deleted: {rule}"))
+        };
         match reference {
-            Reference::Tag(tag) => match self.meta.delete_tag(repo, tag).await? {
-                Some(_) => {
+            Reference::Tag(tag) => match self.meta.delete_tag(repo, tag, guard).await? {
+                Err(RemoveRefusal::Protected(tag, rule)) => Err(protected(tag, rule)),
+                Err(_) => Err(RegistryError::ManifestUnknown),
+                Ok(Some(_)) => {
                     self.manifests.tag_changed(repo, reference);
                     Ok(())
                 }
-                None => {
+                Ok(None) => {
                     self.require_repository(repo).await?;
                     Err(RegistryError::ManifestUnknown)
                 }
             },
-            Reference::Digest(d) => match self.meta.delete_manifest(repo, d).await? {
+            Reference::Digest(d) => match self.meta.delete_manifest(repo, d, guard).await? {
                 Ok(_tags) => {
                     self.manifests.manifests_removed();
                     Ok(())
@@ -394,6 +415,7 @@ impl Registry {
                     self.require_repository(repo).await?;
                     Err(RegistryError::ManifestUnknown)
                 }
+                Err(RemoveRefusal::Protected(tag, rule)) => Err(protected(tag, rule)),
                 Err(RemoveRefusal::ReferencedBy(parents)) => Err(RegistryError::Referenced(format!(
                     "manifest {d} is a child of index {} in this repository; delete the index first",
                     parents[0]

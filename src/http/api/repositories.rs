@@ -110,7 +110,11 @@ pub async fn delete_artifact(
         .map_err(|e| ApiFailure::Invalid(format!("digest: {e}")))?;
     state
         .registry
-        .delete_manifest(&repo, &Reference::Digest(digest))
+        .delete_manifest(
+            &repo,
+            &Reference::Digest(digest),
+            state.policy.immutable_tags(&repo).await?,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -151,7 +155,11 @@ pub async fn delete_tag(
         .map_err(|e| ApiFailure::Invalid(format!("tag: {e}")))?;
     state
         .registry
-        .delete_manifest(&repo, &Reference::Tag(tag))
+        .delete_manifest(
+            &repo,
+            &Reference::Tag(tag),
+            state.policy.immutable_tags(&repo).await?,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
