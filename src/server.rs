@@ -17,6 +17,8 @@ use crate::storage::BlobStore;
 const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// How often abandoned uploads are looked for, at most.
 const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+/// How often scheduled retention policies are checked for a due run.
+const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// How often buffered audit events are written.
 const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often audit entries past their retention are deleted.
@@ -53,6 +55,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     let background = tokio::spawn(background_jobs(
         services.registry.clone(),
         services.auth.clone(),
+        services.policy.clone(),
         Duration::from_secs(config.uploads.expire_after_secs),
     ));
     let state = Arc::new(AppState {
@@ -77,7 +80,16 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     Ok(())
 }
 
-async fn background_jobs(registry: Arc<Registry>, auth: Arc<Auth>, upload_ttl: Duration) {
+async fn background_jobs(
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    policy: Arc<Policy>,
+    upload_ttl: Duration,
+) {
+    if let Err(e) = policy.resume_interrupted_retention(&registry).await {
+        tracing::warn!(error = %e, "resuming interrupted retention runs failed");
+    }
+    let mut retention = tokio::time::interval(RETENTION_CHECK_INTERVAL);
     let mut audit_flush = tokio::time::interval(AUDIT_FLUSH_INTERVAL);
     let mut audit_prune = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
     let mut flush = tokio::time::interval(PULL_FLUSH_INTERVAL);
@@ -86,6 +98,11 @@ async fn background_jobs(registry: Arc<Registry>, auth: Arc<Auth>, upload_ttl: D
     let mut sweep = tokio::time::interval(sweep_every);
     loop {
         tokio::select! {
+            _ = retention.tick() => {
+                if let Err(e) = policy.run_due_retention(&registry).await {
+                    tracing::warn!(error = %e, "scheduled retention failed");
+                }
+            }
             _ = audit_flush.tick() => {
                 if let Err(e) = auth.audit().flush().await {
                     tracing::warn!(error = %e, "recording audit events failed");

@@ -462,6 +462,41 @@ async fn authorization_matrix() {
             ),
             (
                 Method::GET,
+                format!("/api/v1/projects/{project}/retention-policies"),
+                None,
+                May::See,
+                "",
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/projects/{project}/retention-policies"),
+                Some(json!({"rules": []})),
+                May::Maintain,
+                "",
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/projects/{project}/retention-policies/none"),
+                None,
+                May::Maintain,
+                "",
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/projects/{project}/retention-policies/none/runs"),
+                Some(json!({})),
+                May::Maintain,
+                "",
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/projects/{project}/retention-policies/none/runs"),
+                None,
+                May::See,
+                "",
+            ),
+            (
+                Method::GET,
                 format!("/api/v1/projects/{project}/audit-logs"),
                 None,
                 May::See,
@@ -631,7 +666,7 @@ async fn authorization_matrix() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 968, "cases were skipped");
+    assert_eq!(checked, 1048, "cases were skipped");
 }
 
 /// Refusals look the same whether the private repository exists or not, and

@@ -12,6 +12,7 @@ mod access;
 mod audit;
 mod committer;
 mod inventory;
+mod retention;
 mod rules;
 mod writes;
 
@@ -20,6 +21,7 @@ pub use access::{
 };
 pub use audit::{AuditFilter, AuditRecord};
 pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
+pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
 
 use std::path::Path;

@@ -3,6 +3,8 @@
 //! immutability (a matching tag cannot be moved or deleted; the registry
 //! checks it inside the transaction that would move or delete the tag).
 
+pub mod retention;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

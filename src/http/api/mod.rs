@@ -8,6 +8,7 @@ mod audit;
 mod policy;
 mod projects;
 mod repositories;
+mod retention;
 mod robots;
 mod rules;
 mod system;
@@ -316,6 +317,9 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(users::change_password))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(rules::list, rules::create))
+        .routes(routes!(retention::list, retention::create))
+        .routes(routes!(retention::delete))
+        .routes(routes!(retention::run, retention::runs))
         .routes(routes!(rules::delete))
         .routes(routes!(audit::list))
         .routes(routes!(audit::project_list))

@@ -1,0 +1,137 @@
+//! Retention policies against a real server: a dry run lists exactly what a
+//! run removes, immutable tags stay, other repositories are untouched, and a
+//! scheduled policy runs by itself. (Rule semantics on a fixed clock,
+//! pull-based rules included, are unit tests in src/policy/retention.rs.)
+
+mod common;
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::*;
+
+async fn admin(server: &common::Server, method: Method, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .request(method.clone(), format!("{}{path}", server.url()))
+        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn retention_keeps_what_its_rules_keep() {
+    let server = common::Server::start_secured();
+    admin(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    )
+    .await;
+    admin(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/rules",
+        json!({"kind": "immutable", "repositories": "app", "tags": "build-1"}),
+    )
+    .await;
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    for tag in ["build-1", "build-2", "build-3", "build-4", "v1.0"] {
+        api.push_image("team/app", tag, tag.as_bytes()).await;
+        // Distinct push times, in this order.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    api.push_image("team/lib", "x", b"lib").await;
+    let policy = admin(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/retention-policies",
+        json!({"rules": [{"repositories": "app", "tags": "build-*", "keep": {"latest_pushed": 2}}]}),
+    )
+    .await;
+    let id = policy["id"].as_str().unwrap();
+    let runs = format!("/api/v1/projects/team/retention-policies/{id}/runs");
+
+    let dry = admin(&server, Method::POST, &runs, json!({"dry_run": true})).await;
+    assert_eq!(dry["status"], "finished");
+    assert_eq!(dry["removed"], json!(["team/app:build-2", "team/app:v1.0"]));
+    assert_eq!(dry["protected"], json!(["team/app:build-1"]));
+    assert_eq!(
+        api.get("/v2/team/app/manifests/build-2").await.status(),
+        StatusCode::OK,
+        "a dry run removes nothing"
+    );
+
+    let real = admin(&server, Method::POST, &runs, json!({})).await;
+    assert_eq!(
+        real["removed"], dry["removed"],
+        "the dry run said exactly what the run removes"
+    );
+    assert_eq!(real["protected"], dry["protected"]);
+    for (tag, status) in [
+        ("build-1", 200),
+        ("build-2", 404),
+        ("build-3", 200),
+        ("build-4", 200),
+        ("v1.0", 404),
+    ] {
+        assert_eq!(
+            api.get(&format!("/v2/team/app/manifests/{tag}"))
+                .await
+                .status()
+                .as_u16(),
+            status,
+            "{tag}"
+        );
+    }
+    assert_eq!(
+        api.get("/v2/team/lib/manifests/x").await.status(),
+        StatusCode::OK,
+        "not governed"
+    );
+    let recorded = admin(&server, Method::GET, &runs, json!(null)).await;
+    assert_eq!(recorded.as_array().unwrap().len(), 2);
+    assert_eq!(recorded[0]["dry_run"], false);
+    assert_eq!(recorded[0]["removed"], real["removed"]);
+
+    // A schedule (6 fields: every second) runs the policy by itself.
+    admin(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/retention-policies",
+        json!({"rules": [{"repositories": "lib", "keep": {"latest_pushed": 0}}], "schedule": "* * * * * *"}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while api.get("/v2/team/lib/manifests/x").await.status() != StatusCode::NOT_FOUND {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduled policy did not run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Bad rules and schedules are refused when the policy is added.
+    for body in [
+        json!({"rules": []}),
+        json!({"rules": [{"keep": "always"}], "schedule": "not cron"}),
+        json!({"rules": [{"keep": {"sometimes": 1}}]}),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/projects/team/retention-policies",
+                server.url()
+            ))
+            .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+}
