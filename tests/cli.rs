@@ -179,6 +179,26 @@ async fn command_line_manages_a_running_server() {
     );
     cli.ok(&["rule", "rm", "team", &id]);
 
+    // Retention: a dry run names what a run would remove.
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"[{"repositories": "app", "tags": "v*", "keep": {"latest_pushed": 0}}]"#,
+    )
+    .unwrap();
+    let policy = cli.json(&[
+        "retention",
+        "add",
+        "team",
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    let policy_id = policy["id"].as_str().unwrap().to_string();
+    let dry = cli.ok(&["retention", "run", "team", &policy_id, "--dry-run"]);
+    assert!(dry.contains("would remove team/app:v1"), "{dry}");
+    assert!(cli.ok(&["retention", "ls", "team"]).contains(&policy_id));
+    cli.ok(&["retention", "rm", "team", &policy_id]);
+
     let rotated = cli.json(&["robot", "rotate", "team", "ci"]);
     assert_ne!(rotated["secret"], secret.as_str());
     cli.ok(&["robot", "rm", "team", "ci"]);

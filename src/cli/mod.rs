@@ -85,6 +85,38 @@ pub enum ClientCommand {
     /// Project rules: naming conventions and immutable tags.
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Retention policies: which tags a project keeps.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Add a policy from a JSON file of rules, e.g.
+    /// [{"repositories": "**", "tags": "build-*", "keep": {"latest_pushed": 10}}].
+    Add {
+        project: String,
+        /// The rules (JSON array); `-` reads standard input.
+        #[arg(long)]
+        rules: String,
+        /// Cron expression in UTC (5 fields, or 6 with seconds).
+        #[arg(long)]
+        schedule: Option<String>,
+    },
+    Ls {
+        project: String,
+    },
+    /// Run a policy now; --dry-run lists what it would remove.
+    Run {
+        project: String,
+        id: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    Rm {
+        project: String,
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -489,6 +521,95 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                     );
                     api.request(Method::DELETE, &path, None).await?;
                     show_one(o, &json!({"removed": id}), &format!("Removed rule {id}"));
+                }
+            }
+        }
+        ClientCommand::Retention(c) => {
+            let api = api()?;
+            let base =
+                |project: &str| format!("/api/v1/projects/{}/retention-policies", encode(project));
+            match c {
+                RetentionCommand::Add {
+                    project,
+                    rules,
+                    schedule,
+                } => {
+                    let text = if rules == "-" {
+                        let mut s = String::new();
+                        std::io::stdin()
+                            .read_to_string(&mut s)
+                            .map_err(|e| e.to_string())?;
+                        s
+                    } else {
+                        std::fs::read_to_string(&rules).map_err(|e| format!("{rules}: {e}"))?
+                    };
+                    let rules: Value =
+                        serde_json::from_str(&text).map_err(|e| format!("{rules}: {e}"))?;
+                    let body = json!({"rules": rules, "schedule": schedule});
+                    let v = api
+                        .request(Method::POST, &base(&project), Some(&body))
+                        .await?;
+                    let id = v["id"].as_str().unwrap_or("?").to_string();
+                    show_one(o, &v, &format!("Added retention policy {id} to {project}"));
+                }
+                RetentionCommand::Ls { project } => {
+                    let v = api.get(&base(&project)).await?;
+                    let items = v.as_array().cloned().unwrap_or_default();
+                    table(
+                        o,
+                        &items,
+                        &[
+                            ("ID", "id"),
+                            ("SCHEDULE", "schedule"),
+                            ("NEXT RUN", "next_run_at"),
+                        ],
+                    );
+                }
+                RetentionCommand::Run {
+                    project,
+                    id,
+                    dry_run,
+                } => {
+                    let path = format!("{}/{}/runs", base(&project), encode(&id));
+                    let v = api
+                        .request(Method::POST, &path, Some(&json!({ "dry_run": dry_run })))
+                        .await?;
+                    if o.json {
+                        println!("{v}");
+                    } else {
+                        let verb = if dry_run { "would remove" } else { "removed" };
+                        let list = |k: &str| -> Vec<String> {
+                            v[k].as_array()
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(Value::as_str)
+                                        .map(str::to_string)
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                        };
+                        for t in list("removed") {
+                            println!("{verb} {t}");
+                        }
+                        for t in list("protected") {
+                            println!("kept (immutable) {t}");
+                        }
+                        println!(
+                            "{} tags {verb}, {} kept by immutability rules ({})",
+                            list("removed").len(),
+                            list("protected").len(),
+                            v["status"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                RetentionCommand::Rm { project, id } => {
+                    let path = format!("{}/{}", base(&project), encode(&id));
+                    api.request(Method::DELETE, &path, None).await?;
+                    show_one(
+                        o,
+                        &json!({"removed": id}),
+                        &format!("Removed retention policy {id}"),
+                    );
                 }
             }
         }
