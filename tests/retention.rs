@@ -100,6 +100,94 @@ async fn retention_keeps_what_its_rules_keep() {
     assert_eq!(recorded[0]["dry_run"], false);
     assert_eq!(recorded[0]["removed"], real["removed"]);
 
+    // Untagged artifacts: an artifact pushed by digest, and those a run
+    // leaves without a tag, go too; a referrer stays with its subject.
+    let (_, build3) = {
+        let r = api.head("/v2/team/app/manifests/build-3").await;
+        (
+            (),
+            header_of(&r, "docker-content-digest").unwrap().to_string(),
+        )
+    };
+    let config = api.push_blob("team/app", b"{}").await;
+    let layer = api.push_blob("team/app", b"untagged layer").await;
+    let orphan = image_manifest(&config, 2, &[(&layer, 14)], None, None);
+    let orphan_digest = sha256(orphan.as_bytes());
+    assert_eq!(
+        api.put_manifest("team/app", &orphan_digest, OCI_MANIFEST, &orphan)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let signature = image_manifest(
+        &config,
+        2,
+        &[(&layer, 14)],
+        Some("application/vnd.example.sig"),
+        Some((&build3, 0)),
+    );
+    let signature_digest = sha256(signature.as_bytes());
+    assert_eq!(
+        api.put_manifest("team/app", &signature_digest, OCI_MANIFEST, &signature)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let before = api.head("/v2/team/app/manifests/build-4").await;
+    let build4 = header_of(&before, "docker-content-digest")
+        .unwrap()
+        .to_string();
+    let policy = admin(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/retention-policies",
+        json!({"rules": [{"repositories": "app", "tags": "build-*", "keep": {"latest_pushed": 1}}], "untagged": true}),
+    )
+    .await;
+    assert_eq!(policy["untagged"], true);
+    let runs = format!(
+        "/api/v1/projects/team/retention-policies/{}/runs",
+        policy["id"].as_str().unwrap()
+    );
+    let dry = admin(&server, Method::POST, &runs, json!({"dry_run": true})).await;
+    let real = admin(&server, Method::POST, &runs, json!({})).await;
+    assert_eq!(real["removed"], dry["removed"]);
+    let removed: Vec<&str> = real["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(removed.contains(&"team/app:build-3"), "{removed:?}");
+    assert!(
+        removed.contains(&format!("team/app@{orphan_digest}").as_str()),
+        "{removed:?}"
+    );
+    assert!(
+        removed.contains(&format!("team/app@{build3}").as_str()),
+        "left untagged by the run: {removed:?}"
+    );
+    assert!(
+        !removed.iter().any(|r| r.contains(&signature_digest)),
+        "referrers are left to their subject"
+    );
+    assert!(
+        !removed.contains(&format!("team/app@{build4}").as_str()),
+        "still tagged"
+    );
+    assert_eq!(
+        api.get(&format!("/v2/team/app/manifests/{orphan_digest}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get(&format!("/v2/team/app/manifests/{build4}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
     // A schedule (6 fields: every second) runs the policy by itself.
     admin(
         &server,

@@ -157,6 +157,27 @@ impl MetaStore {
         .await?)
     }
 
+    /// Manifests of the project's repositories that are not referrers (no
+    /// subject) and not children of an index there: (repository, digest),
+    /// the artifacts retention may remove once untagged.
+    pub async fn project_standalone_manifests(
+        &self,
+        project: &str,
+    ) -> Result<Vec<(String, String)>, MetaError> {
+        Ok(sqlx::query_as(
+            "SELECT rm.repository, rm.digest FROM repository_manifests rm
+             JOIN repositories r ON r.name = rm.repository
+             WHERE r.project = $1 AND rm.subject IS NULL
+               AND NOT EXISTS (SELECT 1 FROM manifest_children mc
+                               JOIN repository_manifests p ON p.repository = rm.repository AND p.digest = mc.manifest
+                               WHERE mc.child = rm.digest)
+             ORDER BY rm.repository, rm.digest",
+        )
+        .bind(project)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     /// Writes a run's record (inserted when it starts, replaced when it ends).
     pub async fn record_retention_run(&self, run: RetentionRunRecord) -> Result<(), MetaError> {
         self.committer

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{glob, Policy, PolicyError};
 use crate::meta::{now_millis, RetentionPolicyRecord, RetentionRunRecord};
-use crate::oci::{Reference, RepositoryName, Tag};
+use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::registry::{Registry, RegistryError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -184,6 +184,9 @@ pub struct RetentionPolicy {
     pub id: String,
     pub project: String,
     pub rules: Vec<RetentionRule>,
+    /// Also remove, in governed repositories, the artifacts left without a
+    /// tag (not referrers, which follow their subject, nor an index's children).
+    pub untagged: bool,
     /// Cron expression (5 fields, UTC); None: manual runs only.
     pub schedule: Option<String>,
     pub next_run_at: Option<i64>,
@@ -209,10 +212,20 @@ pub struct RetentionRun {
     pub error: Option<String>,
 }
 
+/// How a policy is stored: its rules and options as one JSON document.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    rules: Vec<RetentionRule>,
+    #[serde(default)]
+    untagged: bool,
+}
+
 fn policy_from(r: RetentionPolicyRecord) -> Result<RetentionPolicy, PolicyError> {
+    let stored: Stored = serde_json::from_str(&r.rules)
+        .map_err(|e| PolicyError::Invalid(format!("stored rules of policy {}: {e}", r.id)))?;
     Ok(RetentionPolicy {
-        rules: serde_json::from_str(&r.rules)
-            .map_err(|e| PolicyError::Invalid(format!("stored rules of policy {}: {e}", r.id)))?,
+        rules: stored.rules,
+        untagged: stored.untagged,
         id: r.id,
         project: r.project,
         schedule: r.schedule,
@@ -282,6 +295,7 @@ impl Policy {
         &self,
         project: &str,
         rules: Vec<RetentionRule>,
+        untagged: bool,
         schedule: Option<String>,
         by: &str,
     ) -> Result<RetentionPolicy, PolicyError> {
@@ -293,7 +307,7 @@ impl Policy {
         let record = RetentionPolicyRecord {
             id: uuid::Uuid::now_v7().to_string(),
             project: project.to_string(),
-            rules: serde_json::to_string(&rules).expect("rules serialize"),
+            rules: serde_json::to_string(&Stored { rules, untagged }).expect("rules serialize"),
             schedule,
             next_run_at,
             created_at: 0,
@@ -376,7 +390,14 @@ impl Policy {
         };
         self.meta.record_retention_run(record_of(&run)).await?;
         let outcome = self
-            .apply(registry, project, &rules, dry_run, &mut run)
+            .apply(
+                registry,
+                project,
+                &rules,
+                policy.untagged,
+                dry_run,
+                &mut run,
+            )
             .await;
         run.finished_at = Some(now_millis());
         match outcome {
@@ -395,6 +416,7 @@ impl Policy {
         registry: &Registry,
         project: &str,
         rules: &[CompiledRule],
+        untagged: bool,
         dry_run: bool,
         run: &mut RetentionRun,
     ) -> Result<(), PolicyError> {
@@ -412,7 +434,15 @@ impl Policy {
                 pulled_at,
             })
             .collect();
-        for t in evaluate(rules, &facts, now_millis()) {
+        let doomed = evaluate(rules, &facts, now_millis());
+        // The plan for untagged artifacts is made before anything is removed,
+        // so a dry run lists exactly what the run removes.
+        let untagged = if untagged {
+            self.untagged_after(project, rules, &facts, &doomed).await?
+        } else {
+            Vec::new()
+        };
+        for t in doomed {
             let full = if t.repository.is_empty() {
                 project.to_string()
             } else {
@@ -445,7 +475,60 @@ impl Policy {
                 Err(e) => return Err(PolicyError::Invalid(e.to_string())),
             }
         }
+        for (repo, digest) in untagged {
+            let name = format!("{repo}@{digest}");
+            if !dry_run {
+                match registry
+                    .delete_manifest(&repo, &Reference::Digest(digest), None)
+                    .await
+                {
+                    Ok(()) => {}
+                    // Gone meanwhile, or tagged again or listed by an index since the plan: kept.
+                    Err(
+                        RegistryError::ManifestUnknown
+                        | RegistryError::Referenced(_)
+                        | RegistryError::Denied(_),
+                    ) => continue,
+                    Err(e) => return Err(PolicyError::Invalid(e.to_string())),
+                }
+            }
+            run.removed.push(name);
+        }
         Ok(())
+    }
+
+    /// Artifacts of governed repositories that have no tag once `doomed`
+    /// tags are gone, and are neither referrers nor an index's children.
+    async fn untagged_after(
+        &self,
+        project: &str,
+        rules: &[CompiledRule],
+        facts: &[TagFacts],
+        doomed: &[TagFacts],
+    ) -> Result<Vec<(RepositoryName, Digest)>, PolicyError> {
+        let prefix = format!("{project}/");
+        let doomed: HashSet<(&str, &str)> = doomed
+            .iter()
+            .map(|t| (t.repository.as_str(), t.tag.as_str()))
+            .collect();
+        let tagged: HashSet<(&str, &str)> = facts
+            .iter()
+            .filter(|t| !doomed.contains(&(t.repository.as_str(), t.tag.as_str())))
+            .map(|t| (t.repository.as_str(), t.digest.as_str()))
+            .collect();
+        let mut plan = Vec::new();
+        for (repository, digest) in self.meta.project_standalone_manifests(project).await? {
+            let within = repository.strip_prefix(&prefix).unwrap_or("");
+            if !rules.iter().any(|r| r.repositories.is_match(within))
+                || tagged.contains(&(within, digest.as_str()))
+            {
+                continue;
+            }
+            if let (Ok(repo), Ok(digest)) = (repository.parse(), digest.parse()) {
+                plan.push((repo, digest));
+            }
+        }
+        Ok(plan)
     }
 
     /// Runs the scheduled policies that are due, and sets their next run.

@@ -19,6 +19,9 @@ pub struct RetentionPolicyView {
     /// In a repository some rule's pattern matches, a tag stays if some rule
     /// keeps it; the others are removed. Immutable tags always stay.
     pub rules: Vec<RetentionRule>,
+    /// Also remove artifacts left without a tag in governed repositories
+    /// (referrers follow their subject; an index's children stay with it).
+    pub untagged: bool,
     /// Cron expression in UTC (5 fields, or 6 with seconds); absent: manual only.
     pub schedule: Option<String>,
     pub next_run_at: Option<i64>,
@@ -31,6 +34,7 @@ impl From<RetentionPolicy> for RetentionPolicyView {
         RetentionPolicyView {
             id: p.id,
             rules: p.rules,
+            untagged: p.untagged,
             schedule: p.schedule,
             next_run_at: p.next_run_at,
             created_at: p.created_at,
@@ -43,6 +47,8 @@ impl From<RetentionPolicy> for RetentionPolicyView {
 #[serde(deny_unknown_fields)]
 pub struct NewRetentionPolicy {
     pub rules: Vec<RetentionRule>,
+    #[serde(default)]
+    pub untagged: bool,
     pub schedule: Option<String>,
 }
 
@@ -54,7 +60,8 @@ pub struct RetentionRunView {
     pub dry_run: bool,
     /// running, finished, failed or interrupted.
     pub status: String,
-    /// `repository:tag` removed (or, in a dry run, that would be).
+    /// `repository:tag` and untagged `repository@digest` removed (or, in a
+    /// dry run, that would be).
     pub removed: Vec<String>,
     /// Tags the policy would remove but an immutability rule keeps.
     pub protected: Vec<String>,
@@ -107,7 +114,7 @@ pub async fn create(
     let by = who.name(&state).await?;
     let policy = state
         .policy
-        .add_retention_policy(&project, new.rules, new.schedule, &by)
+        .add_retention_policy(&project, new.rules, new.untagged, new.schedule, &by)
         .await?;
     Ok((StatusCode::CREATED, Json(policy.into())))
 }
