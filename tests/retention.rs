@@ -223,3 +223,96 @@ async fn retention_keeps_what_its_rules_keep() {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
     }
 }
+
+/// SIGKILL in the middle of a retention run: after the restart the run is
+/// marked interrupted, the policy runs again by itself and finishes the job,
+/// and every tag that remains still resolves to a complete manifest.
+#[tokio::test]
+async fn a_killed_retention_run_is_completed_after_restart() {
+    let mut server = common::Server::start_secured();
+    admin(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    )
+    .await;
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    let (manifest, _) = api.push_image("team/app", "keep-me", b"kept").await;
+    // Many tags on one manifest: a run has many deletes to make.
+    let tags: Vec<String> = (0..1500).map(|i| format!("ci-{i:05}")).collect();
+    let puts = tags
+        .iter()
+        .map(|t| api.put_manifest("team/app", t, OCI_MANIFEST, &manifest));
+    for r in futures_util::future::join_all(puts).await {
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let policy = admin(
+        &server,
+        Method::POST,
+        "/api/v1/projects/team/retention-policies",
+        json!({"rules": [{"repositories": "**", "tags": "keep-*", "keep": "always"}]}),
+    )
+    .await;
+    let runs = format!(
+        "/api/v1/projects/team/retention-policies/{}/runs",
+        policy["id"].as_str().unwrap()
+    );
+    // Start a run and kill the server while it deletes.
+    let url = format!("{}{runs}", server.url());
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(url)
+            .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+            .json(&json!({}))
+            .send(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = api.get("/v2/team/app/tags/list").await;
+        let listed: Value = r.json().await.unwrap();
+        let n = listed["tags"].as_array().map_or(0, Vec::len);
+        if n < 1400 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not start"
+        );
+    }
+    server.kill_and_restart();
+    let _ = request.await;
+    // After the restart the interrupted run is finished by a new one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listed: Value = api
+            .get("/v2/team/app/tags/list")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if listed["tags"] == json!(["keep-me"]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not completed: {} tags left",
+            listed["tags"].as_array().map_or(0, Vec::len)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let recorded = admin(&server, Method::GET, &runs, json!(null)).await;
+    let statuses: Vec<&str> = recorded
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"interrupted") && statuses[0] == "finished",
+        "{statuses:?}"
+    );
+    let r = api.get("/v2/team/app/manifests/keep-me").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), manifest);
+}
