@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, GcConfig};
 use crate::http::{self, AppState};
 use crate::meta::MetaStore;
-use crate::registry::Registry;
+use crate::registry::{GcSettings, Registry};
 use crate::storage::BlobStore;
 
 /// How often buffered pull statistics are written.
@@ -19,7 +19,11 @@ pub async fn open(config: &Config) -> anyhow_like::Result<Arc<Registry>> {
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = MetaStore::open_sqlite(&config.data_dir.join("berth.db")).await?;
     let blobs = BlobStore::open_local(config.data_dir.join("storage"))?;
-    Ok(Registry::new(meta, blobs))
+    let gc = GcSettings {
+        grace: Duration::from_secs(config.gc.grace_secs),
+        untagged_delay: Duration::from_secs(config.gc.untagged_delay_secs),
+    };
+    Ok(Registry::with_gc(meta, blobs, gc))
 }
 
 pub async fn serve(config: Config) -> anyhow_like::Result<()> {
@@ -31,6 +35,10 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         registry.clone(),
         Duration::from_secs(config.uploads.expire_after_secs),
     ));
+    let gc = config
+        .gc
+        .enabled
+        .then(|| tokio::spawn(garbage_collection(registry.clone(), config.gc.clone())));
     let state = Arc::new(AppState {
         registry: registry.clone(),
         metrics: Default::default(),
@@ -39,6 +47,11 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     background.abort();
+    if let Some(gc) = gc {
+        // A pass stopped here is like one killed: its record reads as
+        // interrupted, and the next pass finishes its work.
+        gc.abort();
+    }
     if let Err(e) = registry.flush_pulls().await {
         tracing::warn!(error = %e, "could not record the last pull statistics");
     }
@@ -64,6 +77,18 @@ async fn background_jobs(registry: Arc<Registry>, upload_ttl: Duration) {
                 Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
                 Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),
             },
+        }
+    }
+}
+
+/// A garbage-collection pass every `interval_secs` (after the previous one ends).
+async fn garbage_collection(registry: Arc<Registry>, config: GcConfig) {
+    let interval = Duration::from_secs(config.interval_secs.max(1));
+    loop {
+        tokio::time::sleep(interval).await;
+        match registry.try_collect_garbage(false).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "garbage collection pass failed"),
         }
     }
 }
