@@ -11,8 +11,10 @@
 ALTER TABLE blobs ADD COLUMN nonce TEXT NOT NULL DEFAULT '';
 ALTER TABLE blobs ADD COLUMN doomed_at BIGINT;
 ALTER TABLE blobs ADD COLUMN deleting_at BIGINT;
-CREATE INDEX blobs_doomed ON blobs (doomed_at);
-CREATE INDEX blobs_deleting ON blobs (deleting_at);
+-- Partial: a pass reads the few doomed rows, never the live ones.
+-- (A deleting row is also doomed.)
+CREATE INDEX blobs_doomed ON blobs (doomed_at) WHERE doomed_at IS NOT NULL;
+CREATE INDEX blobs_deleting ON blobs (deleting_at) WHERE deleting_at IS NOT NULL;
 
 -- Things that may have become garbage, queued by the transactions that can
 -- make garbage, so a pass looks at them rather than at the whole store.

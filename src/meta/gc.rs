@@ -188,9 +188,10 @@ async fn judge_manifest(
     .await?
         || exists(
             conn,
-            "SELECT 1 FROM manifest_children mc JOIN repository_manifests rm
-               ON rm.digest = mc.manifest AND rm.repository = $1
-             WHERE mc.child = $2 LIMIT 1",
+            "SELECT 1 FROM manifest_children mc
+             WHERE mc.child = $2 AND EXISTS (
+               SELECT 1 FROM repository_manifests rm WHERE rm.repository = $1 AND rm.digest = mc.manifest)
+             LIMIT 1",
             &[repo, digest],
         )
         .await?
@@ -236,9 +237,10 @@ async fn judge_link(
     };
     if exists(
         conn,
-        "SELECT 1 FROM manifest_blobs mb JOIN repository_manifests rm
-           ON rm.digest = mb.manifest AND rm.repository = $1
-         WHERE mb.blob = $2 LIMIT 1",
+        "SELECT 1 FROM manifest_blobs mb
+         WHERE mb.blob = $2 AND EXISTS (
+           SELECT 1 FROM repository_manifests rm WHERE rm.repository = $1 AND rm.digest = mb.manifest)
+         LIMIT 1",
         &[repo, digest],
     )
     .await?
@@ -532,21 +534,13 @@ impl MetaStore {
             .await
     }
 
-    /// Blobs left in `deleting` (by a pass that stopped between steps 1 and
-    /// 3), in digest order after `after`.
-    pub async fn gc_deleting_blobs(
-        &self,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<DoomedBlob>, MetaError> {
-        let rows = sqlx::query(
-            "SELECT digest, nonce, size FROM blobs WHERE deleting_at IS NOT NULL AND digest > $1
-             ORDER BY digest LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
+    /// Blobs left in `deleting` by passes that stopped between steps 1 and
+    /// 3: at most one batch per stopped pass.
+    pub async fn gc_deleting_blobs(&self) -> Result<Vec<DoomedBlob>, MetaError> {
+        let rows =
+            sqlx::query("SELECT digest, nonce, size FROM blobs WHERE deleting_at IS NOT NULL")
+                .fetch_all(&self.reader)
+                .await?;
         Ok(rows
             .into_iter()
             .map(|r| DoomedBlob {
@@ -594,7 +588,7 @@ impl MetaStore {
     pub async fn gc_deletable_blobs(&self, cutoff: i64) -> Result<(u64, u64), MetaError> {
         let row = sqlx::query(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs b
-             WHERE (b.deleting_at IS NOT NULL OR (b.doomed_at IS NOT NULL AND b.doomed_at <= $1))
+             WHERE b.doomed_at IS NOT NULL AND (b.deleting_at IS NOT NULL OR b.doomed_at <= $1)
                AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
                AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob = b.digest)",
         )
@@ -990,7 +984,7 @@ mod tests {
             meta.blob_file(&r, &blob(0)).await.unwrap(),
             Some((5, "new".into()))
         );
-        assert!(meta.gc_deleting_blobs("", 10).await.unwrap().is_empty());
+        assert!(meta.gc_deleting_blobs().await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -1004,7 +998,7 @@ mod tests {
             .await
             .unwrap();
         // ...killed here. The next pass finds the row still deleting.
-        let left = meta.gc_deleting_blobs("", 10).await.unwrap();
+        let left = meta.gc_deleting_blobs().await.unwrap();
         assert_eq!(left, deleting);
         assert!(meta
             .gc_begin_blob_deletes(now_passed().await, 10)

@@ -59,14 +59,14 @@ pub(super) async fn remove_repository_manifest(
 ) -> Result<(), MetaError> {
     sqlx::query(
         "INSERT INTO gc_candidates (kind, repository, digest, queued_at)
-           SELECT 'link', rb.repository, rb.digest, $3 FROM manifest_blobs mb
-           JOIN repository_blobs rb ON rb.repository = $1 AND rb.digest = mb.blob
-           WHERE mb.manifest = $2
+           SELECT 'link', $1, mb.blob, $3 FROM manifest_blobs mb
+           WHERE mb.manifest = $2 AND EXISTS (
+             SELECT 1 FROM repository_blobs rb WHERE rb.repository = $1 AND rb.digest = mb.blob)
            ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
          INSERT INTO gc_candidates (kind, repository, digest, queued_at)
-           SELECT 'manifest', rm.repository, rm.digest, $3 FROM manifest_children mc
-           JOIN repository_manifests rm ON rm.repository = $1 AND rm.digest = mc.child
-           WHERE mc.manifest = $2
+           SELECT 'manifest', $1, mc.child, $3 FROM manifest_children mc
+           WHERE mc.manifest = $2 AND EXISTS (
+             SELECT 1 FROM repository_manifests rm WHERE rm.repository = $1 AND rm.digest = mc.child)
            ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
          INSERT INTO gc_candidates (kind, repository, digest, queued_at)
            SELECT 'manifest', repository, digest, $3 FROM repository_manifests

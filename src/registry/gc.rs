@@ -249,12 +249,9 @@ impl Pass<'_> {
             return self.advance(count, &counts).await;
         }
         // First what a stopped pass left between unlinking and deleting rows.
-        let mut after = String::new();
-        loop {
-            let left = meta.gc_deleting_blobs(&after, BATCH).await?;
-            let Some(last) = left.last() else { break };
-            after = last.digest.clone();
-            self.delete_bytes(left).await?;
+        let left = meta.gc_deleting_blobs().await?;
+        for chunk in left.chunks(BATCH as usize) {
+            self.delete_bytes(chunk.to_vec()).await?;
         }
         loop {
             let doomed = meta.gc_begin_blob_deletes(cutoff, BATCH).await?;
