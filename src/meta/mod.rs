@@ -156,6 +156,16 @@ impl MetaStore {
         Ok(row.map(|r| (r.get::<i64, _>(0) as u64, r.get(1))))
     }
 
+    /// Whether a blob's bytes are stored and not being deleted (a hint:
+    /// `link_stored_blob` decides).
+    pub async fn blob_stored(&self, blob: &Digest) -> Result<bool, MetaError> {
+        let row = sqlx::query("SELECT 1 FROM blobs WHERE digest = $1 AND deleting_at IS NULL")
+            .bind(blob.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Some repository that holds the blob, for mounting it without `from`.
     pub async fn repository_with_blob(
         &self,

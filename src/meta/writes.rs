@@ -316,6 +316,36 @@ impl MetaStore {
             .await
     }
 
+    /// Links a blob whose bytes are stored and not being deleted into
+    /// `repo` (the caller verified it received those bytes). Returns its
+    /// size, or None if it is not stored so (then the caller writes a file).
+    pub async fn link_stored_blob(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        let (repo, blob) = (repo.clone(), blob.clone());
+        self.committer
+            .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (repo, blob) = (repo.clone(), blob.clone());
+                Box::pin(async move {
+                    let size: Option<i64> = sqlx::query_scalar(
+                        "SELECT size FROM blobs WHERE digest = $1 AND deleting_at IS NULL",
+                    )
+                    .bind(blob.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let Some(size) = size else { return Ok(None) };
+                    let now = now_millis();
+                    ensure_repository(conn, &repo, now).await?;
+                    link_blob(conn, &repo, &blob, now).await?;
+                    Ok(Some(size as u64))
+                })
+            })
+            .await
+    }
+
     /// Links a blob held by `from` into `repo`. Returns its size, or None if
     /// `from` does not hold it.
     pub async fn mount_blob(

@@ -212,6 +212,9 @@ impl Registry {
         match content_length {
             Some(len) if len <= SMALL_BLOB => {
                 let bytes = read_body(body, len).await?;
+                if self.link_if_stored(repo, blob, &bytes).await? {
+                    return Ok(());
+                }
                 let writing = self.gc.writes.begin(blob);
                 let size = self.blobs.put_verified(blob, &writing.nonce, bytes).await?;
                 self.link_written(repo, blob, size, writing).await
@@ -278,6 +281,11 @@ impl Registry {
                     && uploads.is_empty(id, repo.as_str()).await? =>
             {
                 let bytes = read_body(body, len).await?;
+                if self.link_if_stored(repo, blob, &bytes).await? {
+                    writing.settled(); // no file was written
+                    uploads.cancel(id, repo.as_str()).await?;
+                    return Ok(());
+                }
                 self.blobs
                     .commit_upload_bytes(id, repo.as_str(), blob, nonce, bytes)
                     .await?
@@ -292,6 +300,21 @@ impl Registry {
             }
         };
         self.link_written(repo, blob, size, writing).await
+    }
+
+    /// A small blob received whole whose bytes are stored already: once the
+    /// received bytes are checked against the digest, linking it is enough
+    /// (no file written, no sync). False when it must be written.
+    async fn link_if_stored(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+        bytes: &Bytes,
+    ) -> Result<bool> {
+        if !self.meta.blob_stored(blob).await? || Digest::of(blob.algorithm(), bytes) != *blob {
+            return Ok(false); // a mismatch is reported by the normal path
+        }
+        Ok(self.meta.link_stored_blob(repo, blob).await?.is_some())
     }
 
     /// Records a blob just written under `writing`'s nonce and links it into
