@@ -16,6 +16,7 @@ pub struct Config {
     pub log: LogConfig,
     pub uploads: UploadConfig,
     pub auth: AuthConfig,
+    pub gc: GcConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +104,33 @@ pub struct UploadConfig {
     pub expire_after_secs: u64,
 }
 
+/// Online garbage collection (see ARCHITECTURE.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// Whether passes run in the background.
+    pub enabled: bool,
+    /// Seconds between the end of one background pass and the next.
+    pub interval_secs: u64,
+    /// How long an unused blob link, a doomed blob's bytes and an orphan
+    /// file are kept after their last use.
+    pub grace_secs: u64,
+    /// How long an untagged, unreferenced manifest is kept after it was
+    /// untagged, pushed or pulled.
+    pub untagged_delay_secs: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            enabled: true,
+            interval_secs: 600,
+            grace_secs: 3600,
+            untagged_delay_secs: 24 * 3600,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -111,6 +139,7 @@ impl Default for Config {
             log: LogConfig::default(),
             uploads: UploadConfig::default(),
             auth: AuthConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }
@@ -225,6 +254,18 @@ impl Config {
         if let Some(v) = env("BERTH_AUTH_AUTO_CREATE_PROJECTS") {
             config.auth.auto_create_projects = parse("BERTH_AUTH_AUTO_CREATE_PROJECTS", v)?;
         }
+        if let Some(v) = env("BERTH_GC_ENABLED") {
+            config.gc.enabled = parse("BERTH_GC_ENABLED", v)?;
+        }
+        if let Some(v) = env("BERTH_GC_INTERVAL_SECS") {
+            config.gc.interval_secs = parse("BERTH_GC_INTERVAL_SECS", v)?;
+        }
+        if let Some(v) = env("BERTH_GC_GRACE_SECS") {
+            config.gc.grace_secs = parse("BERTH_GC_GRACE_SECS", v)?;
+        }
+        if let Some(v) = env("BERTH_GC_UNTAGGED_DELAY_SECS") {
+            config.gc.untagged_delay_secs = parse("BERTH_GC_UNTAGGED_DELAY_SECS", v)?;
+        }
         Ok(config)
     }
 }
@@ -258,6 +299,16 @@ mod tests {
             Err(ConfigError::Parse { .. })
         ));
         assert!(Config::load(None, |k| (k == "BERTH_LOG_FORMAT").then(|| "xml".into())).is_err());
+        let c = Config::load(None, |k| match k {
+            "BERTH_GC_ENABLED" => Some("false".into()),
+            "BERTH_GC_GRACE_SECS" => Some("2".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(!c.gc.enabled);
+        assert_eq!(c.gc.grace_secs, 2);
+        assert_eq!(c.gc.untagged_delay_secs, 24 * 3600);
+        assert!(Config::load(None, |k| (k == "BERTH_GC_ENABLED").then(|| "yes".into())).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use crate::audit::AuditLog;
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, GcConfig};
 use crate::http::{self, AppState};
 use crate::meta::MetaStore;
 use crate::policy::Policy;
-use crate::registry::Registry;
+use crate::registry::{GcSettings, Registry};
 use crate::storage::BlobStore;
 
 /// How often buffered pull statistics are written.
@@ -39,8 +39,12 @@ pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
     let retention = Duration::from_secs(config.auth.audit_retention_days * 86_400);
     let audit = Arc::new(AuditLog::new(meta.clone(), retention));
     let auth = Arc::new(Auth::open(meta.clone(), audit, config.auth.clone()).await?);
+    let gc = GcSettings {
+        grace: Duration::from_secs(config.gc.grace_secs),
+        untagged_delay: Duration::from_secs(config.gc.untagged_delay_secs),
+    };
     Ok(Services {
-        registry: Registry::new(meta.clone(), blobs),
+        registry: Registry::with_gc(meta.clone(), blobs, gc),
         auth,
         policy: Arc::new(Policy::new(meta.clone())),
         meta,
@@ -58,6 +62,12 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         services.policy.clone(),
         Duration::from_secs(config.uploads.expire_after_secs),
     ));
+    let gc = config.gc.enabled.then(|| {
+        tokio::spawn(garbage_collection(
+            services.registry.clone(),
+            config.gc.clone(),
+        ))
+    });
     let state = Arc::new(AppState {
         registry: services.registry.clone(),
         auth: services.auth.clone(),
@@ -69,6 +79,11 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     background.abort();
+    if let Some(gc) = gc {
+        // A pass stopped here is like one killed: its record reads as
+        // interrupted, and the next pass finishes its work.
+        gc.abort();
+    }
     if let Err(e) = services.registry.flush_pulls().await {
         tracing::warn!(error = %e, "could not record the last pull statistics");
     }
@@ -123,6 +138,18 @@ async fn background_jobs(
                 Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
                 Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),
             },
+        }
+    }
+}
+
+/// A garbage-collection pass every `interval_secs` (after the previous one ends).
+async fn garbage_collection(registry: Arc<Registry>, config: GcConfig) {
+    let interval = Duration::from_secs(config.interval_secs.max(1));
+    loop {
+        tokio::time::sleep(interval).await;
+        match registry.try_collect_garbage(false).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "garbage collection pass failed"),
         }
     }
 }

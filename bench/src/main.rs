@@ -3,6 +3,7 @@
 //! same run, and optionally next to a second registry.
 
 mod data;
+mod gc;
 mod http;
 mod nullserver;
 mod registry;
@@ -110,6 +111,19 @@ struct Args {
     /// First component of the repository names.
     #[arg(long, default_value = "bench")]
     repo_prefix: String,
+    /// Instead of measuring a registry over HTTP: build a store through the
+    /// berth library and time garbage-collection passes (see README).
+    #[arg(long)]
+    gc: bool,
+    /// Manifests for --gc (ten blobs each).
+    #[arg(long, default_value_t = 10_000)]
+    gc_manifests: usize,
+    /// Data directory for --gc (must not exist) [default: a temporary one].
+    #[arg(long)]
+    gc_dir: Option<std::path::PathBuf>,
+    /// Keep the --gc data directory afterwards.
+    #[arg(long)]
+    gc_keep: bool,
 }
 
 /// Sizes and counts after --quick and overrides.
@@ -196,6 +210,22 @@ fn log(msg: impl AsRef<str>) {
 
 fn main() {
     let args = Args::parse();
+    if args.gc {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let gc_args = gc::GcArgs {
+            manifests: args.gc_manifests,
+            dir: args.gc_dir,
+            keep: args.gc_keep,
+        };
+        if let Err(e) = rt.block_on(gc::run(gc_args)) {
+            eprintln!("berth-bench: error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let rt = if args.client_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -11,6 +11,7 @@
 mod access;
 mod audit;
 mod committer;
+mod gc;
 mod inventory;
 mod retention;
 mod rules;
@@ -20,6 +21,7 @@ pub use access::{
     MemberRecord, ProjectRecord, Refusal, RobotRecord, SigningKeyRecord, UserRecord, Visibility,
 };
 pub use audit::{AuditFilter, AuditRecord};
+pub use gc::{Cursor, DoomedBlob, GcBatch, GcCounts, GcRunRecord, QueuePhase};
 pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
 pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
@@ -58,6 +60,15 @@ pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: bytes::Bytes,
+}
+
+/// What linking a newly written blob did with the caller's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobLinked {
+    /// The blob's row names the caller's file: keep it.
+    Stored,
+    /// The row kept the file it had: the caller's is surplus, to delete.
+    Duplicate,
 }
 
 /// Why a manifest cannot be stored in a repository.
@@ -154,21 +165,31 @@ impl MetaStore {
         Ok(row.is_some())
     }
 
-    /// Size of a blob if the repository may serve it.
-    pub async fn blob_size(
+    /// Size of a blob and the nonce of its file, if the repository may serve it.
+    pub async fn blob_file(
         &self,
         repo: &RepositoryName,
         blob: &Digest,
-    ) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+    ) -> Result<Option<(u64, String)>, MetaError> {
+        let row = sqlx::query(
+            "SELECT b.size, b.nonce FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
              WHERE rb.repository = $1 AND rb.digest = $2",
         )
         .bind(repo.as_str())
         .bind(blob.as_str())
         .fetch_optional(&self.reader)
         .await?;
-        Ok(size.map(|s| s as u64))
+        Ok(row.map(|r| (r.get::<i64, _>(0) as u64, r.get(1))))
+    }
+
+    /// Whether a blob's bytes are stored and not being deleted (a hint:
+    /// `link_stored_blob` decides).
+    pub async fn blob_stored(&self, blob: &Digest) -> Result<bool, MetaError> {
+        let row = sqlx::query("SELECT 1 FROM blobs WHERE digest = $1 AND deleting_at IS NULL")
+            .bind(blob.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.is_some())
     }
 
     pub async fn manifest_by_digest(

@@ -4,7 +4,9 @@
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, SqliteConnection};
 
-use super::{digest, now_millis, Guard, MetaError, MetaStore, PutManifestRefusal, RemoveRefusal};
+use super::{
+    digest, now_millis, BlobLinked, Guard, MetaError, MetaStore, PutManifestRefusal, RemoveRefusal,
+};
 use crate::oci::{Digest, Manifest, RepositoryName, Tag};
 
 type Conn = SqliteConnection;
@@ -23,18 +25,62 @@ async fn ensure_repository(
     Ok(())
 }
 
+/// Links a blob whose row is live into `repo`: clears a doom mark (the
+/// blob is needed again) and queues the link for garbage collection (it is
+/// garbage if no manifest uses it within the grace period).
 async fn link_blob(
     conn: &mut Conn,
     repo: &RepositoryName,
     blob: &Digest,
     now: i64,
 ) -> Result<(), MetaError> {
-    sqlx::query("INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(repo.as_str())
-        .bind(blob.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING;
+         UPDATE blobs SET doomed_at = NULL WHERE digest = $2 AND doomed_at IS NOT NULL;
+         INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('link', $1, $2, $3)
+           ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at",
+    )
+    .bind(repo.as_str())
+    .bind(blob.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes manifest `digest` from `repo` (its tags must be gone) and queues
+/// what may have become garbage with it: the links of its blobs, its
+/// children and referrers in the repository, and its content.
+pub(super) async fn remove_repository_manifest(
+    conn: &mut Conn,
+    repo: &str,
+    digest: &str,
+    now: i64,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "INSERT INTO gc_candidates (kind, repository, digest, queued_at)
+           SELECT 'link', $1, mb.blob, $3 FROM manifest_blobs mb
+           WHERE mb.manifest = $2 AND EXISTS (
+             SELECT 1 FROM repository_blobs rb WHERE rb.repository = $1 AND rb.digest = mb.blob)
+           ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
+         INSERT INTO gc_candidates (kind, repository, digest, queued_at)
+           SELECT 'manifest', $1, mc.child, $3 FROM manifest_children mc
+           WHERE mc.manifest = $2 AND EXISTS (
+             SELECT 1 FROM repository_manifests rm WHERE rm.repository = $1 AND rm.digest = mc.child)
+           ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
+         INSERT INTO gc_candidates (kind, repository, digest, queued_at)
+           SELECT 'manifest', repository, digest, $3 FROM repository_manifests
+           WHERE repository = $1 AND subject = $2
+           ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
+         INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('content', '', $2, $3)
+           ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
+         DELETE FROM repository_manifests WHERE repository = $1 AND digest = $2",
+    )
+    .bind(repo)
+    .bind(digest)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -45,7 +91,7 @@ async fn has_blob(
 ) -> Result<Option<i64>, MetaError> {
     Ok(sqlx::query_scalar(
         "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-         WHERE rb.repository = $1 AND rb.digest = $2",
+         WHERE rb.repository = $1 AND rb.digest = $2 AND b.deleting_at IS NULL",
     )
     .bind(repo.as_str())
     .bind(blob.as_str())
@@ -195,38 +241,106 @@ impl<'a> Script<'a> {
     }
 }
 
+/// Marks a blob doomed if no repository links it any more; returns whether
+/// it did. Every transaction that removes a link calls this, so a blob row
+/// without links is always doomed (or deleting).
+pub(super) async fn doom_if_unlinked(
+    conn: &mut Conn,
+    blob: &str,
+    now: i64,
+) -> Result<bool, MetaError> {
+    let doomed = sqlx::query(
+        "UPDATE blobs SET doomed_at = $2
+         WHERE digest = $1 AND doomed_at IS NULL AND deleting_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $1)",
+    )
+    .bind(blob)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(doomed == 1)
+}
+
 fn digests(rows: Vec<String>) -> Result<Vec<Digest>, MetaError> {
     rows.into_iter().map(digest).collect()
 }
 
 impl MetaStore {
-    /// Records a verified, durably stored blob and links it into `repo`.
+    /// Records a verified, durably stored blob, written as the file of
+    /// `nonce`, and links it into `repo`. If the blob's row is live (linked,
+    /// or doomed but not yet being deleted) it keeps its file and the caller's
+    /// file is surplus (`BlobLinked::Duplicate`); otherwise the row becomes
+    /// live naming the caller's file (`BlobLinked::Stored`), which replaces
+    /// the file of a row GC is deleting. Either way a doom mark is cleared.
     pub async fn add_blob(
         &self,
         repo: &RepositoryName,
         blob: &Digest,
         size: u64,
-    ) -> Result<(), MetaError> {
-        let (repo, blob) = (repo.clone(), blob.clone());
+        nonce: &str,
+    ) -> Result<BlobLinked, MetaError> {
+        let (repo, blob, nonce) = (repo.clone(), blob.clone(), nonce.to_string());
         self.committer
             .write(move |conn| {
                 // The job may run again (see the committer): it owns copies.
-                let (repo, blob) = (repo.clone(), blob.clone());
+                let (repo, blob, nonce) = (repo.clone(), blob.clone(), nonce.clone());
                 Box::pin(async move {
-                    // One round trip: repository, blob, link.
-                    sqlx::query(
+                    // One round trip: repository, blob, link, GC candidate, and the nonce kept.
+                    let kept: Vec<String> = sqlx::query_scalar(
                         "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $5) ON CONFLICT DO NOTHING;
-                         INSERT INTO blobs (digest, size, created_at) VALUES ($3, $4, $5) ON CONFLICT DO NOTHING;
-                         INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $3, $5) ON CONFLICT DO NOTHING",
+                         INSERT INTO blobs (digest, size, created_at, nonce) VALUES ($3, $4, $5, $6)
+                           ON CONFLICT (digest) DO UPDATE SET
+                             nonce = CASE WHEN blobs.deleting_at IS NULL THEN blobs.nonce ELSE excluded.nonce END,
+                             doomed_at = NULL, deleting_at = NULL;
+                         INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $3, $5) ON CONFLICT DO NOTHING;
+                         INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('link', $1, $3, $5)
+                           ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
+                         SELECT nonce FROM blobs WHERE digest = $3",
                     )
                     .bind(repo.as_str())
                     .bind(repo.project())
                     .bind(blob.as_str())
                     .bind(size as i64)
                     .bind(now_millis())
-                    .execute(&mut *conn)
+                    .bind(nonce.as_str())
+                    .fetch_all(&mut *conn)
                     .await?;
-                    Ok(())
+                    match kept.as_slice() {
+                        [kept] if *kept == nonce => Ok(BlobLinked::Stored),
+                        [_] => Ok(BlobLinked::Duplicate),
+                        _ => Err(MetaError::Corrupt(format!("blob {blob} has no row after its insert"))),
+                    }
+                })
+            })
+            .await
+    }
+
+    /// Links a blob whose bytes are stored and not being deleted into
+    /// `repo` (the caller verified it received those bytes). Returns its
+    /// size, or None if it is not stored so (then the caller writes a file).
+    pub async fn link_stored_blob(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        let (repo, blob) = (repo.clone(), blob.clone());
+        self.committer
+            .write(move |conn| {
+                // The job may run again (see the committer): it owns copies.
+                let (repo, blob) = (repo.clone(), blob.clone());
+                Box::pin(async move {
+                    let size: Option<i64> = sqlx::query_scalar(
+                        "SELECT size FROM blobs WHERE digest = $1 AND deleting_at IS NULL",
+                    )
+                    .bind(blob.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let Some(size) = size else { return Ok(None) };
+                    let now = now_millis();
+                    ensure_repository(conn, &repo, now).await?;
+                    link_blob(conn, &repo, &blob, now).await?;
+                    Ok(Some(size as u64))
                 })
             })
             .await
@@ -339,8 +453,21 @@ impl MetaStore {
                         "INSERT INTO repository_manifests (repository, digest, subject, pushed_at) VALUES ({repository}, {digest}, {subject}, {now})
                          ON CONFLICT (repository, digest) DO UPDATE SET pushed_at = excluded.pushed_at"
                     ));
-                    if let Some(tag) = &tag {
-                        let tag = script.arg(tag.as_str());
+                    // Queued for garbage collection: the manifest if pushed
+                    // untagged, else the one its tag leaves.
+                    let tag_arg = tag.as_ref().map(|t| script.arg(t.as_str()));
+                    match &tag_arg {
+                        None => script.push(format!(
+                            "INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('manifest', {repository}, {digest}, {now})
+                             ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at"
+                        )),
+                        Some(tag) => script.push(format!(
+                            "INSERT INTO gc_candidates (kind, repository, digest, queued_at)
+                             SELECT 'manifest', repository, digest, {now} FROM tags WHERE repository = {repository} AND name = {tag} AND digest <> {digest}
+                             ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at"
+                        )),
+                    }
+                    if let Some(tag) = tag_arg {
                         script.push(format!(
                             "INSERT INTO tags (repository, name, digest, updated_at) VALUES ({repository}, {tag}, {digest}, {now})
                              ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at"
@@ -377,6 +504,17 @@ impl MetaStore {
                     .bind(tag.as_str())
                     .fetch_optional(&mut *conn)
                     .await?;
+                    if let Some(untagged) = &removed {
+                        sqlx::query(
+                            "INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('manifest', $1, $2, $3)
+                             ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at",
+                        )
+                        .bind(repo.as_str())
+                        .bind(untagged)
+                        .bind(now_millis())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
                     removed.map(digest).transpose().map(Ok)
                 })
             })
@@ -434,12 +572,12 @@ impl MetaStore {
                     .bind(manifest.as_str())
                     .fetch_all(&mut *conn)
                     .await?;
-                    sqlx::query(
-                        "DELETE FROM repository_manifests WHERE repository = $1 AND digest = $2",
+                    remove_repository_manifest(
+                        conn,
+                        repo.as_str(),
+                        manifest.as_str(),
+                        now_millis(),
                     )
-                    .bind(repo.as_str())
-                    .bind(manifest.as_str())
-                    .execute(&mut *conn)
                     .await?;
                     Ok(Ok(tags))
                 })
@@ -479,6 +617,9 @@ impl MetaStore {
                     .execute(&mut *conn)
                     .await?
                     .rows_affected();
+                    if removed == 1 {
+                        doom_if_unlinked(conn, blob.as_str(), now_millis()).await?;
+                    }
                     Ok(if removed == 1 {
                         Ok(())
                     } else {
@@ -545,7 +686,9 @@ mod tests {
                 annotations: None,
             })
             .collect();
-        let adds = layers.iter().map(|l| meta.add_blob(&repo, &l.digest, 4));
+        let adds = layers
+            .iter()
+            .map(|l| meta.add_blob(&repo, &l.digest, 4, "n"));
         for added in futures_util::future::join_all(adds).await {
             added.unwrap();
         }

@@ -6,19 +6,24 @@
 
 mod cache;
 mod error;
+mod gc;
 mod pulls;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use crate::meta::GcCounts;
 /// Value types of the storage layer that the HTTP layer passes through.
 pub use crate::storage::{ByteStream, UploadId};
 pub use error::RegistryError;
+pub use gc::{GcProgress, GcReport, GcSettings};
 
 pub use crate::meta::Guard;
 pub use crate::meta::{ArtifactSummary, RepositorySummary, TagRecord};
-use crate::meta::{MetaStore, PutManifestRefusal, RemoveRefusal, StoredManifest, Visibility};
+use crate::meta::{
+    BlobLinked, MetaStore, PutManifestRefusal, RemoveRefusal, StoredManifest, Visibility,
+};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::range::{self, ByteRange};
 use crate::oci::{Algorithm, Descriptor, Digest, Manifest, Reference, RepositoryName};
@@ -78,6 +83,7 @@ pub struct Registry {
     blobs: BlobStore,
     pulls: pulls::PullCounter,
     manifests: cache::ManifestCache,
+    gc: gc::GcState,
 }
 
 /// A blob being served.
@@ -97,11 +103,17 @@ pub struct PushedManifest {
 
 impl Registry {
     pub fn new(meta: Arc<MetaStore>, blobs: BlobStore) -> Arc<Registry> {
+        Registry::with_gc(meta, blobs, GcSettings::default())
+    }
+
+    /// A registry whose garbage collection applies `gc`'s delays.
+    pub fn with_gc(meta: Arc<MetaStore>, blobs: BlobStore, gc: GcSettings) -> Arc<Registry> {
         Arc::new(Registry {
             meta,
             blobs,
             pulls: pulls::PullCounter::default(),
             manifests: cache::ManifestCache::default(),
+            gc: gc::GcState::new(gc),
         })
     }
 
@@ -147,9 +159,9 @@ impl Registry {
         range_header: Option<&str>,
         with_body: bool,
     ) -> Result<BlobRead> {
-        let size = self
+        let (size, nonce) = self
             .meta
-            .blob_size(repo, blob)
+            .blob_file(repo, blob)
             .await?
             .ok_or(RegistryError::BlobUnknown)?;
         let range = match range_header {
@@ -159,7 +171,7 @@ impl Registry {
         };
         let body = if with_body {
             self.pulls.blob(repo, blob);
-            Some(self.blobs.read(blob, range).await?)
+            Some(self.blobs.read(blob, &nonce, range).await?)
         } else {
             None
         };
@@ -197,9 +209,12 @@ impl Registry {
         match content_length {
             Some(len) if len <= SMALL_BLOB => {
                 let bytes = read_body(body, len).await?;
-                let size = self.blobs.put_verified(blob, bytes).await?;
-                self.meta.add_blob(repo, blob, size).await?;
-                Ok(())
+                if self.link_if_stored(repo, blob, &bytes).await? {
+                    return Ok(());
+                }
+                let writing = self.gc.writes.begin(blob);
+                let size = self.blobs.put_verified(blob, &writing.nonce, bytes).await?;
+                self.link_written(repo, blob, size, writing).await
             }
             _ => {
                 let id = self.start_upload(repo);
@@ -248,8 +263,14 @@ impl Registry {
     ) -> Result<()> {
         let (start, content_length) = chunk_start(content_range, content_length)?;
         let uploads = self.blobs.uploads();
+        let writing = self.gc.writes.begin(blob);
+        let nonce = writing.nonce.as_str();
         let size = match content_length {
-            Some(0) => self.blobs.commit_upload(id, repo.as_str(), blob).await?,
+            Some(0) => {
+                self.blobs
+                    .commit_upload(id, repo.as_str(), blob, nonce)
+                    .await?
+            }
             // The whole blob in one small request: no session file at all.
             Some(len)
                 if len <= SMALL_BLOB
@@ -257,18 +278,65 @@ impl Registry {
                     && uploads.is_empty(id, repo.as_str()).await? =>
             {
                 let bytes = read_body(body, len).await?;
+                if self.link_if_stored(repo, blob, &bytes).await? {
+                    writing.settled(); // no file was written
+                    uploads.cancel(id, repo.as_str()).await?;
+                    return Ok(());
+                }
                 self.blobs
-                    .commit_upload_bytes(id, repo.as_str(), blob, bytes)
+                    .commit_upload_bytes(id, repo.as_str(), blob, nonce, bytes)
                     .await?
             }
             _ => {
                 uploads
                     .append(id, repo.as_str(), start, content_length, body)
                     .await?;
-                self.blobs.commit_upload(id, repo.as_str(), blob).await?
+                self.blobs
+                    .commit_upload(id, repo.as_str(), blob, nonce)
+                    .await?
             }
         };
-        self.meta.add_blob(repo, blob, size).await?;
+        self.link_written(repo, blob, size, writing).await
+    }
+
+    /// A small blob received whole whose bytes are stored already: once the
+    /// received bytes are checked against the digest, linking it is enough
+    /// (no file written, no sync). False when it must be written.
+    async fn link_if_stored(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+        bytes: &Bytes,
+    ) -> Result<bool> {
+        if !self.meta.blob_stored(blob).await? || Digest::of(blob.algorithm(), bytes) != *blob {
+            return Ok(false); // a mismatch is reported by the normal path
+        }
+        Ok(self.meta.link_stored_blob(repo, blob).await?.is_some())
+    }
+
+    /// Records a blob just written under `writing`'s nonce and links it into
+    /// `repo`. If the blob was already stored (live) its row keeps its file
+    /// and this write's file is deleted.
+    async fn link_written(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+        size: u64,
+        writing: gc::Writing<'_>,
+    ) -> Result<()> {
+        // On an error the file stays, a suspect the next GC pass checks
+        // (the transaction may have committed before the error).
+        match self.meta.add_blob(repo, blob, size, &writing.nonce).await? {
+            BlobLinked::Stored => writing.settled(),
+            BlobLinked::Duplicate => {
+                match self.blobs.remove_blob_file(blob, &writing.nonce).await {
+                    Ok(_) => writing.settled(),
+                    Err(e) => {
+                        tracing::warn!(blob = %blob, error = %e, "could not delete a duplicate blob file")
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

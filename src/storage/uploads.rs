@@ -8,7 +8,7 @@
 //! (one without data does not; its client starts over). Every operation on a
 //! session holds the session's lock, so appends are serialized.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -261,7 +261,7 @@ impl Uploads {
     }
 
     /// Verifies the session's bytes against `expected`, then moves them to
-    /// `target` durably (or drops them if `target` exists: same digest, same bytes).
+    /// `target` (a fresh name) durably.
     pub(super) async fn commit(
         &self,
         id: UploadId,
@@ -338,11 +338,81 @@ impl Uploads {
         }
         let size = bytes.len() as u64;
         let staging = self.staging_file();
-        let written = blocking(move || write_then_rename(&staging, &bytes, &target)).await?;
-        if written {
-            self.sync.sync().await?;
-        }
+        blocking(move || write_then_rename(&staging, &bytes, &target)).await?;
+        self.sync.sync().await?;
         Ok(size)
+    }
+
+    /// Repositories of the sessions in progress: those in memory that are not
+    /// busy (a busy one is mid-request, and if it holds data it is on disk)
+    /// and those on disk, whether or not this process has seen them.
+    pub(super) async fn repositories(&self) -> io::Result<HashSet<String>> {
+        let locks: Vec<SessionLock> = self.table().values().cloned().collect();
+        let mut repositories = HashSet::new();
+        for lock in locks {
+            if let Ok(guard) = lock.try_lock() {
+                if let Some(session) = guard.as_ref() {
+                    repositories.insert(session.repository.clone());
+                }
+            }
+        }
+        let dir = self.dir.clone();
+        let on_disk = blocking(move || {
+            let mut found = Vec::new();
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                if entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("tmp-"))
+                {
+                    continue;
+                }
+                match fs::read_to_string(entry.path().join("repository")) {
+                    Ok(repository) => found.push(repository),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotADirectory => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(found)
+        })
+        .await?;
+        repositories.extend(on_disk);
+        Ok(repositories)
+    }
+
+    /// Removes staging files (`tmp-*`) last modified before `before`; returns
+    /// how many and their bytes. A staging file lives for one write and
+    /// rename, so an old one is a crash's leftover.
+    pub(super) async fn remove_stale_staging(&self, before: SystemTime) -> io::Result<(u64, u64)> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            let (mut count, mut bytes) = (0, 0);
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                if !entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("tmp-"))
+                {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_file() && meta.modified()? < before {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => {
+                            count += 1;
+                            bytes += meta.len();
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok((count, bytes))
+        })
+        .await
     }
 
     /// Deletes sessions untouched for longer than `ttl`; returns how many.
@@ -510,26 +580,24 @@ async fn write_body(
     }
 }
 
-/// Makes `source` the durable content of `target`: fsync, rename, fsync the
-/// directory. If `target` already exists it holds the same verified bytes.
+/// Makes `source` the durable content of `target` (a fresh name): fsync,
+/// rename, fsync the directory. The file's modification time becomes now, so
+/// a sweep for orphan files (which spares recent ones) sees it as new
+/// however long ago the upload's last chunk arrived.
 fn move_durably(source: &Path, target: &Path) -> io::Result<()> {
-    if target.exists() {
-        return fs::remove_file(source);
-    }
-    File::open(source)?.sync_all()?;
+    let file = OpenOptions::new().write(true).open(source)?;
+    file.set_modified(SystemTime::now())?;
+    file.sync_all()?;
+    drop(file);
     let parent = target.parent().expect("blob paths have a parent");
     fs::create_dir_all(parent)?;
     fs::rename(source, target)?;
     File::open(parent)?.sync_all()
 }
 
-/// Writes `bytes` to a staging file and renames it to `target`, without
-/// syncing (the caller syncs the filesystem). Returns false if `target`
-/// already existed.
-fn write_then_rename(staging: &Path, bytes: &[u8], target: &Path) -> io::Result<bool> {
-    if target.exists() {
-        return Ok(false);
-    }
+/// Writes `bytes` to a staging file and renames it to `target` (a fresh
+/// name), without syncing (the caller syncs the filesystem).
+fn write_then_rename(staging: &Path, bytes: &[u8], target: &Path) -> io::Result<()> {
     let result = fs::write(staging, bytes).and_then(|()| {
         fs::create_dir_all(target.parent().expect("blob paths have a parent"))?;
         fs::rename(staging, target)
@@ -537,5 +605,5 @@ fn write_then_rename(staging: &Path, bytes: &[u8], target: &Path) -> io::Result<
     if result.is_err() {
         let _ = fs::remove_file(staging);
     }
-    result.map(|()| true)
+    result
 }
