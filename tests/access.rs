@@ -630,6 +630,13 @@ async fn authorization_matrix() {
             None,
             May::Admin,
         ),
+        (Method::GET, "/api/v1/system/gc", None, May::Admin),
+        (
+            Method::POST,
+            "/api/v1/system/gc",
+            Some(json!({"dry_run": true})),
+            May::Admin,
+        ),
     ];
     for (method, path, body, may) in &global {
         for who in Who::ALL {
@@ -666,7 +673,7 @@ async fn authorization_matrix() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 1048, "cases were skipped");
+    assert_eq!(checked, 1064, "cases were skipped");
 }
 
 /// Refusals look the same whether the private repository exists or not, and

@@ -231,3 +231,69 @@ async fn command_line_manages_a_running_server() {
     let anonymous = cli.json(&["project", "ls", "--server", &cli.server]);
     assert_eq!(anonymous, serde_json::json!([]));
 }
+
+/// `berth gc` starts a pass through the API, follows it, and prints what it
+/// removed; with no delays, a deleted image's bytes are gone after a few passes.
+#[tokio::test]
+async fn garbage_collection_from_the_command_line() {
+    let server = common::Server::start_with_env(
+        &[],
+        &[
+            ("BERTH_AUTH_MODE", "token"),
+            ("BERTH_GC_ENABLED", "false"),
+            ("BERTH_GC_GRACE_SECS", "0"),
+            ("BERTH_GC_UNTAGGED_DELAY_SECS", "0"),
+        ],
+    );
+    let dir = common::TempDir::new("berth-cli-gc");
+    let cli = Cli {
+        credentials: dir.path().join("credentials.json"),
+        server: server.url(),
+    };
+    let out = cli.run(
+        &["login", &cli.server, "-u", "admin", "--password-stdin"],
+        Some(&format!("{}\n", common::ADMIN_PASSWORD)),
+    );
+    assert!(out.ok, "{}", out.stderr);
+    cli.ok(&["project", "create", "team"]);
+    let api = support::Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    let layer = b"a layer nobody will need".repeat(1000);
+    let (_, digest) = api.push_image("team/app", "v1", &layer).await;
+    let r = api
+        .delete(&format!("/v2/team/app/manifests/{digest}"))
+        .await;
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let layer_hex = support::sha256(&layer)[7..].to_string();
+    let blob_files = || {
+        let dir = server
+            .data_dir()
+            .join("storage/blobs/sha256")
+            .join(&layer_hex[..2]);
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&layer_hex))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(blob_files(), 1);
+    let dry = cli.ok(&["gc", "--dry-run"]);
+    assert!(dry.contains("would remove"), "{dry}");
+    assert_eq!(blob_files(), 1, "a dry run removes nothing");
+    let mut summaries = String::new();
+    for _ in 0..5 {
+        summaries.push_str(&cli.ok(&["gc"]));
+        if blob_files() == 0 {
+            break;
+        }
+    }
+    assert_eq!(blob_files(), 0, "the layer's bytes are gone:\n{summaries}");
+    assert!(
+        summaries.contains("removed 1 untagged manifests"),
+        "{summaries}"
+    );
+    let runs = cli.json(&["gc", "--dry-run"]);
+    assert_eq!(runs["status"], "finished");
+    assert_eq!(runs["dry_run"], true);
+}

@@ -4,7 +4,7 @@
 
 mod client;
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -88,6 +88,13 @@ pub enum ClientCommand {
     /// Retention policies: which tags a project keeps.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Run a garbage-collection pass on the server, with a progress bar and
+    /// a summary (administrators).
+    Gc {
+        /// Count what a pass would remove, removing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -613,6 +620,62 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                 }
             }
         }
+        ClientCommand::Gc { dry_run } => {
+            let api = api()?;
+            let started = api
+                .request(
+                    Method::POST,
+                    "/api/v1/system/gc",
+                    Some(&json!({ "dry_run": dry_run })),
+                )
+                .await?;
+            let id = started["id"].as_str().unwrap_or_default().to_string();
+            let tty = std::io::stderr().is_terminal() && !o.json;
+            let mut last_phase = String::new();
+            let run = loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let status = api.get("/api/v1/system/gc").await?;
+                let finished = status["runs"]
+                    .as_array()
+                    .and_then(|runs| {
+                        runs.iter()
+                            .find(|r| r["id"] == id.as_str() && r["status"] != "running")
+                    })
+                    .cloned();
+                if let Some(run) = finished {
+                    break run;
+                }
+                let running = &status["running"];
+                if running["id"] == id.as_str() && !o.json {
+                    let phase = running["phase"].as_str().unwrap_or("").to_string();
+                    let (done, total) = (
+                        running["done"].as_u64().unwrap_or(0),
+                        running["total"].as_u64().unwrap_or(0),
+                    );
+                    if tty {
+                        eprint!("\r{}", progress_bar(&phase, done, total));
+                    } else if phase != last_phase {
+                        eprintln!("gc: {phase}");
+                    }
+                    last_phase = phase;
+                }
+            };
+            if tty {
+                eprintln!();
+            }
+            if o.json {
+                println!("{run}");
+            } else {
+                print_gc_summary(&run);
+            }
+            if run["status"] != "finished" {
+                return Err(format!(
+                    "the pass ended {}: {}",
+                    run["status"].as_str().unwrap_or("?"),
+                    run["error"].as_str().unwrap_or("")
+                ));
+            }
+        }
         ClientCommand::Tag(TagCommand::Ls { repository }) => {
             let items = api()?
                 .get_all(&format!(
@@ -685,4 +748,48 @@ fn table(o: &ClientOptions, items: &[Value], columns: &[(&str, &str)]) {
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+/// `[=====>     ] links 1200/5000`
+fn progress_bar(phase: &str, done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(0) as usize;
+    format!(
+        "[{}{}] {phase:<9} {done}/{total}    ",
+        "=".repeat(filled),
+        " ".repeat(WIDTH as usize - filled)
+    )
+}
+
+fn print_gc_summary(run: &Value) {
+    let n = |k: &str| run[k].as_u64().unwrap_or(0);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let verb = if run["dry_run"] == true {
+        "would remove"
+    } else {
+        "removed"
+    };
+    println!(
+        "garbage collection {} ({})",
+        run["id"].as_str().unwrap_or(""),
+        run["status"].as_str().unwrap_or("")
+    );
+    println!(
+        "  {verb} {} untagged manifests from repositories, {} manifest documents ({:.1} MiB)",
+        n("manifests_removed"),
+        n("contents_removed"),
+        mib(n("manifest_bytes"))
+    );
+    println!(
+        "  {verb} {} blob links; {} blobs left unlinked (deleted after the grace period)",
+        n("links_removed"),
+        n("blobs_doomed")
+    );
+    println!(
+        "  {verb} {} blobs ({:.1} MiB) and {} orphan files ({:.1} MiB)",
+        n("blobs_removed"),
+        mib(n("blob_bytes")),
+        n("orphan_files"),
+        mib(n("orphan_bytes"))
+    );
 }

@@ -406,8 +406,15 @@ impl Registry {
     /// pass would remove at its first step (removals cascade: a manifest
     /// removed now makes its blobs' links candidates for a later pass).
     pub async fn collect_garbage(&self, dry_run: bool) -> Result<GcReport> {
+        self.collect_garbage_as(uuid::Uuid::new_v4().to_string(), dry_run)
+            .await
+    }
+
+    /// `collect_garbage`, recording the pass under `id` (so that whoever
+    /// asked for it can follow it through `gc_progress` and `gc_runs`).
+    pub async fn collect_garbage_as(&self, id: String, dry_run: bool) -> Result<GcReport> {
         let _running = self.gc.running.lock().await;
-        self.gc_pass(dry_run).await
+        self.gc_pass(id, dry_run).await
     }
 
     /// Like `collect_garbage`, unless a pass is running: then None at once.
@@ -415,7 +422,9 @@ impl Registry {
         let Ok(_running) = self.gc.running.try_lock() else {
             return Ok(None);
         };
-        self.gc_pass(dry_run).await.map(Some)
+        self.gc_pass(uuid::Uuid::new_v4().to_string(), dry_run)
+            .await
+            .map(Some)
     }
 
     /// The running pass's phase and progress, if one is running.
@@ -433,8 +442,7 @@ impl Registry {
         self.gc.settings
     }
 
-    async fn gc_pass(&self, dry_run: bool) -> Result<GcReport> {
-        let id = uuid::Uuid::new_v4().to_string();
+    async fn gc_pass(&self, id: String, dry_run: bool) -> Result<GcReport> {
         self.meta.gc_run_started(&id, dry_run).await?;
         let started = Instant::now();
         let mut pass = Pass {

@@ -230,6 +230,8 @@ pub static RULES: &[Rule] = &[
         Admin,
         "system.rotate_signing_key",
     ),
+    r("GET", "/api/v1/system/gc", Admin, "gc.status"),
+    r("POST", "/api/v1/system/gc", Admin, "gc.start"),
 ];
 
 pub fn rule(method: &Method, path: &str) -> Option<&'static Rule> {

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::ApiResult;
+use super::{ApiJson, ApiResult};
 use crate::http::AppState;
+use crate::registry::GcReport;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SigningKey {
@@ -23,4 +25,139 @@ pub struct SigningKey {
 pub async fn rotate_signing_key(State(state): State<Arc<AppState>>) -> ApiResult<Json<SigningKey>> {
     let kid = state.auth.rotate_signing_key().await?;
     Ok(Json(SigningKey { kid }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GcRun {
+    pub id: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub dry_run: bool,
+    /// running, finished, failed or interrupted.
+    pub status: String,
+    pub error: Option<String>,
+    /// Manifests removed from a repository (untagged and unreferenced).
+    pub manifests_removed: u64,
+    /// Manifest documents deleted (in no repository any more).
+    pub contents_removed: u64,
+    pub manifest_bytes: u64,
+    /// Blob links removed from repositories (no manifest there uses them).
+    pub links_removed: u64,
+    /// Blobs left without links, to be deleted after the grace period.
+    pub blobs_doomed: u64,
+    pub blobs_removed: u64,
+    pub blob_bytes: u64,
+    /// Files no blob names (crash leftovers).
+    pub orphan_files: u64,
+    pub orphan_bytes: u64,
+}
+
+impl From<GcReport> for GcRun {
+    fn from(r: GcReport) -> Self {
+        let c = r.counts;
+        GcRun {
+            id: r.id,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            dry_run: r.dry_run,
+            status: r.status,
+            error: r.error,
+            manifests_removed: c.manifests_removed,
+            contents_removed: c.contents_removed,
+            manifest_bytes: c.manifest_bytes,
+            links_removed: c.links_removed,
+            blobs_doomed: c.blobs_doomed,
+            blobs_removed: c.blobs_removed,
+            blob_bytes: c.blob_bytes,
+            orphan_files: c.orphan_files,
+            orphan_bytes: c.orphan_bytes,
+        }
+    }
+}
+
+/// The pass in progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GcRunning {
+    pub id: String,
+    pub dry_run: bool,
+    /// manifests, contents, links, blobs or orphans.
+    pub phase: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GcStatus {
+    pub running: Option<GcRunning>,
+    /// The most recent passes, newest first.
+    pub runs: Vec<GcRun>,
+    /// Seconds a blob or link stays after its last use before it is collected.
+    pub grace_secs: u64,
+    /// Seconds an untagged, unreferenced manifest stays.
+    pub untagged_delay_secs: u64,
+}
+
+/// The pass a request started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GcStarted {
+    /// Follow it with GET /api/v1/system/gc: it is `running` while it runs,
+    /// then the first of `runs`.
+    pub id: String,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GcRequest {
+    /// Count what a pass would remove, removing nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+async fn gc_status(state: &AppState) -> ApiResult<GcStatus> {
+    let settings = state.registry.gc_settings();
+    Ok(GcStatus {
+        running: state.registry.gc_progress().map(|p| GcRunning {
+            id: p.id,
+            dry_run: p.dry_run,
+            phase: p.phase.to_string(),
+            done: p.done,
+            total: p.total,
+        }),
+        runs: state
+            .registry
+            .gc_runs(20)
+            .await?
+            .into_iter()
+            .map(GcRun::from)
+            .collect(),
+        grace_secs: settings.grace.as_secs(),
+        untagged_delay_secs: settings.untagged_delay.as_secs(),
+    })
+}
+
+/// Garbage collection: the pass in progress and the recent ones.
+#[utoipa::path(get, path = "/api/v1/system/gc", tag = "system",
+    responses((status = 200, body = GcStatus)))]
+pub async fn gc(State(state): State<Arc<AppState>>) -> ApiResult<Json<GcStatus>> {
+    Ok(Json(gc_status(&state).await?))
+}
+
+/// Starts a garbage-collection pass in the background (after the running
+/// one, if any); follow it with GET.
+#[utoipa::path(post, path = "/api/v1/system/gc", tag = "system", request_body = GcRequest,
+    responses((status = 202, body = GcStarted)))]
+pub async fn start_gc(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<GcRequest>,
+) -> (StatusCode, Json<GcStarted>) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let registry = state.registry.clone();
+    let (pass, dry_run) = (id.clone(), request.dry_run);
+    tokio::spawn(async move {
+        if let Err(e) = registry.collect_garbage_as(pass, dry_run).await {
+            tracing::error!(error = %e, "garbage collection requested through the API failed");
+        }
+    });
+    (StatusCode::ACCEPTED, Json(GcStarted { id, dry_run }))
 }
