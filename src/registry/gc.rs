@@ -264,24 +264,31 @@ impl Pass<'_> {
 
     /// Steps 2 and 3 of the protocol for blobs that are `deleting`.
     async fn delete_bytes(&mut self, blobs: Vec<DoomedBlob>) -> Result<()> {
-        let mut unlinked = Vec::with_capacity(blobs.len());
-        for b in blobs {
-            let digest: Digest = b.digest.parse().map_err(|e| {
-                RegistryError::Internal(format!("stored digest {:?}: {e}", b.digest))
-            })?;
-            match self
-                .registry
-                .blobs
-                .remove_blob_file(&digest, &b.nonce)
-                .await
-            {
-                Ok(_) => unlinked.push(b),
-                // Stays `deleting`; the next pass tries again.
-                Err(e) => {
-                    tracing::warn!(blob = %digest, error = %e, "could not delete a blob file")
+        use futures_util::StreamExt;
+        let storage = &self.registry.blobs;
+        // A few unlinks at a time: each is a hop to a blocking thread.
+        let unlinked: Vec<DoomedBlob> = futures_util::stream::iter(blobs)
+            .map(|b| async move {
+                let digest: Digest = match b.digest.parse() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(blob = %b.digest, error = %e, "stored digest does not parse");
+                        return None;
+                    }
+                };
+                match storage.remove_blob_file(&digest, &b.nonce).await {
+                    Ok(_) => Some(b),
+                    // Stays `deleting`; the next pass tries again.
+                    Err(e) => {
+                        tracing::warn!(blob = %digest, error = %e, "could not delete a blob file");
+                        None
+                    }
                 }
-            }
-        }
+            })
+            .buffer_unordered(8)
+            .filter_map(|b| async move { b })
+            .collect()
+            .await;
         let n = unlinked.len() as u64;
         let (removed, bytes) = self.registry.meta.gc_finish_blob_deletes(unlinked).await?;
         let counts = GcCounts {
