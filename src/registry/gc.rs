@@ -306,7 +306,12 @@ impl Pass<'_> {
     async fn orphans(&mut self, grace: Duration) -> Result<()> {
         let gc = &self.registry.gc;
         let storage = &self.registry.blobs;
-        let suspects = std::mem::take(&mut *lock(&gc.writes.suspects));
+        // A dry run only looks: the suspects stay for a real pass.
+        let suspects = if self.dry_run {
+            lock(&gc.writes.suspects).clone()
+        } else {
+            std::mem::take(&mut *lock(&gc.writes.suspects))
+        };
         let sweep = gc.started.elapsed() >= grace && !gc.swept.load(Ordering::Acquire);
         let dirs = if sweep {
             storage.blob_dirs().await?
@@ -326,7 +331,9 @@ impl Pass<'_> {
                     .collect(),
             )
             .await?;
-        lock(&gc.writes.suspects).extend(kept);
+        if !self.dry_run {
+            lock(&gc.writes.suspects).extend(kept);
+        }
         self.advance(1, &GcCounts::default()).await?;
         if !sweep {
             return Ok(());
@@ -582,6 +589,33 @@ mod tests {
         assert_eq!(pass.counts.blobs_removed, 0, "the row was revived");
         assert_eq!(blob_files(&f.dir).len(), 1, "only the old file went");
         assert_eq!(pull(r, &repo, &d).await, b"contested bytes");
+    }
+
+    #[tokio::test]
+    async fn the_file_of_a_write_that_did_not_end_cleanly_is_removed_by_the_next_pass() {
+        let f = fixture().await;
+        let r = &f.registry;
+        // The once-per-process sweep of the whole store runs in this pass.
+        r.collect_garbage(false).await.unwrap();
+        // A write whose metadata transaction failed: its file, no row.
+        let d = Digest::sha256_of(b"lost");
+        let writing = r.gc.writes.begin(&d);
+        r.blobs
+            .put_verified(&d, &writing.nonce, Bytes::from_static(b"lost"))
+            .await
+            .unwrap();
+        // While the write is in flight no pass touches its file.
+        let report = r.collect_garbage(false).await.unwrap();
+        assert_eq!(report.counts.orphan_files, 0);
+        assert_eq!(blob_files(&f.dir).len(), 1);
+        drop(writing);
+        let dry = r.collect_garbage(true).await.unwrap();
+        assert_eq!(dry.counts.orphan_files, 1);
+        assert_eq!(blob_files(&f.dir).len(), 1, "a dry run deletes nothing");
+        let report = r.collect_garbage(false).await.unwrap();
+        let c = report.counts;
+        assert_eq!((c.orphan_files, c.orphan_bytes), (1, 4));
+        assert!(blob_files(&f.dir).is_empty());
     }
 
     #[tokio::test]
