@@ -29,6 +29,10 @@ type Conn = SqliteConnection;
 /// that died: it reads as interrupted.
 pub const HEARTBEAT_STALE_MS: i64 = 30_000;
 
+/// Records of passes are kept this long (a pass every 10 minutes makes
+/// about 13,000 rows in that time).
+pub const RUNS_KEPT_MS: i64 = 90 * 24 * 3600 * 1000;
+
 /// What a pass removed (or, dry, would remove first).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct GcCounts {
@@ -623,7 +627,8 @@ impl MetaStore {
 
     // ---- run records ---------------------------------------------------------
 
-    /// Records the start of a pass; marks passes of dead processes interrupted.
+    /// Records the start of a pass; marks passes of dead processes
+    /// interrupted and forgets those older than `RUNS_KEPT_MS`.
     pub async fn gc_run_started(&self, id: &str, dry_run: bool) -> Result<(), MetaError> {
         let id = id.to_string();
         self.committer
@@ -634,6 +639,7 @@ impl MetaStore {
                     sqlx::query(
                         "UPDATE gc_runs SET status = 'interrupted', finished_at = heartbeat_at
                            WHERE status = 'running' AND heartbeat_at < $2;
+                         DELETE FROM gc_runs WHERE started_at < $5;
                          INSERT INTO gc_runs (id, started_at, heartbeat_at, dry_run, status)
                            VALUES ($1, $3, $3, $4, 'running')",
                     )
@@ -641,6 +647,7 @@ impl MetaStore {
                     .bind(now - HEARTBEAT_STALE_MS)
                     .bind(now)
                     .bind(dry_run)
+                    .bind(now - RUNS_KEPT_MS)
                     .execute(&mut *conn)
                     .await?;
                     Ok(())
@@ -1092,8 +1099,14 @@ mod tests {
     async fn runs_are_recorded_and_dead_ones_read_as_interrupted() {
         let s = store().await;
         let meta = &s.meta;
+        meta.gc_run_started("ancient", false).await.unwrap();
+        sqlx::query("UPDATE gc_runs SET started_at = started_at - $1")
+            .bind(RUNS_KEPT_MS + 1)
+            .execute(&meta.writer)
+            .await
+            .unwrap();
         meta.gc_run_started("dead", false).await.unwrap();
-        sqlx::query("UPDATE gc_runs SET heartbeat_at = heartbeat_at - 60000")
+        sqlx::query("UPDATE gc_runs SET heartbeat_at = heartbeat_at - 60000 WHERE id = 'dead'")
             .execute(&meta.writer)
             .await
             .unwrap();
@@ -1113,6 +1126,7 @@ mod tests {
             .collect();
         assert_eq!(status["dead"], "interrupted");
         assert_eq!(status["live"], "finished");
+        assert!(!status.contains_key("ancient"), "old records are forgotten");
         let live = runs.iter().find(|r| r.id == "live").unwrap();
         assert!(live.dry_run && live.finished_at.is_some());
         assert_eq!(live.counts, counts);

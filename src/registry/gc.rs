@@ -264,24 +264,31 @@ impl Pass<'_> {
 
     /// Steps 2 and 3 of the protocol for blobs that are `deleting`.
     async fn delete_bytes(&mut self, blobs: Vec<DoomedBlob>) -> Result<()> {
-        let mut unlinked = Vec::with_capacity(blobs.len());
-        for b in blobs {
-            let digest: Digest = b.digest.parse().map_err(|e| {
-                RegistryError::Internal(format!("stored digest {:?}: {e}", b.digest))
-            })?;
-            match self
-                .registry
-                .blobs
-                .remove_blob_file(&digest, &b.nonce)
-                .await
-            {
-                Ok(_) => unlinked.push(b),
-                // Stays `deleting`; the next pass tries again.
-                Err(e) => {
-                    tracing::warn!(blob = %digest, error = %e, "could not delete a blob file")
+        use futures_util::StreamExt;
+        let storage = &self.registry.blobs;
+        // A few unlinks at a time: each is a hop to a blocking thread.
+        let unlinked: Vec<DoomedBlob> = futures_util::stream::iter(blobs)
+            .map(|b| async move {
+                let digest: Digest = match b.digest.parse() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(blob = %b.digest, error = %e, "stored digest does not parse");
+                        return None;
+                    }
+                };
+                match storage.remove_blob_file(&digest, &b.nonce).await {
+                    Ok(_) => Some(b),
+                    // Stays `deleting`; the next pass tries again.
+                    Err(e) => {
+                        tracing::warn!(blob = %digest, error = %e, "could not delete a blob file");
+                        None
+                    }
                 }
-            }
-        }
+            })
+            .buffer_unordered(8)
+            .filter_map(|b| async move { b })
+            .collect()
+            .await;
         let n = unlinked.len() as u64;
         let (removed, bytes) = self.registry.meta.gc_finish_blob_deletes(unlinked).await?;
         let counts = GcCounts {
@@ -299,7 +306,12 @@ impl Pass<'_> {
     async fn orphans(&mut self, grace: Duration) -> Result<()> {
         let gc = &self.registry.gc;
         let storage = &self.registry.blobs;
-        let suspects = std::mem::take(&mut *lock(&gc.writes.suspects));
+        // A dry run only looks: the suspects stay for a real pass.
+        let suspects = if self.dry_run {
+            lock(&gc.writes.suspects).clone()
+        } else {
+            std::mem::take(&mut *lock(&gc.writes.suspects))
+        };
         let sweep = gc.started.elapsed() >= grace && !gc.swept.load(Ordering::Acquire);
         let dirs = if sweep {
             storage.blob_dirs().await?
@@ -319,7 +331,9 @@ impl Pass<'_> {
                     .collect(),
             )
             .await?;
-        lock(&gc.writes.suspects).extend(kept);
+        if !self.dry_run {
+            lock(&gc.writes.suspects).extend(kept);
+        }
         self.advance(1, &GcCounts::default()).await?;
         if !sweep {
             return Ok(());
@@ -583,6 +597,33 @@ mod tests {
         assert_eq!(pass.counts.blobs_removed, 0, "the row was revived");
         assert_eq!(blob_files(&f.dir).len(), 1, "only the old file went");
         assert_eq!(pull(r, &repo, &d).await, b"contested bytes");
+    }
+
+    #[tokio::test]
+    async fn the_file_of_a_write_that_did_not_end_cleanly_is_removed_by_the_next_pass() {
+        let f = fixture().await;
+        let r = &f.registry;
+        // The once-per-process sweep of the whole store runs in this pass.
+        r.collect_garbage(false).await.unwrap();
+        // A write whose metadata transaction failed: its file, no row.
+        let d = Digest::sha256_of(b"lost");
+        let writing = r.gc.writes.begin(&d);
+        r.blobs
+            .put_verified(&d, &writing.nonce, Bytes::from_static(b"lost"))
+            .await
+            .unwrap();
+        // While the write is in flight no pass touches its file.
+        let report = r.collect_garbage(false).await.unwrap();
+        assert_eq!(report.counts.orphan_files, 0);
+        assert_eq!(blob_files(&f.dir).len(), 1);
+        drop(writing);
+        let dry = r.collect_garbage(true).await.unwrap();
+        assert_eq!(dry.counts.orphan_files, 1);
+        assert_eq!(blob_files(&f.dir).len(), 1, "a dry run deletes nothing");
+        let report = r.collect_garbage(false).await.unwrap();
+        let c = report.counts;
+        assert_eq!((c.orphan_files, c.orphan_bytes), (1, 4));
+        assert!(blob_files(&f.dir).is_empty());
     }
 
     #[tokio::test]
