@@ -461,6 +461,20 @@ async fn authorization_matrix() {
                 "",
             ),
             (
+                Method::PUT,
+                format!("/api/v1/projects/{project}/quota"),
+                Some(json!({})),
+                May::Admin,
+                "",
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/projects/{project}/usage"),
+                None,
+                May::Pull,
+                "",
+            ),
+            (
                 Method::GET,
                 format!("/api/v1/projects/{project}/retention-policies"),
                 None,
@@ -673,7 +687,7 @@ async fn authorization_matrix() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 1064, "cases were skipped");
+    assert_eq!(checked, 1096, "cases were skipped");
 }
 
 /// Refusals look the same whether the private repository exists or not, and

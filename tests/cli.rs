@@ -199,6 +199,13 @@ async fn command_line_manages_a_running_server() {
     assert!(cli.ok(&["retention", "ls", "team"]).contains(&policy_id));
     cli.ok(&["retention", "rm", "team", &policy_id]);
 
+    // Quotas: set, shown with the usage.
+    cli.ok(&["quota", "set", "team", "--bytes", "100000000"]);
+    let usage = cli.json(&["quota", "show", "team"]);
+    assert_eq!(usage["quota"]["bytes"], 100_000_000);
+    assert!(usage["usage"]["bytes"].as_i64().unwrap() > 0);
+    assert!(cli.ok(&["quota", "show", "team"]).contains("team/app"));
+
     let rotated = cli.json(&["robot", "rotate", "team", "ci"]);
     assert_ne!(rotated["secret"], secret.as_str());
     cli.ok(&["robot", "rm", "team", "ci"]);

@@ -88,6 +88,9 @@ pub enum ClientCommand {
     /// Retention policies: which tags a project keeps.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Project quotas and usage.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Run a garbage-collection pass on the server, with a progress bar and
     /// a summary (administrators).
     Gc {
@@ -95,6 +98,22 @@ pub enum ClientCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set a project's limits (administrators); an omitted limit is removed.
+    Set {
+        project: String,
+        /// Bytes of distinct manifests and blobs.
+        #[arg(long)]
+        bytes: Option<i64>,
+        /// Manifests in its repositories.
+        #[arg(long)]
+        artifacts: Option<i64>,
+    },
+    /// A project's limits and usage, per repository.
+    Show { project: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -674,6 +693,55 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                     run["status"].as_str().unwrap_or("?"),
                     run["error"].as_str().unwrap_or("")
                 ));
+            }
+        }
+        ClientCommand::Quota(c) => {
+            let api = api()?;
+            match c {
+                QuotaCommand::Set {
+                    project,
+                    bytes,
+                    artifacts,
+                } => {
+                    let path = format!("/api/v1/projects/{}/quota", encode(&project));
+                    let body = json!({"bytes": bytes, "artifacts": artifacts});
+                    let v = api.request(Method::PUT, &path, Some(&body)).await?;
+                    show_one(
+                        o,
+                        &v,
+                        &format!(
+                            "Quota of {project}: bytes {}, artifacts {}",
+                            cell(&v["bytes"]),
+                            cell(&v["artifacts"])
+                        ),
+                    );
+                }
+                QuotaCommand::Show { project } => {
+                    let v = api
+                        .get(&format!("/api/v1/projects/{}/usage", encode(&project)))
+                        .await?;
+                    if o.json {
+                        println!("{v}");
+                    } else {
+                        println!(
+                            "{project}: {} bytes of {} allowed, {} artifacts of {} allowed",
+                            cell(&v["usage"]["bytes"]),
+                            cell(&v["quota"]["bytes"]),
+                            cell(&v["usage"]["artifacts"]),
+                            cell(&v["quota"]["artifacts"])
+                        );
+                        let items = v["repositories"].as_array().cloned().unwrap_or_default();
+                        table(
+                            o,
+                            &items,
+                            &[
+                                ("REPOSITORY", "name"),
+                                ("BYTES", "bytes"),
+                                ("ARTIFACTS", "artifacts"),
+                            ],
+                        );
+                    }
+                }
             }
         }
         ClientCommand::Tag(TagCommand::Ls { repository }) => {

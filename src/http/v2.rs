@@ -303,7 +303,7 @@ impl Cx<'_> {
             }
             Route::Manifest(repo, r) if m == Method::PUT => self.put_manifest(repo, r, body).await,
             Route::Manifest(repo, r) if m == Method::DELETE => {
-                let guard = self.immutable_tags(&repo).await?;
+                let guard = self.repository_rules(&repo).await?;
                 self.state
                     .registry
                     .delete_manifest(&repo, &r, guard)
@@ -393,11 +393,11 @@ impl Cx<'_> {
         }
     }
 
-    /// The project's immutability rules for `repo`'s tags.
-    async fn immutable_tags(&self, repo: &RepositoryName) -> Result<crate::registry::Guard> {
+    /// The project's immutability rules and quota for changes in `repo`.
+    async fn repository_rules(&self, repo: &RepositoryName) -> Result<crate::registry::Guard> {
         self.state
             .policy
-            .immutable_tags(repo)
+            .repository_rules(repo)
             .await
             .map_err(|e| RegistryError::from(e).into())
     }
@@ -515,7 +515,7 @@ impl Cx<'_> {
                 &reference,
                 content_type,
                 &bytes,
-                self.immutable_tags(&repo).await?,
+                self.repository_rules(&repo).await?,
             )
             .await?;
         let mut response = (

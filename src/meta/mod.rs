@@ -13,6 +13,7 @@ mod audit;
 mod committer;
 mod gc;
 mod inventory;
+mod quota;
 mod retention;
 mod rules;
 mod writes;
@@ -23,6 +24,7 @@ pub use access::{
 pub use audit::{AuditFilter, AuditRecord};
 pub use gc::{Cursor, DoomedBlob, GcBatch, GcCounts, GcRunRecord, QueuePhase};
 pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
+pub use quota::Usage;
 pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
 
@@ -52,6 +54,9 @@ pub enum MetaError {
     /// The write was dropped unrun: the store is closing or its transaction failed (logged).
     #[error("the metadata write was not carried out")]
     NotApplied,
+    /// A check made after the change refused it (a quota): the change was rolled back.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A manifest as served: its bytes and media type.
@@ -80,15 +85,29 @@ pub enum PutManifestRefusal {
     Immutable(String),
 }
 
-/// Which tags of a repository may not be moved or deleted (see `policy`);
-/// checked inside the transaction that would move or delete them.
-pub trait TagGuard: Send + Sync {
-    /// The rule that protects `tag`, described for the refusal.
+/// What a project's rules say about changes to one of its repositories
+/// (see `policy`); consulted inside the transaction that makes the change.
+pub trait RepositoryRules: Send + Sync {
+    /// The rule that protects `tag` from being moved or deleted, described
+    /// for the refusal.
     fn protecting(&self, tag: &str) -> Option<String>;
+    /// The project's quota, if it has one.
+    fn quota(&self) -> Option<Quota> {
+        None
+    }
 }
 
-/// A repository's tag guard, if any rule applies to it.
-pub type Guard = Option<std::sync::Arc<dyn TagGuard>>;
+/// Limits on what a project stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quota {
+    /// Bytes of the distinct manifests and blobs its manifests reference.
+    pub bytes: Option<i64>,
+    /// Manifests in its repositories.
+    pub artifacts: Option<i64>,
+}
+
+/// A repository's rules, if any apply to it.
+pub type Guard = Option<std::sync::Arc<dyn RepositoryRules>>;
 
 /// Why something cannot be removed from a repository.
 #[derive(Debug)]

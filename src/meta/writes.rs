@@ -414,6 +414,13 @@ impl MetaStore {
                     if !missing.is_empty() {
                         return Ok(Err(PutManifestRefusal::Missing(missing)));
                     }
+                    // A quota is checked on the usage before and after the change:
+                    // one over the limit fails the job, which rolls it back.
+                    let quota = guard.as_ref().and_then(|g| g.quota());
+                    let before = match quota {
+                        Some(_) => Some(super::quota::project_usage_in(conn, repo.project()).await?),
+                        None => None,
+                    };
                     let annotations = manifest
                         .annotations
                         .as_ref()
@@ -474,6 +481,10 @@ impl MetaStore {
                         ));
                     }
                     script.execute(conn).await?;
+                    if let (Some(quota), Some(before)) = (quota, before) {
+                        let after = super::quota::project_usage_in(conn, repo.project()).await?;
+                        super::quota::check_quota(repo.project(), quota, before, after)?;
+                    }
                     Ok(Ok(()))
                 })
             })

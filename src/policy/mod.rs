@@ -12,7 +12,15 @@ use std::time::{Duration, Instant};
 use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
 
-use crate::meta::{Guard, MetaError, MetaStore, Refusal, RuleRecord};
+use crate::meta::{Guard, MetaError, MetaStore, Quota, Refusal, RuleRecord, Usage};
+
+/// A project's limits, its usage, and each repository's usage.
+#[derive(Debug, Clone)]
+pub struct ProjectUsage {
+    pub quota: Quota,
+    pub usage: Usage,
+    pub repositories: Vec<(String, Usage)>,
+}
 use crate::oci::{RepositoryName, Tag};
 
 /// The `tags` value of a naming rule that asks for semantic versions.
@@ -149,18 +157,30 @@ fn within_project(repo: &RepositoryName) -> &str {
         .map_or("", |rest| rest.trim_start_matches('/'))
 }
 
-/// Says, for a tag of one repository, which immutability rule protects it.
+/// What a project's rules say about one of its repositories: which
+/// immutability rule protects a tag, and the project's quota.
 #[derive(Clone)]
-pub struct ImmutableTags {
-    rules: Arc<Vec<Compiled>>,
-    /// The rules whose repository pattern matches the repository.
+struct ForRepository {
+    project: Arc<ProjectPolicy>,
+    /// The immutability rules whose repository pattern matches the repository.
     applies: Vec<usize>,
 }
 
-impl crate::meta::TagGuard for ImmutableTags {
+/// A project's compiled rules and its quota.
+struct ProjectPolicy {
+    rules: Vec<Compiled>,
+    quota: Quota,
+}
+
+impl crate::meta::RepositoryRules for ForRepository {
+    fn quota(&self) -> Option<Quota> {
+        let q = self.project.quota;
+        (q.bytes.is_some() || q.artifacts.is_some()).then_some(q)
+    }
+
     fn protecting(&self, tag: &str) -> Option<String> {
         self.applies.iter().find_map(|&i| {
-            let c = &self.rules[i];
+            let c = &self.project.rules[i];
             match &c.matcher {
                 Matcher::Immutable { tags, .. } if tags.is_match(tag) => Some(format!(
                     "immutability rule {} of project {} (repositories {:?}, tags {:?})",
@@ -173,7 +193,7 @@ impl crate::meta::TagGuard for ImmutableTags {
 }
 
 /// Compiled rules of a project and when they were read.
-type Cached = (Instant, Arc<Vec<Compiled>>);
+type Cached = (Instant, Arc<ProjectPolicy>);
 
 pub struct Policy {
     meta: Arc<MetaStore>,
@@ -188,7 +208,7 @@ impl Policy {
         }
     }
 
-    async fn compiled(&self, project: &str) -> Result<Arc<Vec<Compiled>>, MetaError> {
+    async fn compiled(&self, project: &str) -> Result<Arc<ProjectPolicy>, MetaError> {
         if let Some((at, rules)) = self.cache.lock().expect("policy cache").get(project) {
             if at.elapsed() < CACHE_TTL {
                 return Ok(rules.clone());
@@ -210,7 +230,10 @@ impl Policy {
                     .ok()
             })
             .collect();
-        let rules = Arc::new(rules);
+        let rules = Arc::new(ProjectPolicy {
+            rules,
+            quota: self.meta.project_quota(project).await?,
+        });
         let mut cache = self.cache.lock().expect("policy cache");
         if cache.len() > 10_000 {
             cache.clear();
@@ -230,7 +253,7 @@ impl Policy {
         repo: &RepositoryName,
         tag: Option<&Tag>,
     ) -> Result<(), PolicyError> {
-        for c in self.compiled(repo.project()).await?.iter() {
+        for c in self.compiled(repo.project()).await?.rules.iter() {
             let Matcher::Naming { repositories, tags } = &c.matcher else {
                 continue;
             };
@@ -266,20 +289,53 @@ impl Policy {
         Ok(())
     }
 
-    /// The immutability rules that apply to `repo`'s tags (None: none do).
-    pub async fn immutable_tags(&self, repo: &RepositoryName) -> Result<Guard, MetaError> {
-        let rules = self.compiled(repo.project()).await?;
+    /// The immutability rules and quota that apply to changes in `repo`
+    /// (None: nothing applies).
+    pub async fn repository_rules(&self, repo: &RepositoryName) -> Result<Guard, MetaError> {
+        let project = self.compiled(repo.project()).await?;
         let name = within_project(repo).to_string();
-        let applies: Vec<usize> = rules
+        let applies: Vec<usize> = project
+            .rules
             .iter()
             .enumerate()
             .filter(|(_, c)| matches!(&c.matcher, Matcher::Immutable { repositories, .. } if repositories.is_match(&name)))
             .map(|(i, _)| i)
             .collect();
-        if applies.is_empty() {
+        let rules = ForRepository { project, applies };
+        if rules.applies.is_empty() && crate::meta::RepositoryRules::quota(&rules).is_none() {
             return Ok(None);
         }
-        Ok(Some(Arc::new(ImmutableTags { rules, applies })))
+        Ok(Some(Arc::new(rules)))
+    }
+
+    /// Sets a project's limits (None: no limit).
+    pub async fn set_quota(&self, project: &str, quota: Quota) -> Result<(), PolicyError> {
+        if quota.bytes.is_some_and(|b| b < 0) || quota.artifacts.is_some_and(|a| a < 0) {
+            return Err(PolicyError::Invalid("limits cannot be negative".into()));
+        }
+        if !self.meta.set_project_quota(project, quota).await? {
+            return Err(PolicyError::NotFound(format!(
+                "project {project:?} not found"
+            )));
+        }
+        self.forget(project);
+        Ok(())
+    }
+
+    /// A project's limits and usage, and the usage of each repository.
+    pub async fn usage(&self, project: &str) -> Result<ProjectUsage, PolicyError> {
+        let quota = self.meta.project_quota(project).await?;
+        let usage = self.meta.project_usage(project).await?;
+        let mut repositories = Vec::new();
+        for name in self.meta.project_repositories(project).await? {
+            let u = self.meta.repository_usage(&name).await?;
+            repositories.push((name, u));
+        }
+        Ok(ProjectUsage {
+            quota,
+            usage,
+            repositories,
+        })
     }
 
     pub async fn rules(&self, project: &str) -> Result<Vec<Rule>, PolicyError> {

@@ -452,7 +452,7 @@ impl Policy {
                 continue;
             };
             let name = format!("{full}:{}", t.tag);
-            let guard = self.immutable_tags(&repo).await?;
+            let guard = self.repository_rules(&repo).await?;
             if dry_run {
                 if guard
                     .as_ref()

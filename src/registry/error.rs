@@ -63,7 +63,10 @@ fn list(digests: &[Digest]) -> String {
 
 impl From<MetaError> for RegistryError {
     fn from(e: MetaError) -> Self {
-        RegistryError::Internal(e.to_string())
+        match e {
+            MetaError::Refused(m) => RegistryError::Denied(m),
+            e => RegistryError::Internal(e.to_string()),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 mod audit;
 mod policy;
 mod projects;
+mod quota;
 mod repositories;
 mod retention;
 mod robots;
@@ -317,6 +318,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(users::change_password))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(rules::list, rules::create))
+        .routes(routes!(quota::set))
+        .routes(routes!(quota::usage))
         .routes(routes!(retention::list, retention::create))
         .routes(routes!(retention::delete))
         .routes(routes!(retention::run, retention::runs))

@@ -176,6 +176,18 @@ pub static RULES: &[Rule] = &[
         Project(Action::ReadPolicies),
         "retention.runs",
     ),
+    r(
+        "PUT",
+        "/api/v1/projects/{project}/quota",
+        Admin,
+        "quota.set",
+    ),
+    r(
+        "GET",
+        "/api/v1/projects/{project}/usage",
+        Project(Action::Pull),
+        "usage.get",
+    ),
     r("GET", "/api/v1/robots", Admin, "robot.list"),
     r("POST", "/api/v1/robots", Admin, "robot.create"),
     r("GET", "/api/v1/robots/{robot}", Admin, "robot.get"),

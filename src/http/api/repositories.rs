@@ -113,7 +113,7 @@ pub async fn delete_artifact(
         .delete_manifest(
             &repo,
             &Reference::Digest(digest),
-            state.policy.immutable_tags(&repo).await?,
+            state.policy.repository_rules(&repo).await?,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -158,7 +158,7 @@ pub async fn delete_tag(
         .delete_manifest(
             &repo,
             &Reference::Tag(tag),
-            state.policy.immutable_tags(&repo).await?,
+            state.policy.repository_rules(&repo).await?,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
