@@ -205,6 +205,8 @@ async fn command_line_manages_a_running_server() {
     assert_eq!(usage["quota"]["bytes"], 100_000_000);
     assert!(usage["usage"]["bytes"].as_i64().unwrap() > 0);
     assert!(cli.ok(&["quota", "show", "team"]).contains("team/app"));
+    let check = cli.json(&["check"]);
+    assert_eq!(check["ok"], true, "{check}");
 
     let rotated = cli.json(&["robot", "rotate", "team", "ci"]);
     assert_ne!(rotated["secret"], secret.as_str());

@@ -125,6 +125,10 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
         StatusCode::CREATED
     );
 
+    // The consistency check agrees with the usage quotas enforce.
+    let check = admin(&server, Method::POST, "/api/v1/system/check", json!(null)).await;
+    assert_eq!(check["ok"], true, "{check}");
+    assert_eq!(check["projects"][0]["recounted_bytes"], used);
     // A delete gives the space back at once.
     let r = api
         .delete(&format!("/v2/team/a/manifests/{}", sha256(m2.as_bytes())))
@@ -137,6 +141,22 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
             .status(),
         StatusCode::CREATED
     );
+    // A blob file lost on disk is found by the check.
+    let lost = sha256(&vec![b'y'; 20_000]);
+    let dir = server
+        .data_dir()
+        .join("storage/blobs/sha256")
+        .join(&lost[7..9]);
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(file).unwrap();
+    let check = admin(&server, Method::POST, "/api/v1/system/check", json!(null)).await;
+    assert_eq!(check["ok"], false);
+    assert_eq!(check["missing_files"], json!([lost]));
 }
 
 #[tokio::test]

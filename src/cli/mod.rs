@@ -91,6 +91,9 @@ pub enum ClientCommand {
     /// Project quotas and usage.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Check that stored blobs are on disk and that quota usage matches a
+    /// recount (administrators); exits 1 on a discrepancy.
+    Check,
     /// Run a garbage-collection pass on the server, with a progress bar and
     /// a summary (administrators).
     Gc {
@@ -693,6 +696,35 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                     run["status"].as_str().unwrap_or("?"),
                     run["error"].as_str().unwrap_or("")
                 ));
+            }
+        }
+        ClientCommand::Check => {
+            let v = api()?
+                .request(Method::POST, "/api/v1/system/check", None)
+                .await?;
+            if o.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "{} blobs checked: {} files missing, {} of the wrong size",
+                    cell(&v["blobs_checked"]),
+                    v["missing_files"].as_array().map_or(0, Vec::len),
+                    v["size_mismatches"].as_array().map_or(0, Vec::len)
+                );
+                let items = v["projects"].as_array().cloned().unwrap_or_default();
+                table(
+                    o,
+                    &items,
+                    &[
+                        ("PROJECT", "project"),
+                        ("USAGE", "usage_bytes"),
+                        ("RECOUNTED", "recounted_bytes"),
+                        ("OK", "ok"),
+                    ],
+                );
+            }
+            if v["ok"] != true {
+                return Err("the check found discrepancies".into());
             }
         }
         ClientCommand::Quota(c) => {

@@ -139,3 +139,39 @@ impl MetaStore {
             .await
     }
 }
+
+impl MetaStore {
+    /// Every blob row whose bytes should be on disk: (digest, nonce, size).
+    pub async fn live_blobs(&self) -> Result<Vec<(String, String, i64)>, MetaError> {
+        Ok(
+            sqlx::query_as("SELECT digest, nonce, size FROM blobs WHERE deleting_at IS NULL")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Projects that hold repositories.
+    pub async fn projects_in_use(&self) -> Result<Vec<String>, MetaError> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT project FROM repositories ORDER BY project")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    /// The manifest documents in a project's repositories, each once:
+    /// (digest, media type, content).
+    pub async fn project_manifest_documents(
+        &self,
+        project: &str,
+    ) -> Result<Vec<(String, String, String)>, MetaError> {
+        Ok(sqlx::query_as(
+            "SELECT m.digest, m.media_type, m.content FROM manifests m
+             WHERE m.digest IN (SELECT rm.digest FROM repository_manifests rm
+                                JOIN repositories r ON r.name = rm.repository WHERE r.project = $1)",
+        )
+        .bind(project)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+}

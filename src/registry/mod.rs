@@ -5,6 +5,7 @@
 //! changes are single transactions.
 
 mod cache;
+mod check;
 mod error;
 mod gc;
 mod pulls;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 pub use crate::meta::GcCounts;
 /// Value types of the storage layer that the HTTP layer passes through.
 pub use crate::storage::{ByteStream, UploadId};
+pub use check::{ConsistencyReport, ProjectCheck};
 pub use error::RegistryError;
 pub use gc::{GcProgress, GcReport, GcSettings};
 

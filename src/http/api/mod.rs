@@ -328,6 +328,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(audit::project_list))
         .routes(routes!(system::rotate_signing_key))
         .routes(routes!(system::gc, system::start_gc))
+        .routes(routes!(system::check))
 }
 
 /// The document with what applies to every operation, once all are known.

@@ -244,6 +244,7 @@ pub static RULES: &[Rule] = &[
     ),
     r("GET", "/api/v1/system/gc", Admin, "gc.status"),
     r("POST", "/api/v1/system/gc", Admin, "gc.start"),
+    r("POST", "/api/v1/system/check", Admin, "system.check"),
 ];
 
 pub fn rule(method: &Method, path: &str) -> Option<&'static Rule> {

@@ -161,3 +161,14 @@ pub async fn start_gc(
     });
     (StatusCode::ACCEPTED, Json(GcStarted { id, dry_run }))
 }
+
+/// Checks that every stored blob is on disk with its size and that each
+/// project's usage (what quotas enforce) equals a recount from its manifest
+/// documents.
+#[utoipa::path(post, path = "/api/v1/system/check", tag = "system",
+    responses((status = 200, body = crate::registry::ConsistencyReport)))]
+pub async fn check(
+    State(state): State<Arc<AppState>>,
+) -> ApiResult<Json<crate::registry::ConsistencyReport>> {
+    Ok(Json(state.registry.check_consistency().await?))
+}
