@@ -53,6 +53,37 @@ pub(super) async fn project_usage_in(
     Ok(usage_of(row))
 }
 
+/// The bytes that `manifest`, just stored in `repository`, adds to its
+/// project's usage: itself and the blobs it references, except what another
+/// manifest row of the project already counts. Indexed lookups only.
+pub(super) async fn added_bytes(
+    conn: &mut SqliteConnection,
+    repository: &str,
+    project: &str,
+    manifest: &str,
+) -> Result<i64, MetaError> {
+    // "Counted already" = reached through a row of the project other than
+    // the new (repository, manifest) one.
+    Ok(sqlx::query_scalar(
+        "SELECT
+           (SELECT CASE WHEN EXISTS (SELECT 1 FROM repository_manifests rm JOIN repositories r ON r.name = rm.repository
+                                     WHERE rm.digest = $3 AND r.project = $2 AND rm.repository <> $1)
+                   THEN 0 ELSE (SELECT size FROM manifests WHERE digest = $3) END)
+         + (SELECT COALESCE(SUM(b.size), 0) FROM blobs b
+            WHERE b.digest IN (SELECT blob FROM manifest_blobs WHERE manifest = $3)
+              AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb
+                              JOIN repository_manifests rm ON rm.digest = mb.manifest
+                              JOIN repositories r ON r.name = rm.repository
+                              WHERE mb.blob = b.digest AND r.project = $2
+                                AND NOT (rm.digest = $3 AND rm.repository = $1)))",
+    )
+    .bind(repository)
+    .bind(project)
+    .bind(manifest)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 /// Refuses (rolling the transaction back) a change that took the project
 /// over a limit; a change that does not add to the usage always passes, so
 /// lowering a limit under the usage blocks only growth.

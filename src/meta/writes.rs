@@ -414,9 +414,14 @@ impl MetaStore {
                     if !missing.is_empty() {
                         return Ok(Err(PutManifestRefusal::Missing(missing)));
                     }
-                    // A quota is checked on the usage before and after the change:
-                    // one over the limit fails the job, which rolls it back.
-                    let quota = guard.as_ref().and_then(|g| g.quota());
+                    // A quota is checked only when the push adds an artifact to the
+                    // repository (re-pushes and tag moves add nothing); usage is
+                    // measured before, and what the push adds after it: one over
+                    // the limit fails the job, which rolls it back.
+                    let quota = match guard.as_ref().and_then(|g| g.quota()) {
+                        Some(q) if !has_manifest(conn, &repo, &manifest_digest).await? => Some(q),
+                        _ => None,
+                    };
                     let before = match quota {
                         Some(_) => Some(super::quota::project_usage_in(conn, repo.project()).await?),
                         None => None,
@@ -482,7 +487,17 @@ impl MetaStore {
                     }
                     script.execute(conn).await?;
                     if let (Some(quota), Some(before)) = (quota, before) {
-                        let after = super::quota::project_usage_in(conn, repo.project()).await?;
+                        let added = super::quota::added_bytes(
+                            conn,
+                            repo.as_str(),
+                            repo.project(),
+                            manifest_digest.as_str(),
+                        )
+                        .await?;
+                        let after = super::quota::Usage {
+                            bytes: before.bytes + added,
+                            artifacts: before.artifacts + 1,
+                        };
                         super::quota::check_quota(repo.project(), quota, before, after)?;
                     }
                     Ok(Ok(()))
