@@ -327,6 +327,16 @@ impl Auth {
         }
     }
 
+    /// The signed-in identity behind a caller (None: anonymous, or a token
+    /// whose subject is gone).
+    pub async fn principal_of(&self, caller: &Caller) -> Result<Option<Principal>, MetaError> {
+        match caller {
+            Caller::Anonymous => Ok(None),
+            Caller::Principal(p) => Ok(Some(p.clone())),
+            Caller::Token(claims) => self.principal(claims).await,
+        }
+    }
+
     /// Checks a registry token presented to `/v2/` or the API.
     pub fn verify_token(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         if let Some(claims) = self.tokens.get(token) {
@@ -508,12 +518,7 @@ impl Auth {
         if self.config.mode == AuthMode::Off {
             return Ok(OwnedVisibility::all());
         }
-        let principal = match caller {
-            Caller::Anonymous => None,
-            Caller::Principal(p) => Some(p.clone()),
-            Caller::Token(claims) => self.principal(claims).await?,
-        };
-        Ok(match principal {
+        Ok(match self.principal_of(caller).await? {
             None => OwnedVisibility::default(),
             Some(p) if p.is_admin() => OwnedVisibility::all(),
             Some(Principal::User { name, .. }) => OwnedVisibility {

@@ -463,11 +463,7 @@ impl Who {
     /// The signed-in identity (the guard let only signed-in callers reach
     /// routes that need one).
     async fn principal(&self, state: &AppState) -> ApiResult<Option<crate::auth::Principal>> {
-        Ok(match &self.0 {
-            Caller::Anonymous => None,
-            Caller::Principal(p) => Some(p.clone()),
-            Caller::Token(claims) => state.auth.principal(claims).await?,
-        })
+        Ok(state.auth.principal_of(&self.0).await?)
     }
 
     async fn name(&self, state: &AppState) -> ApiResult<String> {
