@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use crate::meta::{now_millis, AuditFilter, AuditRecord, MetaError, MetaStore};
 
-/// Events kept in memory at most between flushes; beyond this the oldest
-/// unflushed events are dropped (and counted in the log), never the server.
+/// Events kept in memory at most between flushes (while the database is
+/// unavailable); beyond this new events are dropped and counted in the log,
+/// rather than the server's memory growing without bound.
 const MAX_PENDING: usize = 100_000;
 
 pub struct AuditLog {
     meta: Arc<MetaStore>,
     pending: Mutex<Vec<AuditRecord>>,
+    /// Events dropped since the last flush that wrote.
+    dropped: std::sync::atomic::AtomicU64,
     retention: Duration,
 }
 
@@ -38,6 +41,7 @@ impl AuditLog {
         AuditLog {
             meta,
             pending: Mutex::new(Vec::new()),
+            dropped: Default::default(),
             retention,
         }
     }
@@ -69,14 +73,19 @@ impl AuditLog {
         };
         let mut pending = self.pending.lock().expect("audit lock");
         if pending.len() >= MAX_PENDING {
-            tracing::error!("audit log backlog full: dropping the oldest unwritten event");
-            pending.remove(0);
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
         }
         pending.push(record);
     }
 
     /// Writes the buffered events.
     pub async fn flush(&self) -> Result<(), MetaError> {
+        let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::error!(dropped, "audit log backlog was full: events were dropped");
+        }
         let batch = std::mem::take(&mut *self.pending.lock().expect("audit lock"));
         if batch.is_empty() {
             return Ok(());
