@@ -82,56 +82,41 @@ fn identities(server: &common::Server, identity: Identity) -> Vec<(String, Strin
         .build()
         .unwrap();
     rt.block_on(async {
-        let http = reqwest::Client::new();
-        let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
-            http.request(method, format!("{}{path}", server.url()))
-                .basic_auth("admin", Some(common::ADMIN_PASSWORD))
-                .json(&body)
-                .send()
-        };
-        let ok = |r: reqwest::Response| {
-            assert!(r.status().is_success(), "{}", r.status());
-            r
-        };
         use reqwest::Method;
         use serde_json::json;
-        ok(call(
-            Method::POST,
-            "/api/v1/projects",
-            json!({"name": "berth-test"}),
-        )
-        .await
-        .unwrap());
-        ok(call(
-            Method::POST,
-            "/api/v1/users",
-            json!({"name": "ci-user", "password": "ci-user-password"}),
-        )
-        .await
-        .unwrap());
-        ok(call(
-            Method::PUT,
-            "/api/v1/projects/berth-test/members/ci-user",
-            json!({"role": "maintainer"}),
-        )
-        .await
-        .unwrap());
-        let robot = |name: &'static str, actions: serde_json::Value| {
-            let call = &call;
-            async move {
-                let r = ok(call(
+        server
+            .admin(
+                Method::POST,
+                "/api/v1/projects",
+                json!({"name": "berth-test"}),
+            )
+            .await;
+        server
+            .admin(
+                Method::POST,
+                "/api/v1/users",
+                json!({"name": "ci-user", "password": "ci-user-password"}),
+            )
+            .await;
+        server
+            .admin(
+                Method::PUT,
+                "/api/v1/projects/berth-test/members/ci-user",
+                json!({"role": "maintainer"}),
+            )
+            .await;
+        let robot = |name: &'static str, actions: serde_json::Value| async move {
+            let v = server
+                .admin(
                     Method::POST,
                     "/api/v1/projects/berth-test/robots",
                     json!({"name": name, "actions": actions}),
                 )
-                .await
-                .unwrap());
-                let v: serde_json::Value = r.json().await.unwrap();
-                (
-                    v["name"].as_str().unwrap().to_string(),
-                    v["secret"].as_str().unwrap().to_string(),
-                )
-            }
+                .await;
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["secret"].as_str().unwrap().to_string(),
+            )
         };
         let (ci, ci_secret) = robot(
             "ci",

@@ -26,13 +26,6 @@ async fn openapi_document_fuzzed_with_schemathesis() {
     let st = schemathesis();
     let server = common::Server::start_secured();
     // Data for the fuzzer to find: a project with an image, a member, a robot.
-    let http = reqwest::Client::new();
-    let admin = |m: reqwest::Method, path: &str, body: serde_json::Value| {
-        http.request(m, format!("{}{path}", server.url()))
-            .basic_auth("admin", Some(common::ADMIN_PASSWORD))
-            .json(&body)
-            .send()
-    };
     use reqwest::Method;
     use serde_json::json;
     for (m, path, body) in [
@@ -53,7 +46,7 @@ async fn openapi_document_fuzzed_with_schemathesis() {
             json!({"name": "ci", "actions": ["pull"]}),
         ),
     ] {
-        let r = admin(m, path, body).await.unwrap();
+        let r = server.admin_call(m, path, body).await;
         assert!(r.status().is_success(), "{path}: {}", r.status());
     }
     let api = support::Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
@@ -86,9 +79,9 @@ async fn openapi_document_fuzzed_with_schemathesis() {
         "not every operation was tested:\n{tail}"
     );
     // The server is still whole: the administrator can still sign in, as one.
-    let r = admin(Method::GET, "/api/v1/users/current", json!(null))
-        .await
-        .unwrap();
+    let r = server
+        .admin_call(Method::GET, "/api/v1/users/current", json!(null))
+        .await;
     let me: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         me["admin"], true,

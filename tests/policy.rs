@@ -8,40 +8,21 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::*;
 
-async fn admin_call(
-    server: &common::Server,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> reqwest::Response {
-    reqwest::Client::new()
-        .request(method, format!("{}{path}", server.url()))
-        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn naming_rules_refuse_pushes_that_break_them() {
     use reqwest::Method;
     let server = common::Server::start_secured();
-    let r = admin_call(
-        &server,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    )
-    .await;
+    let r = server
+        .admin_call(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = admin_call(
-        &server,
-        Method::POST,
-        "/api/v1/projects/team/rules",
-        json!({"kind": "naming", "repositories": "team/[a-z]+", "tags": "semver"}),
-    )
-    .await;
+    let r = server
+        .admin_call(
+            Method::POST,
+            "/api/v1/projects/team/rules",
+            json!({"kind": "naming", "repositories": "team/[a-z]+", "tags": "semver"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let rule: Value = r.json().await.unwrap();
     let id = rule["id"].as_str().unwrap().to_string();
@@ -90,52 +71,44 @@ async fn naming_rules_refuse_pushes_that_break_them() {
         "{body}"
     );
     // Other projects are not affected.
-    admin_call(
-        &server,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "free"}),
-    )
-    .await;
+    server
+        .admin_call(Method::POST, "/api/v1/projects", json!({"name": "free"}))
+        .await;
     api.push_image("free/any/thing", "latest", b"free").await;
 
     // Invalid patterns are refused when the rule is added.
-    let r = admin_call(
-        &server,
-        Method::POST,
-        "/api/v1/projects/team/rules",
-        json!({"kind": "naming", "tags": "("}),
-    )
-    .await;
+    let r = server
+        .admin_call(
+            Method::POST,
+            "/api/v1/projects/team/rules",
+            json!({"kind": "naming", "tags": "("}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = admin_call(
-        &server,
-        Method::POST,
-        "/api/v1/projects/team/rules",
-        json!({"kind": "other", "tags": "x"}),
-    )
-    .await;
+    let r = server
+        .admin_call(
+            Method::POST,
+            "/api/v1/projects/team/rules",
+            json!({"kind": "other", "tags": "x"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // Removing the rule lifts it.
-    let r = admin_call(
-        &server,
-        Method::DELETE,
-        &format!("/api/v1/projects/team/rules/{id}"),
-        json!(null),
-    )
-    .await;
+    let r = server
+        .admin_call(
+            Method::DELETE,
+            &format!("/api/v1/projects/team/rules/{id}"),
+            json!(null),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = api
         .put_manifest("team/app", "latest", OCI_MANIFEST, &manifest)
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = admin_call(
-        &server,
-        Method::GET,
-        "/api/v1/projects/team/rules",
-        json!(null),
-    )
-    .await;
+    let r = server
+        .admin_call(Method::GET, "/api/v1/projects/team/rules", json!(null))
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
 }
 
@@ -143,32 +116,28 @@ async fn naming_rules_refuse_pushes_that_break_them() {
 async fn managing_rules_needs_a_maintainer() {
     use reqwest::Method;
     let server = common::Server::start_secured();
-    admin_call(
-        &server,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    )
-    .await;
+    server
+        .admin_call(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
     for (user, role) in [
         ("dev", "developer"),
         ("maint", "maintainer"),
         ("lguest", "limited_guest"),
     ] {
-        admin_call(
-            &server,
-            Method::POST,
-            "/api/v1/users",
-            json!({"name": user, "password": "password-123"}),
-        )
-        .await;
-        admin_call(
-            &server,
-            Method::PUT,
-            &format!("/api/v1/projects/team/members/{user}"),
-            json!({"role": role}),
-        )
-        .await;
+        server
+            .admin_call(
+                Method::POST,
+                "/api/v1/users",
+                json!({"name": user, "password": "password-123"}),
+            )
+            .await;
+        server
+            .admin_call(
+                Method::PUT,
+                &format!("/api/v1/projects/team/members/{user}"),
+                json!({"role": role}),
+            )
+            .await;
     }
     let call = |user: &'static str, method: Method, body: Value| {
         let server = &server;
@@ -206,20 +175,16 @@ async fn managing_rules_needs_a_maintainer() {
 async fn immutable_tags_cannot_be_moved_or_deleted() {
     use reqwest::Method;
     let server = common::Server::start_secured();
-    admin_call(
-        &server,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    )
-    .await;
-    let r = admin_call(
-        &server,
-        Method::POST,
-        "/api/v1/projects/team/rules",
-        json!({"kind": "immutable", "repositories": "apps/*", "tags": "v*"}),
-    )
-    .await;
+    server
+        .admin_call(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
+    let r = server
+        .admin_call(
+            Method::POST,
+            "/api/v1/projects/team/rules",
+            json!({"kind": "immutable", "repositories": "apps/*", "tags": "v*"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
@@ -263,13 +228,13 @@ async fn immutable_tags_cannot_be_moved_or_deleted() {
         .delete(&format!("/v2/team/apps/web/manifests/{v1_digest}"))
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = admin_call(
-        &server,
-        Method::DELETE,
-        "/api/v1/repositories/team%2Fapps%2Fweb/tags/v1",
-        json!(null),
-    )
-    .await;
+    let r = server
+        .admin_call(
+            Method::DELETE,
+            "/api/v1/repositories/team%2Fapps%2Fweb/tags/v1",
+            json!(null),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert!(r.text().await.unwrap().contains(&id));
     // Tags and repositories the rule does not match are free.
@@ -285,13 +250,13 @@ async fn immutable_tags_cannot_be_moved_or_deleted() {
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     // Without the rule, v1 can go.
-    admin_call(
-        &server,
-        Method::DELETE,
-        &format!("/api/v1/projects/team/rules/{id}"),
-        json!(null),
-    )
-    .await;
+    server
+        .admin_call(
+            Method::DELETE,
+            &format!("/api/v1/projects/team/rules/{id}"),
+            json!(null),
+        )
+        .await;
     let r = api.delete("/v2/team/apps/web/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }

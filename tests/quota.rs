@@ -9,20 +9,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
 
-async fn admin(server: &common::Server, method: Method, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .request(method.clone(), format!("{}{path}", server.url()))
-        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert!(status.is_success(), "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
 /// Uploads a config and `layer`; returns the manifest that uses them.
 async fn prepare(api: &Api, repo: &str, name: &str, layer: &[u8]) -> String {
     let config = format!(r#"{{"architecture":"amd64","os":"linux","name":"{name}"}}"#);
@@ -39,22 +25,14 @@ fn size(manifest: &str, config_name: &str) -> i64 {
 #[tokio::test]
 async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
     let server = common::Server::start_secured();
-    admin(
-        &server,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    )
-    .await;
+    server
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
     let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
     let usage = || async {
-        admin(
-            &server,
-            Method::GET,
-            "/api/v1/projects/team/usage",
-            json!(null),
-        )
-        .await
+        server
+            .admin(Method::GET, "/api/v1/projects/team/usage", json!(null))
+            .await
     };
 
     let shared = vec![b's'; 10_000];
@@ -94,13 +72,13 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
 
     // Room for 10 kB more: a 20 kB image does not fit.
     let limit = used + 10_000;
-    admin(
-        &server,
-        Method::PUT,
-        "/api/v1/projects/team/quota",
-        json!({"bytes": limit}),
-    )
-    .await;
+    server
+        .admin(
+            Method::PUT,
+            "/api/v1/projects/team/quota",
+            json!({"bytes": limit}),
+        )
+        .await;
     let mc = prepare(&api, "team/c", "c", &vec![b'y'; 20_000]).await;
     let r = api.put_manifest("team/c", "1", OCI_MANIFEST, &mc).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -126,7 +104,9 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
     );
 
     // The consistency check agrees with the usage quotas enforce.
-    let check = admin(&server, Method::POST, "/api/v1/system/check", json!(null)).await;
+    let check = server
+        .admin(Method::POST, "/api/v1/system/check", json!(null))
+        .await;
     assert_eq!(check["ok"], true, "{check}");
     assert_eq!(check["projects"][0]["recounted_bytes"], used);
     // A delete gives the space back at once.
@@ -154,7 +134,9 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
         .unwrap()
         .path();
     std::fs::remove_file(file).unwrap();
-    let check = admin(&server, Method::POST, "/api/v1/system/check", json!(null)).await;
+    let check = server
+        .admin(Method::POST, "/api/v1/system/check", json!(null))
+        .await;
     assert_eq!(check["ok"], false);
     assert_eq!(check["missing_files"], json!([lost]));
 }
@@ -162,13 +144,9 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
 #[tokio::test]
 async fn concurrent_pushes_at_the_limit_never_exceed_it() {
     let server = common::Server::start_secured();
-    admin(
-        &server,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    )
-    .await;
+    server
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
     let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
     let mut manifests = Vec::new();
     for i in 0..8 {
@@ -176,13 +154,13 @@ async fn concurrent_pushes_at_the_limit_never_exceed_it() {
     }
     let each = size(&manifests[0], "c0") + 10_000;
     // Room for two of the eight.
-    admin(
-        &server,
-        Method::PUT,
-        "/api/v1/projects/team/quota",
-        json!({"bytes": 2 * each + each / 2}),
-    )
-    .await;
+    server
+        .admin(
+            Method::PUT,
+            "/api/v1/projects/team/quota",
+            json!({"bytes": 2 * each + each / 2}),
+        )
+        .await;
     let tags: Vec<String> = (0..manifests.len()).map(|i| format!("t{i}")).collect();
     let pushes = manifests
         .iter()
@@ -202,13 +180,9 @@ async fn concurrent_pushes_at_the_limit_never_exceed_it() {
         .filter(|s| **s == StatusCode::FORBIDDEN)
         .count();
     assert_eq!((created, refused), (2, 6), "{statuses:?}");
-    let u = admin(
-        &server,
-        Method::GET,
-        "/api/v1/projects/team/usage",
-        json!(null),
-    )
-    .await;
+    let u = server
+        .admin(Method::GET, "/api/v1/projects/team/usage", json!(null))
+        .await;
     assert!(
         u["usage"]["bytes"].as_i64().unwrap() <= 2 * each + each / 2,
         "{u}"
@@ -222,13 +196,13 @@ async fn concurrent_pushes_at_the_limit_never_exceed_it() {
     assert_eq!(tags["tags"].as_array().unwrap().len(), 2);
 
     // Artifact counts: at the limit, a new artifact is refused.
-    admin(
-        &server,
-        Method::PUT,
-        "/api/v1/projects/team/quota",
-        json!({"artifacts": 2}),
-    )
-    .await;
+    server
+        .admin(
+            Method::PUT,
+            "/api/v1/projects/team/quota",
+            json!({"artifacts": 2}),
+        )
+        .await;
     let extra = prepare(&api, "team/app", "extra", b"small").await;
     let r = api
         .put_manifest("team/app", "extra", OCI_MANIFEST, &extra)
@@ -236,13 +210,9 @@ async fn concurrent_pushes_at_the_limit_never_exceed_it() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.text().await.unwrap().contains("its limit is 2"));
     // Without limits, it goes in.
-    admin(
-        &server,
-        Method::PUT,
-        "/api/v1/projects/team/quota",
-        json!({}),
-    )
-    .await;
+    server
+        .admin(Method::PUT, "/api/v1/projects/team/quota", json!({}))
+        .await;
     assert_eq!(
         api.put_manifest("team/app", "extra", OCI_MANIFEST, &extra)
             .await

@@ -10,37 +10,19 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
 
-async fn admin(server: &common::Server, method: Method, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .request(method.clone(), format!("{}{path}", server.url()))
-        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert!(status.is_success(), "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn retention_keeps_what_its_rules_keep() {
     let server = common::Server::start_secured();
-    admin(
-        &server,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    )
-    .await;
-    admin(
-        &server,
-        Method::POST,
-        "/api/v1/projects/team/rules",
-        json!({"kind": "immutable", "repositories": "app", "tags": "build-1"}),
-    )
-    .await;
+    server
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
+    server
+        .admin(
+            Method::POST,
+            "/api/v1/projects/team/rules",
+            json!({"kind": "immutable", "repositories": "app", "tags": "build-1"}),
+        )
+        .await;
     let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
     for tag in ["build-1", "build-2", "build-3", "build-4", "v1.0"] {
         api.push_image("team/app", tag, tag.as_bytes()).await;
@@ -48,9 +30,7 @@ async fn retention_keeps_what_its_rules_keep() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     api.push_image("team/lib", "x", b"lib").await;
-    let policy = admin(
-        &server,
-        Method::POST,
+    let policy = server.admin(Method::POST,
         "/api/v1/projects/team/retention-policies",
         json!({"rules": [{"repositories": "app", "tags": "build-*", "keep": {"latest_pushed": 2}}]}),
     )
@@ -58,7 +38,9 @@ async fn retention_keeps_what_its_rules_keep() {
     let id = policy["id"].as_str().unwrap();
     let runs = format!("/api/v1/projects/team/retention-policies/{id}/runs");
 
-    let dry = admin(&server, Method::POST, &runs, json!({"dry_run": true})).await;
+    let dry = server
+        .admin(Method::POST, &runs, json!({"dry_run": true}))
+        .await;
     assert_eq!(dry["status"], "finished");
     assert_eq!(dry["removed"], json!(["team/app:build-2", "team/app:v1.0"]));
     assert_eq!(dry["protected"], json!(["team/app:build-1"]));
@@ -68,7 +50,7 @@ async fn retention_keeps_what_its_rules_keep() {
         "a dry run removes nothing"
     );
 
-    let real = admin(&server, Method::POST, &runs, json!({})).await;
+    let real = server.admin(Method::POST, &runs, json!({})).await;
     assert_eq!(
         real["removed"], dry["removed"],
         "the dry run said exactly what the run removes"
@@ -95,7 +77,7 @@ async fn retention_keeps_what_its_rules_keep() {
         StatusCode::OK,
         "not governed"
     );
-    let recorded = admin(&server, Method::GET, &runs, json!(null)).await;
+    let recorded = server.admin(Method::GET, &runs, json!(null)).await;
     assert_eq!(recorded.as_array().unwrap().len(), 2);
     assert_eq!(recorded[0]["dry_run"], false);
     assert_eq!(recorded[0]["removed"], real["removed"]);
@@ -137,9 +119,7 @@ async fn retention_keeps_what_its_rules_keep() {
     let build4 = header_of(&before, "docker-content-digest")
         .unwrap()
         .to_string();
-    let policy = admin(
-        &server,
-        Method::POST,
+    let policy = server.admin(Method::POST,
         "/api/v1/projects/team/retention-policies",
         json!({"rules": [{"repositories": "app", "tags": "build-*", "keep": {"latest_pushed": 1}}], "untagged": true}),
     )
@@ -149,8 +129,10 @@ async fn retention_keeps_what_its_rules_keep() {
         "/api/v1/projects/team/retention-policies/{}/runs",
         policy["id"].as_str().unwrap()
     );
-    let dry = admin(&server, Method::POST, &runs, json!({"dry_run": true})).await;
-    let real = admin(&server, Method::POST, &runs, json!({})).await;
+    let dry = server
+        .admin(Method::POST, &runs, json!({"dry_run": true}))
+        .await;
+    let real = server.admin(Method::POST, &runs, json!({})).await;
     assert_eq!(real["removed"], dry["removed"]);
     let removed: Vec<&str> = real["removed"]
         .as_array()
@@ -189,9 +171,7 @@ async fn retention_keeps_what_its_rules_keep() {
     );
 
     // A schedule (6 fields: every second) runs the policy by itself.
-    admin(
-        &server,
-        Method::POST,
+    server.admin(Method::POST,
         "/api/v1/projects/team/retention-policies",
         json!({"rules": [{"repositories": "lib", "keep": {"latest_pushed": 0}}], "schedule": "* * * * * *"}),
     )
@@ -230,13 +210,9 @@ async fn retention_keeps_what_its_rules_keep() {
 #[tokio::test]
 async fn a_killed_retention_run_is_completed_after_restart() {
     let mut server = common::Server::start_secured();
-    admin(
-        &server,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    )
-    .await;
+    server
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
     let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
     let (manifest, _) = api.push_image("team/app", "keep-me", b"kept").await;
     // Many tags on one manifest: a run has many deletes to make.
@@ -247,13 +223,13 @@ async fn a_killed_retention_run_is_completed_after_restart() {
     for r in futures_util::future::join_all(puts).await {
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let policy = admin(
-        &server,
-        Method::POST,
-        "/api/v1/projects/team/retention-policies",
-        json!({"rules": [{"repositories": "**", "tags": "keep-*", "keep": "always"}]}),
-    )
-    .await;
+    let policy = server
+        .admin(
+            Method::POST,
+            "/api/v1/projects/team/retention-policies",
+            json!({"rules": [{"repositories": "**", "tags": "keep-*", "keep": "always"}]}),
+        )
+        .await;
     let runs = format!(
         "/api/v1/projects/team/retention-policies/{}/runs",
         policy["id"].as_str().unwrap()
@@ -301,7 +277,7 @@ async fn a_killed_retention_run_is_completed_after_restart() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let recorded = admin(&server, Method::GET, &runs, json!(null)).await;
+    let recorded = server.admin(Method::GET, &runs, json!(null)).await;
     let statuses: Vec<&str> = recorded
         .as_array()
         .unwrap()

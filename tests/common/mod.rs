@@ -145,6 +145,36 @@ impl Server {
         Some(child.wait().expect("wait").code().unwrap_or(-1))
     }
 
+    /// A management API request as `admin` (Basic credentials).
+    pub async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url()))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `admin_call` that must succeed; its JSON answer (Null when empty).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let r = self.admin_call(method.clone(), path, body).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
     /// The process, for tests that signal or wait for it themselves.
     pub fn child_mut(&mut self) -> Option<&mut Child> {
         self.child.as_mut()
