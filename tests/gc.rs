@@ -445,6 +445,25 @@ fn check(s: &Snapshot, collected: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The server's own consistency check: blob files match their rows, and
+/// every project's usage counters, maintained by each push, delete and GC
+/// removal, equal a recount from the manifest documents.
+async fn assert_usage_counted(server: &common::Server) {
+    let check = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/system/check",
+            serde_json::json!(null),
+        )
+        .await;
+    assert_eq!(check["ok"], true, "{check:#}");
+    let projects = check["projects"].as_array().unwrap();
+    assert!(
+        projects.iter().any(|p| p["usage_bytes"].as_i64() > Some(0)),
+        "{check:#}"
+    );
+}
+
 /// Waits until GC has collected everything unreferenced.
 async fn converge(db: &SqlitePool, data: &Path, within: Duration) {
     let deadline = Instant::now() + within;
@@ -547,6 +566,7 @@ async fn concurrent_pushes_moves_deletes_mounts_and_gc_passes_keep_the_store_who
     check(&snapshot(&db, &server.data_dir()).await, false).unwrap();
     converge(&db, &server.data_dir(), Duration::from_secs(30)).await;
     pull_everything(&api, &db).await;
+    assert_usage_counted(&server).await;
     assert!(
         !server.log().contains("ERROR"),
         "server logged errors:\n{}",
@@ -624,6 +644,7 @@ async fn sigkill_during_gc_passes_loses_nothing_and_the_next_pass_finishes() {
     assert!(!killed.is_empty(), "never caught a pass at work");
     converge(&db, &data, Duration::from_secs(30)).await;
     pull_everything(&api, &db).await;
+    assert_usage_counted(&server).await;
     let runs = runs(&db).await;
     assert!(
         runs.iter().filter(|r| r.1 == "running").count() <= killed.len() + 1,

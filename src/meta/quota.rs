@@ -1,11 +1,15 @@
-//! Project quotas and usage. Usage is computed from the graph, never
-//! stored: bytes of the distinct manifests of the project's repositories and
-//! of the distinct blobs those manifests reference (a layer shared by two
-//! repositories counts once), and the number of manifests in its
-//! repositories. The push that would exceed a limit is rolled back in its
-//! own transaction (`writes::put_manifest`).
+//! Project quotas and usage. A project's usage is kept in counters
+//! (`project_usage`, `project_content`): bytes of the distinct manifests of
+//! its repositories and of the distinct blobs those manifests reference (a
+//! layer shared by two repositories counts once), and the number of
+//! manifests in its repositories. They change only with the
+//! `repository_manifests` rows, in the same transaction (`count_added`,
+//! `count_removed`), and `berth check` recounts them from the documents. The
+//! push that would exceed a limit is rolled back in its own transaction
+//! (`writes::put_manifest`).
 
-use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
 
 use super::{MetaError, MetaStore, Quota};
 
@@ -15,30 +19,93 @@ pub struct Usage {
     pub artifacts: i64,
 }
 
-/// `$1` is a repository filter: the project's repositories, or one.
-const USAGE: &str = "
-    SELECT
-      (SELECT COUNT(*) FROM repository_manifests rm WHERE rm.repository IN (REPOS)),
-      (SELECT COALESCE(SUM(m.size), 0) FROM manifests m
-         WHERE m.digest IN (SELECT rm.digest FROM repository_manifests rm WHERE rm.repository IN (REPOS))),
-      (SELECT COALESCE(SUM(b.size), 0) FROM blobs b
-         WHERE b.digest IN (SELECT mb.blob FROM manifest_blobs mb JOIN repository_manifests rm ON rm.digest = mb.manifest
-                            WHERE rm.repository IN (REPOS)))";
-
-fn usage_sql(one_repository: bool) -> String {
-    let repos = if one_repository {
-        "$1"
-    } else {
-        "SELECT name FROM repositories WHERE project = $1"
-    };
-    USAGE.replace("REPOS", repos)
+/// What one (repository, manifest) row reaches: the manifest (`manifest`, a
+/// placeholder) and the blobs it references, as (digest, size). A manifest
+/// never references itself, so the two parts are disjoint.
+fn reached(manifest: &str) -> String {
+    format!(
+        "SELECT digest, size FROM manifests WHERE digest = {manifest}
+         UNION ALL
+         SELECT b.digest, b.size FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob WHERE mb.manifest = {manifest}"
+    )
 }
 
-fn usage_of(row: (i64, i64, i64)) -> Usage {
-    Usage {
-        artifacts: row.0,
-        bytes: row.1 + row.2,
+/// Statements that count a row (a repository of `project`, `manifest`)
+/// just added, once its edges are stored: each digest it reaches gains a
+/// reference, and those the project did not reach before add their size.
+/// Arguments are placeholders of the caller's script. Indexed lookups only.
+pub(super) fn count_added(project: &str, manifest: &str) -> [String; 2] {
+    let reached = reached(manifest);
+    [
+        format!(
+            "INSERT INTO project_usage (project, bytes, artifacts)
+               SELECT {project}, COALESCE(SUM(r.size), 0), 1 FROM ({reached}) r
+               WHERE NOT EXISTS (SELECT 1 FROM project_content pc WHERE pc.project = {project} AND pc.digest = r.digest)
+               ON CONFLICT (project) DO UPDATE SET bytes = project_usage.bytes + excluded.bytes,
+                                                   artifacts = project_usage.artifacts + 1"
+        ),
+        format!(
+            "INSERT INTO project_content (project, digest, size, refs)
+               SELECT {project}, r.digest, r.size, 1 FROM ({reached}) r WHERE true
+               ON CONFLICT (project, digest) DO UPDATE SET refs = project_content.refs + 1"
+        ),
+    ]
+}
+
+/// A statement reading `project`'s usage (a placeholder): no row while the
+/// project has never held an artifact.
+pub(super) fn select_usage(project: &str) -> String {
+    format!("SELECT bytes, artifacts FROM project_usage WHERE project = {project}")
+}
+
+/// The usage before and after a change, from the rows of `select_usage`
+/// run before and after it.
+pub(super) fn before_and_after(rows: Vec<SqliteRow>) -> Result<(Usage, Usage), MetaError> {
+    let usage = |row: &SqliteRow| -> Result<Usage, MetaError> {
+        Ok(Usage {
+            bytes: row.try_get(0)?,
+            artifacts: row.try_get(1)?,
+        })
+    };
+    match rows.as_slice() {
+        [after] => Ok((Usage::default(), usage(after)?)),
+        [before, after] => Ok((usage(before)?, usage(after)?)),
+        _ => Err(MetaError::Corrupt(format!(
+            "{} usage rows read around a push",
+            rows.len()
+        ))),
     }
+}
+
+/// Counts the removal of the row (`repository`, `manifest`), run before the
+/// row is deleted: nothing if there is no such row.
+pub(super) async fn count_removed(
+    conn: &mut SqliteConnection,
+    repository: &str,
+    manifest: &str,
+) -> Result<(), MetaError> {
+    let reached = reached("$2");
+    sqlx::query(&format!(
+        "UPDATE project_content SET refs = refs - 1
+           WHERE project = (SELECT project FROM repositories WHERE name = $1)
+             AND digest IN (SELECT digest FROM ({reached}) r)
+             AND EXISTS (SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2);
+         UPDATE project_usage
+           SET artifacts = artifacts - 1,
+               bytes = bytes - (SELECT COALESCE(SUM(pc.size), 0) FROM project_content pc
+                                WHERE pc.project = project_usage.project AND pc.refs = 0
+                                  AND pc.digest IN (SELECT digest FROM ({reached}) r))
+           WHERE project = (SELECT project FROM repositories WHERE name = $1)
+             AND EXISTS (SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2);
+         DELETE FROM project_content
+           WHERE project = (SELECT project FROM repositories WHERE name = $1)
+             AND refs = 0 AND digest IN (SELECT digest FROM ({reached}) r)"
+    ))
+    .bind(repository)
+    .bind(manifest)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// A project's usage, inside a transaction.
@@ -46,42 +113,13 @@ pub(super) async fn project_usage_in(
     conn: &mut SqliteConnection,
     project: &str,
 ) -> Result<Usage, MetaError> {
-    let row: (i64, i64, i64) = sqlx::query_as(&usage_sql(false))
-        .bind(project)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(usage_of(row))
-}
-
-/// The bytes that `manifest`, just stored in `repository`, adds to its
-/// project's usage: itself and the blobs it references, except what another
-/// manifest row of the project already counts. Indexed lookups only.
-pub(super) async fn added_bytes(
-    conn: &mut SqliteConnection,
-    repository: &str,
-    project: &str,
-    manifest: &str,
-) -> Result<i64, MetaError> {
-    // "Counted already" = reached through a row of the project other than
-    // the new (repository, manifest) one.
-    Ok(sqlx::query_scalar(
-        "SELECT
-           (SELECT CASE WHEN EXISTS (SELECT 1 FROM repository_manifests rm JOIN repositories r ON r.name = rm.repository
-                                     WHERE rm.digest = $3 AND r.project = $2 AND rm.repository <> $1)
-                   THEN 0 ELSE (SELECT size FROM manifests WHERE digest = $3) END)
-         + (SELECT COALESCE(SUM(b.size), 0) FROM blobs b
-            WHERE b.digest IN (SELECT blob FROM manifest_blobs WHERE manifest = $3)
-              AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb
-                              JOIN repository_manifests rm ON rm.digest = mb.manifest
-                              JOIN repositories r ON r.name = rm.repository
-                              WHERE mb.blob = b.digest AND r.project = $2
-                                AND NOT (rm.digest = $3 AND rm.repository = $1)))",
-    )
-    .bind(repository)
-    .bind(project)
-    .bind(manifest)
-    .fetch_one(&mut *conn)
-    .await?)
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT bytes, artifacts FROM project_usage WHERE project = $1")
+            .bind(project)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (bytes, artifacts) = row.unwrap_or_default();
+    Ok(Usage { bytes, artifacts })
 }
 
 /// Refuses (rolling the transaction back) a change that took the project
@@ -115,19 +153,29 @@ pub(super) fn check_quota(
 
 impl MetaStore {
     pub async fn project_usage(&self, project: &str) -> Result<Usage, MetaError> {
-        let row: (i64, i64, i64) = sqlx::query_as(&usage_sql(false))
-            .bind(project)
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(usage_of(row))
+        let mut conn = self.reader.acquire().await?;
+        project_usage_in(&mut conn, project).await
     }
 
+    /// What one repository's artifacts hold, counted from the graph (what
+    /// the repository holds alone; shared content counts in each).
     pub async fn repository_usage(&self, repository: &str) -> Result<Usage, MetaError> {
-        let row: (i64, i64, i64) = sqlx::query_as(&usage_sql(true))
-            .bind(repository)
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(usage_of(row))
+        let (artifacts, manifest_bytes, blob_bytes): (i64, i64, i64) = sqlx::query_as(
+            "SELECT
+               (SELECT COUNT(*) FROM repository_manifests WHERE repository = $1),
+               (SELECT COALESCE(SUM(m.size), 0) FROM manifests m
+                  WHERE m.digest IN (SELECT digest FROM repository_manifests WHERE repository = $1)),
+               (SELECT COALESCE(SUM(b.size), 0) FROM blobs b
+                  WHERE b.digest IN (SELECT mb.blob FROM manifest_blobs mb JOIN repository_manifests rm ON rm.digest = mb.manifest
+                                     WHERE rm.repository = $1))",
+        )
+        .bind(repository)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Usage {
+            artifacts,
+            bytes: manifest_bytes + blob_bytes,
+        })
     }
 
     /// Names of the project's repositories.
@@ -190,6 +238,16 @@ impl MetaStore {
         )
     }
 
+    /// The artifacts of a project: its (repository, manifest) rows.
+    pub async fn project_artifact_rows(&self, project: &str) -> Result<i64, MetaError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM repository_manifests rm JOIN repositories r ON r.name = rm.repository WHERE r.project = $1",
+        )
+        .bind(project)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
     /// The manifest documents in a project's repositories, each once:
     /// (digest, media type, content).
     pub async fn project_manifest_documents(
@@ -204,5 +262,143 @@ impl MetaStore {
         .bind(project)
         .fetch_all(&self.reader)
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use super::*;
+
+    /// An installation from before the counters (migrations up to 0006)
+    /// gets them filled from its graph by migration 0007: shared content
+    /// once per project, a digest reached by two artifacts once.
+    #[tokio::test]
+    async fn the_migration_fills_the_counters_from_the_graph() {
+        let dir = std::env::temp_dir().join(format!("berth-quota-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("berth.db");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        let mut before = sqlx::migrate::Migrator {
+            migrations: Cow::Owned(
+                super::super::MIGRATIONS
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version <= 6)
+                    .cloned()
+                    .collect(),
+            ),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before.set_ignore_missing(true);
+        before.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO repositories VALUES ('a/x', 'a', 0), ('a/y', 'a', 0), ('b/z', 'b', 0);
+             INSERT INTO blobs (digest, size, created_at, nonce) VALUES ('sha256:l1', 100, 0, 'n'), ('sha256:l2', 20, 0, 'n');
+             INSERT INTO manifests (digest, media_type, size, content, created_at)
+               VALUES ('sha256:m1', 't', 3, 'abc', 0), ('sha256:m2', 't', 5, 'abcde', 0);
+             INSERT INTO manifest_blobs VALUES ('sha256:m1', 'sha256:l1', 't'), ('sha256:m2', 'sha256:l1', 't'), ('sha256:m2', 'sha256:l2', 't');
+             INSERT INTO repository_manifests (repository, digest, pushed_at)
+               VALUES ('a/x', 'sha256:m1', 0), ('a/y', 'sha256:m1', 0), ('a/y', 'sha256:m2', 0), ('b/z', 'sha256:m1', 0);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let meta = MetaStore::open_sqlite(&path).await.unwrap();
+        let a = meta.project_usage("a").await.unwrap();
+        assert_eq!(
+            a,
+            Usage {
+                bytes: 3 + 5 + 100 + 20,
+                artifacts: 3
+            }
+        );
+        let b = meta.project_usage("b").await.unwrap();
+        assert_eq!(
+            b,
+            Usage {
+                bytes: 3 + 100,
+                artifacts: 1
+            }
+        );
+        let refs: i64 = sqlx::query_scalar(
+            "SELECT refs FROM project_content WHERE project = 'a' AND digest = 'sha256:l1'",
+        )
+        .fetch_one(&meta.reader)
+        .await
+        .unwrap();
+        assert_eq!(refs, 3, "reached through three artifacts of project a");
+
+        // Removing artifacts lowers the counters, shared content last.
+        for (repo, digest, expected) in [
+            (
+                "a/x",
+                "sha256:m1",
+                Usage {
+                    bytes: 128,
+                    artifacts: 2,
+                },
+            ),
+            (
+                "a/y",
+                "sha256:m1",
+                Usage {
+                    bytes: 125,
+                    artifacts: 1,
+                },
+            ),
+            (
+                "a/y",
+                "sha256:m1",
+                Usage {
+                    bytes: 125,
+                    artifacts: 1,
+                },
+            ),
+            ("a/y", "sha256:m2", Usage::default()),
+        ] {
+            let (r, d) = (repo.to_string(), digest.to_string());
+            meta.committer
+                .write(move |conn| {
+                    let (repo, digest) = (r.clone(), d.clone());
+                    Box::pin(async move {
+                        super::super::writes::remove_repository_manifest(conn, &repo, &digest, 0)
+                            .await
+                    })
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                meta.project_usage("a").await.unwrap(),
+                expected,
+                "{repo}@{digest} removed"
+            );
+        }
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM project_content WHERE project = 'a'")
+                .fetch_one(&meta.reader)
+                .await
+                .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(
+            meta.project_usage("b").await.unwrap(),
+            b,
+            "another project is apart"
+        );
+        meta.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! Every change to the metadata, each one job for the committer. The checks a
 //! change depends on run in the same transaction as the change.
 
-use sqlx::sqlite::SqliteArguments;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, SqliteConnection};
 
 use super::{
@@ -50,13 +50,15 @@ async fn link_blob(
 
 /// Removes manifest `digest` from `repo` (its tags must be gone) and queues
 /// what may have become garbage with it: the links of its blobs, its
-/// children and referrers in the repository, and its content.
+/// children and referrers in the repository, and its content. Its
+/// project's usage counters drop in the same transaction.
 pub(super) async fn remove_repository_manifest(
     conn: &mut Conn,
     repo: &str,
     digest: &str,
     now: i64,
 ) -> Result<(), MetaError> {
+    super::quota::count_removed(conn, repo, digest).await?;
     sqlx::query(
         "INSERT INTO gc_candidates (kind, repository, digest, queued_at)
            SELECT 'link', $1, mb.blob, $3 FROM manifest_blobs mb
@@ -115,37 +117,61 @@ async fn has_manifest(
 
 /// Those of `wanted` that `table` (repository_blobs or repository_manifests)
 /// does not list for the repository, in one query.
-async fn absent(
+/// What `repo` lacks of a manifest's references (`blobs` linked, `children`
+/// present), and whether the manifest itself is present already: one round
+/// trip for manifests of up to 1,000 references.
+async fn lookup_references(
     conn: &mut Conn,
-    table: &str,
     repo: &RepositoryName,
-    wanted: &[&Digest],
-) -> Result<Vec<Digest>, MetaError> {
-    let mut wanted: Vec<&Digest> = wanted.to_vec();
+    blobs: &[&Digest],
+    children: &[&Digest],
+    manifest: &Digest,
+) -> Result<(Vec<Digest>, bool), MetaError> {
+    const BLOB: i64 = 0;
+    const MANIFEST: i64 = 1;
+    let mut wanted: Vec<(i64, &Digest)> = blobs.iter().map(|d| (BLOB, *d)).collect();
+    wanted.extend(children.iter().map(|d| (MANIFEST, *d)));
+    wanted.push((MANIFEST, manifest));
     wanted.sort();
     wanted.dedup();
-    let mut missing = Vec::new();
+    let mut present = std::collections::HashSet::new();
     // Bounded statements: SQLite allows 32,766 parameters, PostgreSQL 65,535.
     for chunk in wanted.chunks(1000) {
-        let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT digest FROM {table} WHERE repository = $1 AND digest IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(repo.as_str());
-        for d in chunk {
+        let mut args = 1;
+        let mut part = |kind: i64, table: &str| {
+            let n = chunk.iter().filter(|(k, _)| *k == kind).count();
+            (n > 0).then(|| {
+                let placeholders: Vec<String> =
+                    (args + 1..=args + n).map(|i| format!("${i}")).collect();
+                args += n;
+                format!(
+                    "SELECT {kind}, digest FROM {table} WHERE repository = $1 AND digest IN ({})",
+                    placeholders.join(", ")
+                )
+            })
+        };
+        let parts: Vec<String> = [
+            part(BLOB, "repository_blobs"),
+            part(MANIFEST, "repository_manifests"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let sql = parts.join(" UNION ALL ");
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql).bind(repo.as_str());
+        for (_, d) in chunk {
             query = query.bind(d.as_str());
         }
-        let present: std::collections::HashSet<String> =
-            query.fetch_all(&mut *conn).await?.into_iter().collect();
-        missing.extend(
-            chunk
-                .iter()
-                .filter(|d| !present.contains(d.as_str()))
-                .map(|d| (*d).clone()),
-        );
+        present.extend(query.fetch_all(&mut *conn).await?);
     }
-    Ok(missing)
+    let is_present = |kind: i64, d: &Digest| present.contains(&(kind, d.to_string()));
+    let mut missing: Vec<Digest> = Vec::new();
+    for (kind, d) in wanted {
+        if !is_present(kind, d) && d != manifest {
+            missing.push(d.clone());
+        }
+    }
+    Ok((missing, is_present(MANIFEST, manifest)))
 }
 
 /// Statements run in one round trip. sqlx's SQLite driver executes every
@@ -160,6 +186,8 @@ struct Script<'a> {
     count: usize,
     /// Statements with arguments of their own, run after the script.
     separate: Vec<(String, SqliteArguments<'a>)>,
+    /// Statements that read the edges: last.
+    after_edges: Vec<String>,
 }
 
 /// SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32,766.
@@ -174,6 +202,7 @@ impl<'a> Script<'a> {
             args: SqliteArguments::default(),
             count: 0,
             separate: Vec::new(),
+            after_edges: Vec::new(),
         }
     }
 
@@ -191,6 +220,11 @@ impl<'a> Script<'a> {
 
     fn push(&mut self, statement: String) {
         self.statements.push(statement);
+    }
+
+    /// A statement that must see every edge the script inserts.
+    fn after_edges(&mut self, statement: String) {
+        self.after_edges.push(statement);
     }
 
     /// Adds multi-row inserts of graph edges from `manifest`. `columns` names
@@ -229,15 +263,24 @@ impl<'a> Script<'a> {
         }
     }
 
-    async fn execute(self, conn: &mut Conn) -> Result<(), MetaError> {
+    /// Runs the script; the rows its statements return, in order.
+    async fn execute(mut self, conn: &mut Conn) -> Result<Vec<SqliteRow>, MetaError> {
+        if self.separate.is_empty() {
+            self.statements.append(&mut self.after_edges);
+        }
+        let after = (!self.after_edges.is_empty())
+            .then(|| (self.after_edges.join(";\n"), self.args.clone()));
         let sql = self.statements.join(";\n");
-        sqlx::query_with(&sql, self.args)
-            .execute(&mut *conn)
+        let mut rows = sqlx::query_with(&sql, self.args)
+            .fetch_all(&mut *conn)
             .await?;
         for (sql, args) in self.separate {
             sqlx::query_with(&sql, args).execute(&mut *conn).await?;
         }
-        Ok(())
+        if let Some((sql, args)) = after {
+            rows.extend(sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?);
+        }
+        Ok(rows)
     }
 }
 
@@ -409,23 +452,17 @@ impl MetaStore {
                     }
                     let blobs: Vec<&Digest> = manifest.blobs.iter().map(|b| &b.digest).collect();
                     let children: Vec<&Digest> = manifest.manifests.iter().map(|m| &m.digest).collect();
-                    let mut missing = absent(conn, "repository_blobs", &repo, &blobs).await?;
-                    missing.extend(absent(conn, "repository_manifests", &repo, &children).await?);
+                    let (missing, present) =
+                        lookup_references(conn, &repo, &blobs, &children, &manifest_digest).await?;
                     if !missing.is_empty() {
                         return Ok(Err(PutManifestRefusal::Missing(missing)));
                     }
-                    // A quota is checked only when the push adds an artifact to the
-                    // repository (re-pushes and tag moves add nothing); usage is
-                    // measured before, and what the push adds after it: one over
-                    // the limit fails the job, which rolls it back.
-                    let quota = match guard.as_ref().and_then(|g| g.quota()) {
-                        Some(q) if !has_manifest(conn, &repo, &manifest_digest).await? => Some(q),
-                        _ => None,
-                    };
-                    let before = match quota {
-                        Some(_) => Some(super::quota::project_usage_in(conn, repo.project()).await?),
-                        None => None,
-                    };
+                    // Usage counters change only when the push adds an artifact to
+                    // the repository (re-pushes and tag moves add nothing), and
+                    // only then is a quota checked: one over the limit fails the
+                    // job, which rolls it back.
+                    let adds_artifact = !present;
+                    let quota = guard.as_ref().and_then(|g| g.quota()).filter(|_| adds_artifact);
                     let annotations = manifest
                         .annotations
                         .as_ref()
@@ -485,19 +522,24 @@ impl MetaStore {
                              ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at"
                         ));
                     }
-                    script.execute(conn).await?;
-                    if let (Some(quota), Some(before)) = (quota, before) {
-                        let added = super::quota::added_bytes(
-                            conn,
-                            repo.as_str(),
-                            repo.project(),
-                            manifest_digest.as_str(),
-                        )
-                        .await?;
-                        let after = super::quota::Usage {
-                            bytes: before.bytes + added,
-                            artifacts: before.artifacts + 1,
-                        };
+                    if adds_artifact {
+                        let project = script.arg(repo.project());
+                        // With a quota, the usage is read before and after the
+                        // counting, in the same round trip.
+                        let usage = super::quota::select_usage(&project);
+                        if quota.is_some() {
+                            script.push(usage.clone());
+                        }
+                        for statement in super::quota::count_added(&project, &digest) {
+                            script.after_edges(statement);
+                        }
+                        if quota.is_some() {
+                            script.after_edges(usage);
+                        }
+                    }
+                    let usage = script.execute(conn).await?;
+                    if let Some(quota) = quota {
+                        let (before, after) = super::quota::before_and_after(usage)?;
                         super::quota::check_quota(repo.project(), quota, before, after)?;
                     }
                     Ok(Ok(()))
@@ -741,6 +783,61 @@ mod tests {
         assert_eq!(edges, 16_000);
         let stored = meta.manifest_by_tag(&repo, &tag).await.unwrap().unwrap();
         assert_eq!(stored.digest, digest);
+        // The usage counters saw every edge, stored after the main script.
+        let usage = meta.project_usage("big").await.unwrap();
+        assert_eq!(
+            usage,
+            super::super::Usage {
+                bytes: 2 + 16_000 * 4,
+                artifacts: 1
+            }
+        );
+        // A quota is checked on the counters read around that path too.
+        struct Limit(super::super::Quota);
+        impl super::super::RepositoryRules for Limit {
+            fn protecting(&self, _: &str) -> Option<String> {
+                None
+            }
+            fn quota(&self) -> Option<super::super::Quota> {
+                Some(self.0)
+            }
+        }
+        let limit = |bytes| -> Guard {
+            Some(std::sync::Arc::new(Limit(super::super::Quota {
+                bytes: Some(bytes),
+                artifacts: None,
+            })))
+        };
+        let other = Digest::sha256_of(b"another manifest");
+        let refused = meta
+            .put_manifest(
+                &repo,
+                &other,
+                &manifest,
+                "{ }",
+                None,
+                limit(usage.bytes + 2),
+            )
+            .await;
+        assert!(
+            matches!(&refused, Err(MetaError::Refused(m)) if m.contains("exceeded")),
+            "{refused:?}"
+        );
+        meta.put_manifest(
+            &repo,
+            &other,
+            &manifest,
+            "{ }",
+            None,
+            limit(usage.bytes + 3),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            meta.project_usage("big").await.unwrap().bytes,
+            usage.bytes + 3
+        );
         meta.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -1,9 +1,10 @@
 //! The consistency check (`berth check`): every blob the metadata names is
-//! on disk with its size, and every project's usage — what quotas are
-//! enforced on — equals a recount made a second, independent way: parsing
-//! the project's manifest documents and adding up what they reference.
+//! on disk with its size, and every project's usage counters — what quotas
+//! are enforced on — equal a recount made a second, independent way:
+//! parsing the project's manifest documents and adding up what they
+//! reference.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -14,11 +15,13 @@ use crate::oci::Manifest;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProjectCheck {
     pub project: String,
-    /// As quotas see it (computed from the graph in SQL).
+    /// As quotas see it: the counters pushes and deletes maintain.
     pub usage_bytes: i64,
     pub usage_artifacts: i64,
     /// Recounted from the manifest documents themselves.
     pub recounted_bytes: i64,
+    /// Recounted from the artifact rows of the project's repositories.
+    pub recounted_artifacts: i64,
     pub ok: bool,
 }
 
@@ -75,25 +78,30 @@ impl Registry {
         }
         for project in self.meta.projects_in_use().await? {
             let usage = self.meta.project_usage(&project).await?;
-            let mut referenced: HashSet<String> = HashSet::new();
-            let mut recounted = 0i64;
-            for (_, media_type, content) in self.meta.project_manifest_documents(&project).await? {
-                recounted += content.len() as i64;
+            // Each digest the project's artifacts reach, counted once
+            // (content is addressed, so a digest has one size).
+            let mut reached: HashMap<String, i64> = HashMap::new();
+            for (digest, media_type, content) in
+                self.meta.project_manifest_documents(&project).await?
+            {
                 let manifest = Manifest::parse(content.as_bytes(), Some(&media_type))
                     .map_err(|e| super::RegistryError::Internal(format!("stored manifest: {e}")))?;
-                referenced.extend(manifest.blobs.iter().map(|b| b.digest.to_string()));
+                reached.insert(digest, content.len() as i64);
+                for blob in manifest.blobs {
+                    let size = sizes.get(blob.digest.as_str()).copied().unwrap_or(0);
+                    reached.insert(blob.digest.to_string(), size);
+                }
             }
-            recounted += referenced
-                .iter()
-                .filter_map(|d| sizes.get(d.as_str()))
-                .sum::<i64>();
-            let ok = recounted == usage.bytes;
+            let recounted_bytes = reached.values().sum::<i64>();
+            let recounted_artifacts = self.meta.project_artifact_rows(&project).await?;
+            let ok = recounted_bytes == usage.bytes && recounted_artifacts == usage.artifacts;
             report.ok &= ok;
             report.projects.push(ProjectCheck {
                 project,
                 usage_bytes: usage.bytes,
                 usage_artifacts: usage.artifacts,
-                recounted_bytes: recounted,
+                recounted_bytes,
+                recounted_artifacts,
                 ok,
             });
         }
