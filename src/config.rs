@@ -17,6 +17,53 @@ pub struct Config {
     pub uploads: UploadConfig,
     pub auth: AuthConfig,
     pub gc: GcConfig,
+    pub storage: StorageConfig,
+}
+
+/// Where blob bytes live: `local` (under `data_dir/storage`, the default)
+/// or `s3` (any S3-compatible store; uploads in progress are staged under
+/// `data_dir/storage/uploads` either way).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// `http(s)://host:port` of an S3-compatible service; unset: AWS.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: String,
+    /// Key prefix inside the bucket (several installations may share one).
+    pub prefix: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// `http://host/bucket/key` addressing instead of `http://bucket.host/key`
+    /// (most self-hosted stores want it).
+    pub path_style: bool,
+}
+
+/// A credential from the configuration: never printed, not even in debug
+/// output of the whole configuration.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +187,7 @@ impl Default for Config {
             uploads: UploadConfig::default(),
             auth: AuthConfig::default(),
             gc: GcConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -254,6 +302,40 @@ impl Config {
         if let Some(v) = env("BERTH_AUTH_AUTO_CREATE_PROJECTS") {
             config.auth.auto_create_projects = parse("BERTH_AUTH_AUTO_CREATE_PROJECTS", v)?;
         }
+        if let Some(v) = env("BERTH_STORAGE_BACKEND") {
+            config.storage.backend = match v.as_str() {
+                "local" => StorageBackend::Local,
+                "s3" => StorageBackend::S3,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "BERTH_STORAGE_BACKEND",
+                        message: format!("{v:?} is neither local nor s3"),
+                    })
+                }
+            };
+        }
+        let s3 = &mut config.storage.s3;
+        if let Some(v) = env("BERTH_S3_ENDPOINT") {
+            s3.endpoint = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_REGION") {
+            s3.region = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_BUCKET") {
+            s3.bucket = v;
+        }
+        if let Some(v) = env("BERTH_S3_PREFIX") {
+            s3.prefix = v;
+        }
+        if let Some(v) = env("BERTH_S3_ACCESS_KEY_ID") {
+            s3.access_key_id = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_SECRET_ACCESS_KEY") {
+            s3.secret_access_key = Some(Secret(v));
+        }
+        if let Some(v) = env("BERTH_S3_PATH_STYLE") {
+            s3.path_style = parse("BERTH_S3_PATH_STYLE", v)?;
+        }
         if let Some(v) = env("BERTH_GC_ENABLED") {
             config.gc.enabled = parse("BERTH_GC_ENABLED", v)?;
         }
@@ -316,5 +398,35 @@ mod tests {
     fn example_config_parses() {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/berth.example.toml");
         Config::load(Some(Path::new(example)), |_| None).unwrap();
+    }
+
+    /// S3 settings from the environment; the secret never shows in the
+    /// configuration's debug output.
+    #[test]
+    fn s3_from_env_and_the_secret_redacted() {
+        let env = |k: &str| {
+            let v = match k {
+                "BERTH_STORAGE_BACKEND" => "s3",
+                "BERTH_S3_ENDPOINT" => "http://127.0.0.1:3900",
+                "BERTH_S3_BUCKET" => "images",
+                "BERTH_S3_SECRET_ACCESS_KEY" => "very-secret-value",
+                "BERTH_S3_PATH_STYLE" => "true",
+                _ => return None,
+            };
+            Some(v.to_string())
+        };
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::S3);
+        assert_eq!(c.storage.s3.bucket, "images");
+        assert!(c.storage.s3.path_style);
+        assert_eq!(
+            c.storage.s3.secret_access_key.as_ref().unwrap().0,
+            "very-secret-value"
+        );
+        assert!(!format!("{c:?}").contains("very-secret-value"));
+        let bad = Config::load(None, |k| {
+            (k == "BERTH_STORAGE_BACKEND").then(|| "ftp".into())
+        });
+        assert!(bad.is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::audit::AuditLog;
 use crate::auth::Auth;
-use crate::config::{Config, GcConfig};
+use crate::config::{Config, GcConfig, StorageBackend};
 use crate::http::{self, AppState};
 use crate::meta::MetaStore;
 use crate::policy::Policy;
@@ -35,7 +35,12 @@ pub struct Services {
 pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = Arc::new(MetaStore::open_sqlite(&config.data_dir.join("berth.db")).await?);
-    let blobs = BlobStore::open_local(config.data_dir.join("storage"))?;
+    let blobs = match config.storage.backend {
+        StorageBackend::Local => BlobStore::open_local(config.data_dir.join("storage"))?,
+        StorageBackend::S3 => {
+            BlobStore::open_s3(config.data_dir.join("storage"), &config.storage.s3)?
+        }
+    };
     let retention = Duration::from_secs(config.auth.audit_retention_days * 86_400);
     let audit = Arc::new(AuditLog::new(meta.clone(), retention));
     let auth = Arc::new(Auth::open(meta.clone(), audit, config.auth.clone()).await?);
@@ -54,7 +59,7 @@ pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
 pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     let services = open(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), auth = ?config.auth.mode, "berth is serving");
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), auth = ?config.auth.mode, storage = ?config.storage.backend, "berth is serving");
 
     let background = tokio::spawn(background_jobs(
         services.registry.clone(),

@@ -295,7 +295,8 @@ struct Snapshot {
     uploads: Vec<String>,
 }
 
-async fn snapshot(db: &SqlitePool, data: &Path) -> Snapshot {
+async fn snapshot(db: &SqlitePool, server: &common::Server) -> Snapshot {
+    let data = server.data_dir();
     let pairs = |sql: &'static str| async move {
         sqlx::query(sql)
             .fetch_all(db)
@@ -328,18 +329,7 @@ async fn snapshot(db: &SqlitePool, data: &Path) -> Snapshot {
     .into_iter()
     .map(|r| (r.get(0), (r.get(1), r.get(2))))
     .collect();
-    let mut files = BTreeSet::new();
-    let mut stack = vec![data.join("storage/blobs")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                files.insert(e.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
+    let files = server.stored_blob_names().await;
     let uploads = std::fs::read_dir(data.join("storage/uploads"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -465,10 +455,10 @@ async fn assert_usage_counted(server: &common::Server) {
 }
 
 /// Waits until GC has collected everything unreferenced.
-async fn converge(db: &SqlitePool, data: &Path, within: Duration) {
+async fn converge(db: &SqlitePool, server: &common::Server, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let s = snapshot(db, data).await;
+        let s = snapshot(db, server).await;
         check(&s, false).unwrap();
         match check(&s, true) {
             Ok(()) => return,
@@ -563,8 +553,8 @@ async fn concurrent_pushes_moves_deletes_mounts_and_gc_passes_keep_the_store_who
     .unwrap();
     assert!(removed > 0, "GC removed things while the clients worked");
     // Referenced things were never lost; now GC catches up with the rest.
-    check(&snapshot(&db, &server.data_dir()).await, false).unwrap();
-    converge(&db, &server.data_dir(), Duration::from_secs(30)).await;
+    check(&snapshot(&db, &server).await, false).unwrap();
+    converge(&db, &server, Duration::from_secs(30)).await;
     pull_everything(&api, &db).await;
     assert_usage_counted(&server).await;
     assert!(
@@ -634,7 +624,7 @@ async fn sigkill_during_gc_passes_loses_nothing_and_the_next_pass_finishes() {
                 killed.push(id);
                 wait_http(&api, &mut server).await;
                 // Nothing referenced is missing after the restart.
-                check(&snapshot(&db, &data).await, false).unwrap();
+                check(&snapshot(&db, &server).await, false).unwrap();
                 pull_everything(&api, &db).await;
                 break;
             }
@@ -642,7 +632,7 @@ async fn sigkill_during_gc_passes_loses_nothing_and_the_next_pass_finishes() {
         }
     }
     assert!(!killed.is_empty(), "never caught a pass at work");
-    converge(&db, &data, Duration::from_secs(30)).await;
+    converge(&db, &server, Duration::from_secs(30)).await;
     pull_everything(&api, &db).await;
     assert_usage_counted(&server).await;
     let runs = runs(&db).await;

@@ -33,10 +33,13 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 
+use crate::config::S3Config;
 use crate::oci::range::ByteRange;
 use crate::oci::Digest;
 
@@ -47,6 +50,11 @@ pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
 /// Read size for blob GETs: large enough that per-chunk overhead vanishes.
 const READ_CHUNK: usize = 1024 * 1024;
+/// Part size of multipart uploads to an object store (S3's least is 5 MiB).
+const PUT_PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts uploaded at once: a blob's copy holds at most this many parts, plus
+/// the one filling, in memory.
+const PUT_PARTS_IN_FLIGHT: usize = 2;
 /// Chunks read ahead of the socket.
 const READ_AHEAD: usize = 4;
 
@@ -61,8 +69,14 @@ pub enum StorageError {
 }
 
 pub struct BlobStore {
+    /// Local directory: blob files (local placement) and the uploads in
+    /// progress (always).
     root: PathBuf,
+    /// The blobs, read and listed through `object_store` in both placements.
     objects: Arc<dyn ObjectStore>,
+    /// Whether blobs are objects of a remote store (written by copying a
+    /// verified staging file) rather than files under `root` (renamed).
+    remote: bool,
     uploads: uploads::Uploads,
 }
 
@@ -70,14 +84,98 @@ impl BlobStore {
     /// Opens (creating if needed) a blob store on local disk.
     pub fn open_local(root: PathBuf) -> Result<BlobStore, StorageError> {
         std::fs::create_dir_all(root.join("blobs"))?;
-        std::fs::create_dir_all(root.join("uploads"))?;
         let objects = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
+        Self::open(root, objects, false)
+    }
+
+    /// Opens a blob store whose blobs live in an S3-compatible bucket;
+    /// `staging` (local) holds the uploads in progress.
+    pub fn open_s3(staging: PathBuf, config: &S3Config) -> Result<BlobStore, StorageError> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_virtual_hosted_style_request(!config.path_style);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(region) = &config.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(id) = &config.access_key_id {
+            builder = builder.with_access_key_id(id);
+        }
+        if let Some(secret) = &config.secret_access_key {
+            builder = builder.with_secret_access_key(&secret.0);
+        }
+        let s3 = builder.build()?;
+        let objects: Arc<dyn ObjectStore> = if config.prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, config.prefix.as_str()))
+        };
+        Self::open(staging, objects, true)
+    }
+
+    fn open(
+        root: PathBuf,
+        objects: Arc<dyn ObjectStore>,
+        remote: bool,
+    ) -> Result<BlobStore, StorageError> {
+        std::fs::create_dir_all(root.join("uploads"))?;
         let sync = Arc::new(sync::SyncGroup::new(&root)?);
         Ok(BlobStore {
             uploads: uploads::Uploads::new(root.join("uploads"), sync),
             root,
             objects,
+            remote,
         })
+    }
+
+    /// Where a verified blob is written: its file (local placement), or a
+    /// staging file that `publish` copies into the object store (a `tmp-`
+    /// name, so a crash's leftover is swept like any staging file).
+    fn landing(&self, digest: &Digest, nonce: &str) -> PathBuf {
+        if self.remote {
+            self.root
+                .join("uploads")
+                .join(format!("tmp-object-{nonce}"))
+        } else {
+            self.file_path(digest, nonce)
+        }
+    }
+
+    /// Copies a landed blob into the object store and removes its staging
+    /// file (remote placement); local placement has nothing left to do.
+    async fn publish(&self, landed: PathBuf, digest: &Digest, nonce: &str) -> io::Result<()> {
+        if !self.remote {
+            return Ok(());
+        }
+        let result = self
+            .put_file(&landed, Self::object_path(digest, nonce))
+            .await;
+        let _ = tokio::fs::remove_file(&landed).await;
+        result
+    }
+
+    /// Streams a local file into an object: one PUT when small, a multipart
+    /// upload when large; never whole in memory.
+    async fn put_file(&self, file: &std::path::Path, key: ObjectPath) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut file = tokio::fs::File::open(file).await?;
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            self.objects.clone(),
+            key,
+            PUT_PART_SIZE,
+        )
+        .with_max_concurrency(PUT_PARTS_IN_FLIGHT);
+        match tokio::io::copy(&mut file, &mut writer).await {
+            Ok(_) => writer.shutdown().await,
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
     }
 
     fn file_name(digest: &Digest, nonce: &str) -> String {
@@ -153,8 +251,13 @@ impl BlobStore {
         expected: &Digest,
         nonce: &str,
     ) -> Result<u64, UploadError> {
-        let target = self.file_path(expected, nonce);
-        self.uploads.commit(id, repository, expected, target).await
+        let landed = self.landing(expected, nonce);
+        let size = self
+            .uploads
+            .commit(id, repository, expected, landed.clone())
+            .await?;
+        self.publish(landed, expected, nonce).await?;
+        Ok(size)
     }
 
     /// Completes an upload that received nothing before with its whole
@@ -167,10 +270,13 @@ impl BlobStore {
         nonce: &str,
         bytes: Bytes,
     ) -> Result<u64, UploadError> {
-        let target = self.file_path(expected, nonce);
-        self.uploads
-            .commit_bytes(id, repository, expected, bytes, target)
-            .await
+        let landed = self.landing(expected, nonce);
+        let size = self
+            .uploads
+            .commit_bytes(id, repository, expected, bytes, landed.clone())
+            .await?;
+        self.publish(landed, expected, nonce).await?;
+        Ok(size)
     }
 
     /// Stores a small blob received whole (single-request push) as the file
@@ -181,8 +287,13 @@ impl BlobStore {
         nonce: &str,
         bytes: Bytes,
     ) -> Result<u64, UploadError> {
-        let target = self.file_path(expected, nonce);
-        self.uploads.store_bytes(expected, bytes, target).await
+        let landed = self.landing(expected, nonce);
+        let size = self
+            .uploads
+            .store_bytes(expected, bytes, landed.clone())
+            .await?;
+        self.publish(landed, expected, nonce).await?;
+        Ok(size)
     }
 
     /// Deletes the file of one write of a blob. Returns its size, or None if
@@ -192,6 +303,19 @@ impl BlobStore {
         digest: &Digest,
         nonce: &str,
     ) -> Result<Option<u64>, StorageError> {
+        if self.remote {
+            let key = Self::object_path(digest, nonce);
+            let size = match self.objects.head(&key).await {
+                Ok(meta) => meta.size,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            return match self.objects.delete(&key).await {
+                Ok(()) => Ok(Some(size)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            };
+        }
         let path = self.file_path(digest, nonce);
         Ok(blocking(move || {
             let size = match std::fs::metadata(&path) {
@@ -208,21 +332,39 @@ impl BlobStore {
         .await?)
     }
 
-    /// The directories blob files live in (`blobs/<alg>/<xx>`), for a sweep
-    /// one directory at a time.
-    pub async fn blob_dirs(&self) -> Result<Vec<PathBuf>, StorageError> {
-        let blobs = self.root.join("blobs");
+    /// The directories blob files live in (`blobs/<alg>/<xx>`, as key
+    /// prefixes), for a sweep one directory at a time.
+    pub async fn blob_dirs(&self) -> Result<Vec<String>, StorageError> {
+        if self.remote {
+            let mut dirs = Vec::new();
+            let algorithms = self
+                .objects
+                .list_with_delimiter(Some(&ObjectPath::from("blobs")))
+                .await?;
+            for alg in algorithms.common_prefixes {
+                let subs = self.objects.list_with_delimiter(Some(&alg)).await?;
+                dirs.extend(subs.common_prefixes.iter().map(|p| p.to_string()));
+            }
+            dirs.sort();
+            return Ok(dirs);
+        }
+        let root = self.root.clone();
         Ok(blocking(move || {
             let mut dirs = Vec::new();
-            for alg in std::fs::read_dir(&blobs)? {
+            for alg in std::fs::read_dir(root.join("blobs"))? {
                 let alg = alg?;
+                let Some(alg_name) = alg.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
                 if !alg.file_type()?.is_dir() {
                     continue;
                 }
                 for sub in std::fs::read_dir(alg.path())? {
                     let sub = sub?;
-                    if sub.file_type()?.is_dir() {
-                        dirs.push(sub.path());
+                    if let (true, Some(sub_name)) =
+                        (sub.file_type()?.is_dir(), sub.file_name().to_str())
+                    {
+                        dirs.push(format!("blobs/{alg_name}/{sub_name}"));
                     }
                 }
             }
@@ -232,22 +374,40 @@ impl BlobStore {
         .await?)
     }
 
-    /// The blob files in one directory from `blob_dirs` last modified before
+    /// The blob files under one prefix from `blob_dirs` last modified before
     /// `before`. Names that are not blob files are left alone.
     pub async fn blob_files(
         &self,
-        dir: PathBuf,
+        dir: String,
         before: SystemTime,
     ) -> Result<Vec<BlobFile>, StorageError> {
+        let Some(alg) = dir.split('/').nth(1).map(str::to_string) else {
+            return Ok(Vec::new());
+        };
+        let parse = move |name: &str, size: u64| {
+            let (hex, nonce) = name.split_once('.').unwrap_or((name, ""));
+            let digest = format!("{alg}:{hex}").parse::<Digest>().ok()?;
+            Some(BlobFile {
+                digest,
+                nonce: nonce.to_string(),
+                size,
+            })
+        };
+        if self.remote {
+            let before = chrono::DateTime::<chrono::Utc>::from(before);
+            let objects: Vec<_> = self
+                .objects
+                .list(Some(&ObjectPath::from(dir)))
+                .try_collect()
+                .await?;
+            return Ok(objects
+                .into_iter()
+                .filter(|o| o.last_modified < before)
+                .filter_map(|o| parse(o.location.filename()?, o.size))
+                .collect());
+        }
+        let dir = self.root.join(dir);
         Ok(blocking(move || {
-            let Some(alg) = dir
-                .parent()
-                .and_then(|p| p.file_name())
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-            else {
-                return Ok(Vec::new());
-            };
             let mut files = Vec::new();
             let entries = match std::fs::read_dir(&dir) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
@@ -257,10 +417,6 @@ impl BlobStore {
                 let entry = entry?;
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                let (hex, nonce) = name.split_once('.').unwrap_or((name, ""));
-                let Ok(digest) = format!("{alg}:{hex}").parse::<Digest>() else {
-                    continue;
-                };
                 let meta = match entry.metadata() {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     m => m?,
@@ -268,11 +424,7 @@ impl BlobStore {
                 if !meta.is_file() || meta.modified()? >= before {
                     continue;
                 }
-                files.push(BlobFile {
-                    digest,
-                    nonce: nonce.to_string(),
-                    size: meta.len(),
-                });
+                files.extend(parse(name, meta.len()));
             }
             Ok(files)
         })

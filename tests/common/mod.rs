@@ -94,9 +94,9 @@ impl Server {
         let mut server = Server {
             addr: free_port(),
             dir: Some(TempDir::new("berth-test")),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+            env: storage_env()
+                .into_iter()
+                .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
                 .collect(),
             child: None,
         };
@@ -247,6 +247,86 @@ impl Drop for Server {
 }
 
 /// A loopback port that was free a moment ago.
+/// With `BERTH_TEST_S3_ENDPOINT` set (`scripts/test` sets it, with a Garage
+/// server it started), servers keep their blobs in that S3 store, each under
+/// a key prefix of its own.
+fn storage_env() -> Vec<(String, String)> {
+    let Ok(endpoint) = std::env::var("BERTH_TEST_S3_ENDPOINT") else {
+        return Vec::new();
+    };
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set with BERTH_TEST_S3_ENDPOINT"))
+    };
+    [
+        ("BERTH_STORAGE_BACKEND", "s3".to_string()),
+        ("BERTH_S3_ENDPOINT", endpoint),
+        ("BERTH_S3_REGION", var("BERTH_TEST_S3_REGION")),
+        ("BERTH_S3_BUCKET", var("BERTH_TEST_S3_BUCKET")),
+        ("BERTH_S3_ACCESS_KEY_ID", var("BERTH_TEST_S3_ACCESS_KEY_ID")),
+        (
+            "BERTH_S3_SECRET_ACCESS_KEY",
+            var("BERTH_TEST_S3_SECRET_ACCESS_KEY"),
+        ),
+        ("BERTH_S3_PATH_STYLE", "true".to_string()),
+        (
+            "BERTH_S3_PREFIX",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+impl Server {
+    /// The names (`<hex>.<nonce>`) of the blob files or objects the server
+    /// has stored, wherever its storage is.
+    pub async fn stored_blob_names(&self) -> std::collections::BTreeSet<String> {
+        use futures_util::TryStreamExt;
+        use object_store::ObjectStore;
+        let env = |k: &str| {
+            self.env
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        if env("BERTH_STORAGE_BACKEND").as_deref() == Some("s3") {
+            let s3 = object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(env("BERTH_S3_ENDPOINT").unwrap())
+                .with_allow_http(true)
+                .with_region(env("BERTH_S3_REGION").unwrap())
+                .with_bucket_name(env("BERTH_S3_BUCKET").unwrap())
+                .with_access_key_id(env("BERTH_S3_ACCESS_KEY_ID").unwrap())
+                .with_secret_access_key(env("BERTH_S3_SECRET_ACCESS_KEY").unwrap())
+                .with_virtual_hosted_style_request(false)
+                .build()
+                .unwrap();
+            let prefix = object_store::path::Path::from(format!(
+                "{}/blobs",
+                env("BERTH_S3_PREFIX").unwrap()
+            ));
+            let objects: Vec<_> = s3.list(Some(&prefix)).try_collect().await.unwrap();
+            return objects
+                .iter()
+                .filter_map(|o| o.location.filename().map(str::to_string))
+                .collect();
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut stack = vec![self.data_dir().join("storage/blobs")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    names.insert(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        names
+    }
+}
+
 pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().unwrap()
