@@ -38,7 +38,7 @@ pub enum StorageBackend {
     S3,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     /// `http(s)://host:port` of an S3-compatible service; unset: AWS.
@@ -52,6 +52,28 @@ pub struct S3Config {
     /// `http://host/bucket/key` addressing instead of `http://bucket.host/key`
     /// (most self-hosted stores want it).
     pub path_style: bool,
+    /// Answer blob GETs with a redirect to a presigned URL of the object, so
+    /// the bytes go from the store (or a CDN in front of it) to the client
+    /// without passing through Berth.
+    pub presigned_redirects: bool,
+    /// How long a presigned URL stays valid.
+    pub presigned_ttl_secs: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            region: None,
+            bucket: String::new(),
+            prefix: String::new(),
+            access_key_id: None,
+            secret_access_key: None,
+            path_style: false,
+            presigned_redirects: false,
+            presigned_ttl_secs: 300,
+        }
+    }
 }
 
 /// A credential from the configuration: never printed, not even in debug
@@ -335,6 +357,12 @@ impl Config {
         }
         if let Some(v) = env("BERTH_S3_PATH_STYLE") {
             s3.path_style = parse("BERTH_S3_PATH_STYLE", v)?;
+        }
+        if let Some(v) = env("BERTH_S3_PRESIGNED_REDIRECTS") {
+            s3.presigned_redirects = parse("BERTH_S3_PRESIGNED_REDIRECTS", v)?;
+        }
+        if let Some(v) = env("BERTH_S3_PRESIGNED_TTL_SECS") {
+            s3.presigned_ttl_secs = parse("BERTH_S3_PRESIGNED_TTL_SECS", v)?;
         }
         if let Some(v) = env("BERTH_GC_ENABLED") {
             config.gc.enabled = parse("BERTH_GC_ENABLED", v)?;

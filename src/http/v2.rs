@@ -552,6 +552,14 @@ impl Cx<'_> {
             .registry
             .read_blob(&repo, &digest, range, !head)
             .await?;
+        if let Some(url) = blob.redirect {
+            return Ok(Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, url)
+                .header(DOCKER_CONTENT_DIGEST, digest.as_str())
+                .body(Body::empty())
+                .expect("valid response head"));
+        }
         let mut response = Response::builder()
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(DOCKER_CONTENT_DIGEST, digest.as_str())

@@ -93,8 +93,10 @@ pub struct BlobRead {
     pub size: u64,
     /// Present when a range was asked for.
     pub range: Option<ByteRange>,
-    /// None for HEAD requests.
+    /// None for HEAD requests and redirects.
     pub body: Option<ByteStream>,
+    /// Where to GET the bytes instead (a presigned object-store URL).
+    pub redirect: Option<String>,
 }
 
 /// A stored manifest and what the push response reports.
@@ -166,6 +168,18 @@ impl Registry {
             .blob_file(repo, blob)
             .await?
             .ok_or(RegistryError::BlobUnknown)?;
+        if with_body {
+            // The store answers the client's Range itself.
+            if let Some(url) = self.blobs.presigned_url(blob, &nonce).await? {
+                self.pulls.blob(repo, blob);
+                return Ok(BlobRead {
+                    size,
+                    range: None,
+                    body: None,
+                    redirect: Some(url),
+                });
+            }
+        }
         let range = match range_header {
             Some(h) => range::parse_range(h, size)
                 .map_err(|e| RegistryError::RangeNotSatisfiable(e.to_string(), size))?,
@@ -177,7 +191,12 @@ impl Registry {
         } else {
             None
         };
-        Ok(BlobRead { size, range, body })
+        Ok(BlobRead {
+            size,
+            range,
+            body,
+            redirect: None,
+        })
     }
 
     /// Links a blob that `from` holds into `repo` without upload; false if

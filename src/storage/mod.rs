@@ -33,10 +33,11 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
+use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 
 use crate::config::S3Config;
@@ -77,7 +78,16 @@ pub struct BlobStore {
     /// Whether blobs are objects of a remote store (written by copying a
     /// verified staging file) rather than files under `root` (renamed).
     remote: bool,
+    /// Signs GET URLs of blob objects, when pulls are redirected to them.
+    presigner: Option<Presigner>,
     uploads: uploads::Uploads,
+}
+
+struct Presigner {
+    s3: Arc<AmazonS3>,
+    /// `storage.s3.prefix`, which the signed key must include.
+    prefix: String,
+    ttl: std::time::Duration,
 }
 
 impl BlobStore {
@@ -108,13 +118,43 @@ impl BlobStore {
         if let Some(secret) = &config.secret_access_key {
             builder = builder.with_secret_access_key(&secret.0);
         }
-        let s3 = builder.build()?;
+        let s3 = Arc::new(builder.build()?);
         let objects: Arc<dyn ObjectStore> = if config.prefix.is_empty() {
-            Arc::new(s3)
+            s3.clone()
         } else {
-            Arc::new(PrefixStore::new(s3, config.prefix.as_str()))
+            let inner: Arc<dyn ObjectStore> = s3.clone();
+            Arc::new(PrefixStore::new(inner, config.prefix.as_str()))
         };
-        Self::open(staging, objects, true)
+        let mut store = Self::open(staging, objects, true)?;
+        store.presigner = config.presigned_redirects.then(|| Presigner {
+            s3,
+            prefix: config.prefix.clone(),
+            ttl: std::time::Duration::from_secs(config.presigned_ttl_secs),
+        });
+        Ok(store)
+    }
+
+    /// A presigned URL to GET the blob's object from, if pulls are
+    /// redirected to the object store.
+    pub async fn presigned_url(
+        &self,
+        digest: &Digest,
+        nonce: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let Some(p) = &self.presigner else {
+            return Ok(None);
+        };
+        let key = Self::object_path(digest, nonce);
+        let key = if p.prefix.is_empty() {
+            key
+        } else {
+            ObjectPath::from(p.prefix.as_str())
+                .parts()
+                .chain(key.parts())
+                .collect()
+        };
+        let url = p.s3.signed_url(http::Method::GET, &key, p.ttl).await?;
+        Ok(Some(url.to_string()))
     }
 
     fn open(
@@ -129,6 +169,7 @@ impl BlobStore {
             root,
             objects,
             remote,
+            presigner: None,
         })
     }
 

@@ -314,11 +314,13 @@ check_rootfs() {
 # ---------------------------------------------------------------- registry HTTP
 
 # reg_curl ARGS...: curl against the registry with failures shown.
+# Follows redirects (blob GETs may redirect to a presigned object-store URL;
+# curl sends the credentials to the registry's host only).
 reg_curl() {
   if [ -n "${BERTH_REGISTRY_USER:-}" ]; then
-    curl -sS --max-time 60 -u "$BERTH_REGISTRY_USER:$BERTH_REGISTRY_PASSWORD" "$@"
+    curl -sS -L --max-time 60 -u "$BERTH_REGISTRY_USER:$BERTH_REGISTRY_PASSWORD" "$@"
   else
-    curl -sS --max-time 60 "$@"
+    curl -sS -L --max-time 60 "$@"
   fi
 }
 

@@ -249,7 +249,8 @@ impl Drop for Server {
 /// A loopback port that was free a moment ago.
 /// With `BERTH_TEST_S3_ENDPOINT` set (`scripts/test` sets it, with a Garage
 /// server it started), servers keep their blobs in that S3 store, each under
-/// a key prefix of its own.
+/// a key prefix of its own; `BERTH_TEST_S3_PRESIGNED_REDIRECTS=true` makes
+/// them answer blob GETs with redirects to presigned URLs.
 fn storage_env() -> Vec<(String, String)> {
     let Ok(endpoint) = std::env::var("BERTH_TEST_S3_ENDPOINT") else {
         return Vec::new();
@@ -271,6 +272,10 @@ fn storage_env() -> Vec<(String, String)> {
         (
             "BERTH_S3_PREFIX",
             format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        (
+            "BERTH_S3_PRESIGNED_REDIRECTS",
+            std::env::var("BERTH_TEST_S3_PRESIGNED_REDIRECTS").unwrap_or_else(|_| "false".into()),
         ),
     ]
     .into_iter()
