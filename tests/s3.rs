@@ -1,10 +1,13 @@
-//! Blob pulls redirected to presigned URLs of the S3 store (with
-//! `storage.s3.presigned_redirects`). Runs in the S3 pass of `scripts/test`,
-//! which starts a Garage server and sets `BERTH_TEST_S3_ENDPOINT`; without
-//! it there is no object store to redirect to, and the test says so.
+//! Blobs on S3 against a real Garage. Presigned redirects: runs in the S3
+//! pass of `scripts/test`, which starts a Garage server and sets
+//! `BERTH_TEST_S3_ENDPOINT` (without it the test says so and stops). An
+//! outage of the store: the test starts, kills and restarts a Garage of its
+//! own (`scripts/start-garage`; Garage comes from `scripts/install-test-deps`).
 
 mod common;
 mod support;
+
+use std::time::Duration;
 
 use reqwest::{header, StatusCode};
 use support::*;
@@ -68,4 +71,195 @@ async fn blob_gets_redirect_to_presigned_urls_of_the_store() {
     let missing = format!("/v2/redirected/app/blobs/{}", sha256(b"never pushed"));
     let r = no_follow.get(api.url(&missing)).send().await.unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UNKNOWN").await;
+}
+
+/// A Garage server of the test's own (`scripts/start-garage`), stopped on drop.
+struct Garage {
+    dir: common::TempDir,
+    env: Vec<(String, String)>,
+    pid: u32,
+    /// The server after a restart, which this process started.
+    restarted: Option<std::process::Child>,
+}
+
+impl Garage {
+    fn start() -> Garage {
+        let dir = common::TempDir::new("berth-garage");
+        let out = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/start-garage"
+        ))
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "start-garage failed (is Garage installed? scripts/install-test-deps)"
+        );
+        let mut env = Vec::new();
+        let mut pid = 0;
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let (k, v) = line.split_once('=').unwrap();
+            match k {
+                "GARAGE_PID" => pid = v.parse().unwrap(),
+                _ => env.push((k.to_string(), v.to_string())),
+            }
+        }
+        Garage {
+            dir,
+            env,
+            pid,
+            restarted: None,
+        }
+    }
+
+    fn get(&self, key: &str) -> &str {
+        &self.env.iter().find(|(k, _)| k == key).unwrap().1
+    }
+
+    fn kill(&mut self) {
+        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        // Reap it, so the ports are free again.
+        while std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+            && std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .map(|s| !s.contains(") Z"))
+                .unwrap_or(false)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the killed server again on its data and ports.
+    fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("garage-2.log")).unwrap();
+        let bin = std::env::var("GARAGE_BIN").unwrap_or_else(|_| {
+            if std::path::Path::new("/opt/berth-test-deps/bin/garage").exists() {
+                "/opt/berth-test-deps/bin/garage".into()
+            } else {
+                "garage".into()
+            }
+        });
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(self.dir.path().join("garage.toml"))
+            .arg("server")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.pid = child.id();
+        self.restarted = Some(child);
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        if let Some(mut child) = self.restarted.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The object store going away mid-service: pushes and pulls of bytes get
+/// 503 with the spec's JSON body within seconds (not a hang), metadata reads
+/// go on, nothing stored is lost, and all works again once it is back.
+#[tokio::test]
+async fn an_unreachable_store_answers_503_and_loses_nothing() {
+    let mut garage = Garage::start();
+    let env: Vec<(&str, &str)> = vec![
+        ("BERTH_STORAGE_BACKEND", "s3"),
+        ("BERTH_S3_ENDPOINT", garage.get("S3_ENDPOINT")),
+        ("BERTH_S3_REGION", garage.get("S3_REGION")),
+        ("BERTH_S3_BUCKET", garage.get("S3_BUCKET")),
+        ("BERTH_S3_ACCESS_KEY_ID", garage.get("S3_ACCESS_KEY_ID")),
+        (
+            "BERTH_S3_SECRET_ACCESS_KEY",
+            garage.get("S3_SECRET_ACCESS_KEY"),
+        ),
+        ("BERTH_S3_PATH_STYLE", "true"),
+        ("BERTH_S3_PREFIX", "outage"),
+        ("BERTH_S3_PRESIGNED_REDIRECTS", "false"),
+    ];
+    let server = common::Server::start_with_env(&[], &env);
+    let api = Api::new(server.url());
+    let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let (_, manifest_digest) = api.push_image("outage/app", "v1", &layer).await;
+    let layer_path = format!("/v2/outage/app/blobs/{}", sha256(&layer));
+
+    garage.kill();
+    let started = std::time::Instant::now();
+    let other = b"pushed while the store is down".to_vec();
+    let location = api.start_upload("outage/app").await;
+    let r = api
+        .http
+        .put(api.url(&with_query(
+            &location,
+            &format!("digest={}", sha256(&other)),
+        )))
+        .body(other.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN").await;
+    assert_error(
+        api.get(&layer_path).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNKNOWN",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    // Metadata does not need the store.
+    let r = api.get("/v2/outage/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&r, "docker-content-digest"),
+        Some(manifest_digest.as_str())
+    );
+    assert_eq!(
+        api.head(&format!("/v2/outage/app/blobs/{}", sha256(&other)))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "a blob the store did not take is not listed"
+    );
+
+    garage.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = api.get(&layer_path).await;
+        if r.status() == StatusCode::OK {
+            assert_eq!(r.bytes().await.unwrap(), &layer[..]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "store did not come back: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.push_blob("outage/app", &other).await;
+    assert_eq!(
+        api.get(&format!("/v2/outage/app/blobs/{}", sha256(&other)))
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+        &other[..]
+    );
+    let check = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/system/check",
+            serde_json::json!(null),
+        )
+        .await;
+    assert_eq!(check["ok"], true, "{check:#}");
 }

@@ -56,6 +56,7 @@ impl ApiError {
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             QueryInvalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+            StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN"),
         }
     }
 }
@@ -82,6 +83,9 @@ impl IntoResponse for ApiError {
         let message = match &self.error {
             // Internal details go to the log, not to the client.
             RegistryError::Internal(_) => "internal server error".to_string(),
+            RegistryError::StorageUnavailable(_) => {
+                "blob storage is unavailable; retry later".to_string()
+            }
             e => e.to_string(),
         };
         let detail = match &self.error {

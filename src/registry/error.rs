@@ -51,6 +51,9 @@ pub enum RegistryError {
     QueryInvalid(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The blob store (an object store) did not answer: worth a retry.
+    #[error("blob storage is unavailable: {0}")]
+    StorageUnavailable(String),
 }
 
 fn list(digests: &[Digest]) -> String {
@@ -77,6 +80,7 @@ impl From<StorageError> for RegistryError {
             StorageError::NotFound => {
                 RegistryError::Internal("blob listed in metadata is missing from storage".into())
             }
+            StorageError::ObjectStore(e) => RegistryError::StorageUnavailable(e.to_string()),
             e => RegistryError::Internal(e.to_string()),
         }
     }
@@ -91,6 +95,7 @@ impl From<UploadError> for RegistryError {
             e @ UploadError::DigestMismatch { .. } => RegistryError::DigestInvalid(e.to_string()),
             e @ UploadError::Body(_) => RegistryError::UploadInvalid(e.to_string()),
             UploadError::Io(e) => RegistryError::Internal(e.to_string()),
+            UploadError::Store(e) => RegistryError::StorageUnavailable(e),
         }
     }
 }

@@ -51,6 +51,9 @@ pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
 /// Read size for blob GETs: large enough that per-chunk overhead vanishes.
 const READ_CHUNK: usize = 1024 * 1024;
+/// Longest a request to the object store is retried before the error
+/// reaches the client.
+const STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Part size of multipart uploads to an object store (S3's least is 5 MiB).
 const PUT_PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded at once: a blob's copy holds at most this many parts, plus
@@ -102,6 +105,13 @@ impl BlobStore {
     /// `staging` (local) holds the uploads in progress.
     pub fn open_s3(staging: PathBuf, config: &S3Config) -> Result<BlobStore, StorageError> {
         let mut builder = AmazonS3Builder::new()
+            // Ride out a brief hiccup of the store, but answer a client
+            // within seconds, not object_store's default three minutes.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 4,
+                retry_timeout: STORE_RETRY_TIMEOUT,
+                ..Default::default()
+            })
             .with_bucket_name(&config.bucket)
             .with_virtual_hosted_style_request(!config.path_style);
         if let Some(endpoint) = &config.endpoint {
@@ -188,7 +198,12 @@ impl BlobStore {
 
     /// Copies a landed blob into the object store and removes its staging
     /// file (remote placement); local placement has nothing left to do.
-    async fn publish(&self, landed: PathBuf, digest: &Digest, nonce: &str) -> io::Result<()> {
+    async fn publish(
+        &self,
+        landed: PathBuf,
+        digest: &Digest,
+        nonce: &str,
+    ) -> Result<(), UploadError> {
         if !self.remote {
             return Ok(());
         }
@@ -196,7 +211,7 @@ impl BlobStore {
             .put_file(&landed, Self::object_path(digest, nonce))
             .await;
         let _ = tokio::fs::remove_file(&landed).await;
-        result
+        result.map_err(|e| UploadError::Store(e.to_string()))
     }
 
     /// Streams a local file into an object: one PUT when small, a multipart

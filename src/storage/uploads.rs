@@ -56,6 +56,9 @@ pub enum UploadError {
     Body(String),
     #[error("storage I/O: {0}")]
     Io(#[from] io::Error),
+    /// The object store did not take the verified blob.
+    #[error("object store: {0}")]
+    Store(String),
 }
 
 /// What a client may learn about its session.

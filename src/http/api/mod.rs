@@ -93,7 +93,7 @@ impl From<RegistryError> for ApiFailure {
                 ApiFailure::NotFound(e.to_string())
             }
             Referenced(m) | Denied(m) => ApiFailure::Conflict(m),
-            Internal(m) => ApiFailure::Internal(m),
+            Internal(m) | StorageUnavailable(m) => ApiFailure::Internal(m),
             e => ApiFailure::Invalid(e.to_string()),
         }
     }
