@@ -439,13 +439,7 @@ fn check(s: &Snapshot, collected: bool) -> Result<(), String> {
 /// every project's usage counters, maintained by each push, delete and GC
 /// removal, equal a recount from the manifest documents.
 async fn assert_usage_counted(server: &common::Server) {
-    let check = server
-        .admin(
-            reqwest::Method::POST,
-            "/api/v1/system/check",
-            serde_json::json!(null),
-        )
-        .await;
+    let check = server.check().await;
     assert_eq!(check["ok"], true, "{check:#}");
     let projects = check["projects"].as_array().unwrap();
     assert!(

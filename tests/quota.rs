@@ -104,9 +104,7 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
     );
 
     // The consistency check agrees with the usage quotas enforce.
-    let check = server
-        .admin(Method::POST, "/api/v1/system/check", json!(null))
-        .await;
+    let check = server.check().await;
     assert_eq!(check["ok"], true, "{check}");
     assert_eq!(check["projects"][0]["recounted_bytes"], used);
     // A delete gives the space back at once.
@@ -134,9 +132,7 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
         .unwrap()
         .path();
     std::fs::remove_file(file).unwrap();
-    let check = server
-        .admin(Method::POST, "/api/v1/system/check", json!(null))
-        .await;
+    let check = server.check().await;
     assert_eq!(check["ok"], false);
     assert_eq!(check["missing_files"], json!([lost]));
 }

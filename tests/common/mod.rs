@@ -175,6 +175,16 @@ impl Server {
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
 
+    /// The consistency check (`berth check`) through the API: its report.
+    pub async fn check(&self) -> serde_json::Value {
+        self.admin(
+            reqwest::Method::POST,
+            "/api/v1/system/check",
+            serde_json::Value::Null,
+        )
+        .await
+    }
+
     /// The process, for tests that signal or wait for it themselves.
     pub fn child_mut(&mut self) -> Option<&mut Child> {
         self.child.as_mut()
