@@ -173,7 +173,12 @@ impl BlobStore {
         remote: bool,
     ) -> Result<BlobStore, StorageError> {
         std::fs::create_dir_all(root.join("uploads"))?;
-        let sync = Arc::new(sync::SyncGroup::new(&root)?);
+        // Remote placement: the object store makes blobs durable.
+        let sync = if remote {
+            None
+        } else {
+            Some(Arc::new(sync::SyncGroup::new(&root)?))
+        };
         Ok(BlobStore {
             uploads: uploads::Uploads::new(root.join("uploads"), sync),
             root,

@@ -84,7 +84,10 @@ type SessionGuard = tokio::sync::OwnedMutexGuard<Option<Session>>;
 pub struct Uploads {
     dir: PathBuf,
     sessions: Mutex<HashMap<UploadId, SessionLock>>,
-    sync: Arc<SyncGroup>,
+    /// Makes committed files durable; None when they are only staging for an
+    /// object store, which makes them durable itself (fsyncs there would be
+    /// paid on every push for a file deleted a moment later).
+    sync: Option<Arc<SyncGroup>>,
 }
 
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -108,7 +111,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 impl Uploads {
-    pub(super) fn new(dir: PathBuf, sync: Arc<SyncGroup>) -> Uploads {
+    pub(super) fn new(dir: PathBuf, sync: Option<Arc<SyncGroup>>) -> Uploads {
         Uploads {
             dir,
             sessions: Mutex::new(HashMap::new()),
@@ -297,7 +300,8 @@ impl Uploads {
                 actual,
             });
         }
-        blocking(move || move_durably(&data, &target)).await?;
+        let durable = self.sync.is_some();
+        blocking(move || move_into_place(&data, &target, durable)).await?;
         self.remove(id, &mut guard).await?;
         Ok(size)
     }
@@ -342,7 +346,9 @@ impl Uploads {
         let size = bytes.len() as u64;
         let staging = self.staging_file();
         blocking(move || write_then_rename(&staging, &bytes, &target)).await?;
-        self.sync.sync().await?;
+        if let Some(sync) = &self.sync {
+            sync.sync().await?;
+        }
         Ok(size)
     }
 
@@ -583,19 +589,25 @@ async fn write_body(
     }
 }
 
-/// Makes `source` the durable content of `target` (a fresh name): fsync,
-/// rename, fsync the directory. The file's modification time becomes now, so
-/// a sweep for orphan files (which spares recent ones) sees it as new
-/// however long ago the upload's last chunk arrived.
-fn move_durably(source: &Path, target: &Path) -> io::Result<()> {
+/// Makes `source` the content of `target` (a fresh name) by a rename, and
+/// with `durable` makes that survive a crash: fsync, rename, fsync the
+/// directory. The file's modification time becomes now, so a sweep for
+/// orphan or stale files (which spares recent ones) sees it as new however
+/// long ago the upload's last chunk arrived.
+fn move_into_place(source: &Path, target: &Path, durable: bool) -> io::Result<()> {
     let file = OpenOptions::new().write(true).open(source)?;
     file.set_modified(SystemTime::now())?;
-    file.sync_all()?;
+    if durable {
+        file.sync_all()?;
+    }
     drop(file);
     let parent = target.parent().expect("blob paths have a parent");
     fs::create_dir_all(parent)?;
     fs::rename(source, target)?;
-    File::open(parent)?.sync_all()
+    if durable {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to a staging file and renames it to `target` (a fresh
