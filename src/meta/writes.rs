@@ -526,15 +526,15 @@ impl MetaStore {
                         let project = script.arg(repo.project());
                         // With a quota, the usage is read before and after the
                         // counting, in the same round trip.
-                        let usage = super::quota::select_usage(&project);
-                        if quota.is_some() {
-                            script.push(usage.clone());
+                        let read_usage = quota.map(|_| super::quota::select_usage(&project));
+                        if let Some(read) = &read_usage {
+                            script.push(read.clone());
                         }
                         for statement in super::quota::count_added(&project, &digest) {
                             script.after_edges(statement);
                         }
-                        if quota.is_some() {
-                            script.after_edges(usage);
+                        if let Some(read) = read_usage {
+                            script.after_edges(read);
                         }
                     }
                     let usage = script.execute(conn).await?;
