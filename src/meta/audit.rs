@@ -2,18 +2,22 @@
 
 use super::{MetaError, MetaStore};
 
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+/// One audit entry, as stored and as the API lists it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// UUIDv7: unique and ordered by time.
     pub id: String,
     /// Unix milliseconds.
     pub at: i64,
     pub actor: String,
+    /// user, robot or anonymous.
     pub actor_kind: String,
     pub address: String,
+    /// pull, push, delete, login, or a management operation (project.create, ...).
     pub action: String,
     pub project: Option<String>,
     pub resource: String,
+    /// success or failure.
     pub outcome: String,
     pub detail: Option<String>,
 }

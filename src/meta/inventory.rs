@@ -31,7 +31,8 @@ pub struct ArtifactSummary {
     pub pull_count: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A tag, as stored and as the API lists it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TagRecord {
     pub name: String,
     pub digest: String,

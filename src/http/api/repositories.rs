@@ -45,23 +45,6 @@ impl From<ArtifactSummary> for Artifact {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TagInfo {
-    pub name: String,
-    pub digest: String,
-    pub updated_at: i64,
-}
-
-impl From<TagRecord> for TagInfo {
-    fn from(t: TagRecord) -> Self {
-        TagInfo {
-            name: t.name,
-            digest: t.digest,
-            updated_at: t.updated_at,
-        }
-    }
-}
-
 fn repository(name: &str) -> ApiResult<RepositoryName> {
     name.parse()
         .map_err(|e| ApiFailure::Invalid(format!("repository {name:?}: {e}")))
@@ -121,24 +104,19 @@ pub async fn delete_artifact(
 
 #[utoipa::path(get, path = "/api/v1/repositories/{repository}/tags", tag = "repositories",
     params(("repository" = String, Path), PageQuery),
-    responses((status = 200, body = Page<TagInfo>)))]
+    responses((status = 200, body = Page<TagRecord>)))]
 pub async fn tags(
     State(state): State<Arc<AppState>>,
     ApiPath(repo): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Page<TagInfo>>> {
+) -> ApiResult<Json<Page<TagRecord>>> {
     let repo = repository(&repo)?;
     let limit = page.limit()?;
     let tags = state
         .registry
         .tag_records(&repo, page.cursor(), limit + 1)
         .await?;
-    Ok(Json(Page::of(
-        tags,
-        limit,
-        |t| t.name.clone(),
-        TagInfo::from,
-    )))
+    Ok(Json(Page::of(tags, limit, |t| t.name.clone(), |t| t)))
 }
 
 /// Removes a tag; the artifact stays.
