@@ -1,8 +1,6 @@
-//! Blobs on S3 against a real Garage. Presigned redirects: runs in the S3
-//! pass of `scripts/test`, which starts a Garage server and sets
-//! `BERTH_TEST_S3_ENDPOINT` (without it the test says so and stops). An
-//! outage of the store: the test starts, kills and restarts a Garage of its
-//! own (`scripts/start-garage`; Garage comes from `scripts/install-test-deps`).
+//! Blobs on S3 against a real Garage that each test starts for itself
+//! (`scripts/start-garage`; Garage comes from `scripts/install-test-deps`):
+//! presigned redirects, and an outage of the store.
 
 mod common;
 mod support;
@@ -14,11 +12,12 @@ use support::*;
 
 #[tokio::test]
 async fn blob_gets_redirect_to_presigned_urls_of_the_store() {
-    let Ok(endpoint) = std::env::var("BERTH_TEST_S3_ENDPOINT") else {
-        eprintln!("BERTH_TEST_S3_ENDPOINT is not set: no S3 store (scripts/test starts one)");
-        return;
-    };
-    let server = common::Server::start_with_env(&[], &[("BERTH_S3_PRESIGNED_REDIRECTS", "true")]);
+    let garage = Garage::start();
+    let endpoint = garage.get("S3_ENDPOINT").to_string();
+    let server = common::Server::start_with_env(
+        &[],
+        &garage.server_env("redirects", &[("BERTH_S3_PRESIGNED_REDIRECTS", "true")]),
+    );
     let api = Api::new(server.url());
     let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let digest = api.push_blob("redirected/app", &bytes).await;
@@ -118,6 +117,30 @@ impl Garage {
         &self.env.iter().find(|(k, _)| k == key).unwrap().1
     }
 
+    /// A Berth server's environment for blobs in this Garage under
+    /// `prefix`, then `extra`.
+    fn server_env<'a>(
+        &'a self,
+        prefix: &'a str,
+        extra: &[(&'a str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("BERTH_STORAGE_BACKEND", "s3"),
+            ("BERTH_S3_ENDPOINT", self.get("S3_ENDPOINT")),
+            ("BERTH_S3_REGION", self.get("S3_REGION")),
+            ("BERTH_S3_BUCKET", self.get("S3_BUCKET")),
+            ("BERTH_S3_ACCESS_KEY_ID", self.get("S3_ACCESS_KEY_ID")),
+            (
+                "BERTH_S3_SECRET_ACCESS_KEY",
+                self.get("S3_SECRET_ACCESS_KEY"),
+            ),
+            ("BERTH_S3_PATH_STYLE", "true"),
+            ("BERTH_S3_PREFIX", prefix),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
     fn kill(&mut self) {
         unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
         // Reap it, so the ports are free again.
@@ -169,20 +192,7 @@ impl Drop for Garage {
 #[tokio::test]
 async fn an_unreachable_store_answers_503_and_loses_nothing() {
     let mut garage = Garage::start();
-    let env: Vec<(&str, &str)> = vec![
-        ("BERTH_STORAGE_BACKEND", "s3"),
-        ("BERTH_S3_ENDPOINT", garage.get("S3_ENDPOINT")),
-        ("BERTH_S3_REGION", garage.get("S3_REGION")),
-        ("BERTH_S3_BUCKET", garage.get("S3_BUCKET")),
-        ("BERTH_S3_ACCESS_KEY_ID", garage.get("S3_ACCESS_KEY_ID")),
-        (
-            "BERTH_S3_SECRET_ACCESS_KEY",
-            garage.get("S3_SECRET_ACCESS_KEY"),
-        ),
-        ("BERTH_S3_PATH_STYLE", "true"),
-        ("BERTH_S3_PREFIX", "outage"),
-        ("BERTH_S3_PRESIGNED_REDIRECTS", "false"),
-    ];
+    let env = garage.server_env("outage", &[("BERTH_S3_PRESIGNED_REDIRECTS", "false")]);
     let server = common::Server::start_with_env(&[], &env);
     let api = Api::new(server.url());
     let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
