@@ -18,6 +18,27 @@ pub struct Config {
     pub auth: AuthConfig,
     pub gc: GcConfig,
     pub storage: StorageConfig,
+    pub database: DatabaseConfig,
+}
+
+/// Where metadata lives: the embedded SQLite file `data_dir/berth.db` (the
+/// default), or a PostgreSQL database shared by every replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/database`; unset: embedded.
+    pub url: Option<Secret>,
+    /// Connections to PostgreSQL per replica (one of them writes).
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+        }
+    }
 }
 
 /// Where blob bytes live: `local` (under `data_dir/storage`, the default)
@@ -210,6 +231,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             gc: GcConfig::default(),
             storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -364,6 +386,12 @@ impl Config {
         if let Some(v) = env("BERTH_S3_PRESIGNED_TTL_SECS") {
             s3.presigned_ttl_secs = parse("BERTH_S3_PRESIGNED_TTL_SECS", v)?;
         }
+        if let Some(v) = env("BERTH_DATABASE_URL") {
+            config.database.url = Some(Secret(v));
+        }
+        if let Some(v) = env("BERTH_DATABASE_MAX_CONNECTIONS") {
+            config.database.max_connections = parse("BERTH_DATABASE_MAX_CONNECTIONS", v)?;
+        }
         if let Some(v) = env("BERTH_GC_ENABLED") {
             config.gc.enabled = parse("BERTH_GC_ENABLED", v)?;
         }
@@ -428,7 +456,7 @@ mod tests {
         Config::load(Some(Path::new(example)), |_| None).unwrap();
     }
 
-    /// S3 settings from the environment; the secret never shows in the
+    /// S3 and database settings from the environment; the secrets never show in the
     /// configuration's debug output.
     #[test]
     fn s3_from_env_and_the_secret_redacted() {
@@ -439,6 +467,7 @@ mod tests {
                 "BERTH_S3_BUCKET" => "images",
                 "BERTH_S3_SECRET_ACCESS_KEY" => "very-secret-value",
                 "BERTH_S3_PATH_STYLE" => "true",
+                "BERTH_DATABASE_URL" => "postgres://berth:db-password@db/berth",
                 _ => return None,
             };
             Some(v.to_string())
@@ -452,6 +481,7 @@ mod tests {
             "very-secret-value"
         );
         assert!(!format!("{c:?}").contains("very-secret-value"));
+        assert!(!format!("{c:?}").contains("db-password"));
         let bad = Config::load(None, |k| {
             (k == "BERTH_STORAGE_BACKEND").then(|| "ftp".into())
         });

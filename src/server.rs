@@ -8,7 +8,7 @@ use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::config::{Config, GcConfig, StorageBackend};
 use crate::http::{self, AppState};
-use crate::meta::MetaStore;
+use crate::meta::{Lease, LeasedJob, MetaStore};
 use crate::policy::Policy;
 use crate::registry::{GcSettings, Registry};
 use crate::storage::BlobStore;
@@ -34,7 +34,16 @@ pub struct Services {
 
 pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let meta = Arc::new(MetaStore::open_sqlite(&config.data_dir.join("berth.db")).await?);
+    let meta = Arc::new(match &config.database.url {
+        Some(url) => {
+            MetaStore::open(
+                &url.0,
+                config.database.max_connections.saturating_sub(1).max(1),
+            )
+            .await?
+        }
+        None => MetaStore::open_sqlite(&config.data_dir.join("berth.db")).await?,
+    });
     let blobs = match config.storage.backend {
         StorageBackend::Local => BlobStore::open_local(config.data_dir.join("storage"))?,
         StorageBackend::S3 => {
@@ -62,6 +71,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), auth = ?config.auth.mode, storage = ?config.storage.backend, "berth is serving");
 
     let background = tokio::spawn(background_jobs(
+        services.meta.clone(),
         services.registry.clone(),
         services.auth.clone(),
         services.policy.clone(),
@@ -101,14 +111,16 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
 }
 
 async fn background_jobs(
+    meta: Arc<MetaStore>,
     registry: Arc<Registry>,
     auth: Arc<Auth>,
     policy: Arc<Policy>,
     upload_ttl: Duration,
 ) {
-    if let Err(e) = policy.resume_interrupted_retention(&registry).await {
-        tracing::warn!(error = %e, "resuming interrupted retention runs failed");
-    }
+    // Retention and audit pruning run in the one replica that holds their
+    // lease, until it dies; the others keep trying to take it over.
+    let mut retention_lease: Option<Lease> = None;
+    let mut pruning_lease: Option<Lease> = None;
     let mut retention = tokio::time::interval(RETENTION_CHECK_INTERVAL);
     let mut audit_flush = tokio::time::interval(AUDIT_FLUSH_INTERVAL);
     let mut audit_prune = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
@@ -119,6 +131,15 @@ async fn background_jobs(
     loop {
         tokio::select! {
             _ = retention.tick() => {
+                let Some(taken) = lease(&meta, &mut retention_lease, LeasedJob::Retention).await else {
+                    continue;
+                };
+                // Runs left running belong to a holder that died (or stopped).
+                if taken {
+                    if let Err(e) = policy.resume_interrupted_retention(&registry).await {
+                        tracing::warn!(error = %e, "resuming interrupted retention runs failed");
+                    }
+                }
                 if let Err(e) = policy.run_due_retention(&registry).await {
                     tracing::warn!(error = %e, "scheduled retention failed");
                 }
@@ -128,11 +149,16 @@ async fn background_jobs(
                     tracing::warn!(error = %e, "recording audit events failed");
                 }
             }
-            _ = audit_prune.tick() => match auth.audit().prune().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "pruned old audit entries"),
-                Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
-            },
+            _ = audit_prune.tick() => {
+                if lease(&meta, &mut pruning_lease, LeasedJob::AuditPruning).await.is_none() {
+                    continue;
+                }
+                match auth.audit().prune().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "pruned old audit entries"),
+                    Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+                }
+            }
             _ = flush.tick() => {
                 if let Err(e) = registry.flush_pulls().await {
                     tracing::warn!(error = %e, "recording pull statistics failed");
@@ -143,6 +169,30 @@ async fn background_jobs(
                 Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
                 Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),
             },
+        }
+    }
+}
+
+/// Keeps (or takes) the lease of `job`; returns whether it is held and, when
+/// it was just taken, `Some(true)`.
+async fn lease(meta: &MetaStore, held: &mut Option<Lease>, job: LeasedJob) -> Option<bool> {
+    if let Some(lease) = held {
+        if lease.holds().await {
+            return Some(false);
+        }
+        tracing::warn!(job = ?job, "lost the lease of a background job; taking it again");
+        *held = None;
+    }
+    match meta.try_lease(job).await {
+        Ok(Some(lease)) => {
+            tracing::info!(job = ?job, "this replica now runs the job");
+            *held = Some(lease);
+            Some(true)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(job = ?job, error = %e, "could not take the lease of a background job");
+            None
         }
     }
 }

@@ -807,13 +807,7 @@ async fn forged_tokens_are_refused() {
     };
     assert_eq!(get(real.clone()).await, StatusCode::OK);
 
-    let db = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect(&format!(
-            "sqlite://{}?mode=ro",
-            server.data_dir().join("berth.db").display()
-        ))
-        .await
-        .unwrap();
+    let db = server.db().await;
     let secret: String = sqlx::query_scalar("SELECT secret FROM signing_keys WHERE kid = $1")
         .bind(&kid)
         .fetch_one(&db)
@@ -1076,13 +1070,7 @@ async fn robot_accounts() {
         )
         .await;
     let old: Value = r.json().await.unwrap();
-    let db = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect(&format!(
-            "sqlite://{}",
-            server.data_dir().join("berth.db").display()
-        ))
-        .await
-        .unwrap();
+    let db = server.db().await;
     sqlx::query("UPDATE robots SET expires_at = 1 WHERE name = 'robot$team+old'")
         .execute(&db)
         .await

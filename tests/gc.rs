@@ -9,12 +9,11 @@ mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{header, StatusCode};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::AnyPool;
 use sqlx::Row;
 use support::*;
 
@@ -59,15 +58,6 @@ fn blob_pool() -> Vec<Vec<u8>> {
     // One above the small-blob limit: the upload-session path.
     pool.push((0..1_200_000u32).map(|i| (i % 251) as u8).collect());
     pool
-}
-
-fn db_pool(data: &Path) -> SqlitePool {
-    let options = SqliteConnectOptions::new()
-        .filename(data.join("berth.db"))
-        .read_only(true);
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_lazy_with(options)
 }
 
 fn server_error(status: StatusCode, what: &str, body: &str) -> ! {
@@ -295,7 +285,7 @@ struct Snapshot {
     uploads: Vec<String>,
 }
 
-async fn snapshot(db: &SqlitePool, server: &common::Server) -> Snapshot {
+async fn snapshot(db: &AnyPool, server: &common::Server) -> Snapshot {
     let data = server.data_dir();
     let pairs = |sql: &'static str| async move {
         sqlx::query(sql)
@@ -321,13 +311,13 @@ async fn snapshot(db: &SqlitePool, server: &common::Server) -> Snapshot {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     let blobs = sqlx::query(
-        "SELECT digest, nonce, doomed_at IS NOT NULL OR deleting_at IS NOT NULL FROM blobs",
+        "SELECT digest, nonce, CASE WHEN doomed_at IS NOT NULL OR deleting_at IS NOT NULL THEN 1 ELSE 0 END FROM blobs",
     )
     .fetch_all(db)
     .await
     .unwrap()
     .into_iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2))))
+    .map(|r| (r.get(0), (r.get(1), r.get::<i64, _>(2) != 0)))
     .collect();
     let files = server.stored_blob_names().await;
     let uploads = std::fs::read_dir(data.join("storage/uploads"))
@@ -449,7 +439,7 @@ async fn assert_usage_counted(server: &common::Server) {
 }
 
 /// Waits until GC has collected everything unreferenced.
-async fn converge(db: &SqlitePool, server: &common::Server, within: Duration) {
+async fn converge(db: &AnyPool, server: &common::Server, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let s = snapshot(db, server).await;
@@ -463,7 +453,7 @@ async fn converge(db: &SqlitePool, server: &common::Server, within: Duration) {
 }
 
 /// Every tag's manifest, and everything it references, pulls complete.
-async fn pull_everything(api: &Api, db: &SqlitePool) {
+async fn pull_everything(api: &Api, db: &AnyPool) {
     let tags = sqlx::query("SELECT repository, name FROM tags")
         .fetch_all(db)
         .await
@@ -496,7 +486,7 @@ async fn wait_http(api: &Api, server: &mut common::Server) {
     }
 }
 
-async fn runs(db: &SqlitePool) -> Vec<(String, String)> {
+async fn runs(db: &AnyPool) -> Vec<(String, String)> {
     sqlx::query("SELECT id, status FROM gc_runs ORDER BY started_at")
         .fetch_all(db)
         .await
@@ -510,7 +500,7 @@ async fn runs(db: &SqlitePool) -> Vec<(String, String)> {
 async fn concurrent_pushes_moves_deletes_mounts_and_gc_passes_keep_the_store_whole() {
     let server = common::Server::start_with_env(&[], &GC_ENV);
     let api = Arc::new(Api::new(server.url()));
-    let db = db_pool(&server.data_dir());
+    let db = server.db().await;
     let pool = Arc::new(blob_pool());
     let started = Instant::now();
     let seed = std::time::SystemTime::now()
@@ -540,7 +530,7 @@ async fn concurrent_pushes_moves_deletes_mounts_and_gc_passes_keep_the_store_who
     let finished = runs(&db).await.iter().filter(|r| r.1 == "finished").count();
     assert!(finished >= 3, "GC passes ran during the test: {finished}");
     let removed: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(manifests_removed + links_removed + blobs_removed), 0) FROM gc_runs",
+        "SELECT CAST(COALESCE(SUM(manifests_removed + links_removed + blobs_removed), 0) AS BIGINT) FROM gc_runs",
     )
     .fetch_one(&db)
     .await
@@ -563,7 +553,7 @@ async fn sigkill_during_gc_passes_loses_nothing_and_the_next_pass_finishes() {
     let mut server = common::Server::start_with_env(&[], &GC_ENV);
     let api = Arc::new(Api::new(server.url()));
     let data = server.data_dir();
-    let db = db_pool(&data);
+    let db = server.db().await;
     // Many distinct images, so passes have real work to be killed in.
     let images = 240;
     let pushes: Vec<_> = (0..8)

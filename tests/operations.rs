@@ -267,12 +267,7 @@ async fn pull_statistics_are_recorded_and_flushed_on_shutdown() {
     }
     assert_eq!(server.terminate(), Some(0));
 
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}?mode=ro",
-        server.data_dir().join("berth.db").display()
-    ))
-    .await
-    .unwrap();
+    let db = server.db().await;
     let (count, last): (i64, Option<i64>) = sqlx::query_as(
         "SELECT pull_count, last_pulled_at FROM repository_manifests WHERE repository = 'stats/app' AND digest = $1",
     )

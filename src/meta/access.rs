@@ -2,14 +2,15 @@
 //! keys that sign registry tokens. Decisions are made in `auth`; this module
 //! only stores and reads what they are made from.
 
+use super::db::Conn;
 use futures_util::future::BoxFuture;
-use sqlx::SqliteConnection;
 
 use super::{now_millis, MetaError, MetaStore};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProjectRecord {
     pub name: String,
+    #[sqlx(try_from = "super::db::Flag")]
     pub public: bool,
     pub created_at: i64,
     pub created_by: Option<String>,
@@ -19,6 +20,7 @@ pub struct ProjectRecord {
 pub struct UserRecord {
     pub name: String,
     pub password_hash: String,
+    #[sqlx(try_from = "super::db::Flag")]
     pub admin: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -76,8 +78,7 @@ pub enum Refusal {
     LastAdministrator,
 }
 
-type Job<T> =
-    Box<dyn for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, MetaError>> + Send>;
+type Job<T> = Box<dyn for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, MetaError>> + Send>;
 
 /// SQL condition on a project name column `col` for a `Visibility` bound at
 /// `$first` (all), `$first+1` (user), `$first+2` (robot).
@@ -90,7 +91,7 @@ pub(super) fn visible(col: &str, first: u32) -> String {
     )
 }
 
-async fn exists(conn: &mut SqliteConnection, sql: &str, key: &str) -> Result<bool, MetaError> {
+async fn exists(conn: &mut Conn, sql: &str, key: &str) -> Result<bool, MetaError> {
     Ok(sqlx::query(sql)
         .bind(key)
         .fetch_optional(&mut *conn)
@@ -99,7 +100,7 @@ async fn exists(conn: &mut SqliteConnection, sql: &str, key: &str) -> Result<boo
 }
 
 /// Whether `name` is an administrator and no other user is.
-async fn last_admin(conn: &mut SqliteConnection, name: &str) -> Result<bool, MetaError> {
+async fn last_admin(conn: &mut Conn, name: &str) -> Result<bool, MetaError> {
     let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE admin AND name <> $1")
         .bind(name)
         .fetch_one(&mut *conn)
@@ -112,7 +113,7 @@ impl MetaStore {
 
     pub async fn project(&self, name: &str) -> Result<Option<ProjectRecord>, MetaError> {
         Ok(sqlx::query_as(
-            "SELECT name, public, created_at, created_by FROM projects WHERE name = $1",
+            "SELECT name, CAST(public AS INTEGER) AS public, created_at, created_by FROM projects WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.reader)
@@ -127,7 +128,7 @@ impl MetaStore {
         limit: u32,
     ) -> Result<Vec<ProjectRecord>, MetaError> {
         let sql = format!(
-            "SELECT name, public, created_at, created_by FROM projects
+            "SELECT name, CAST(public AS INTEGER) AS public, created_at, created_by FROM projects
              WHERE name > $1 AND {} ORDER BY name LIMIT $5",
             visible("name", 2)
         );
@@ -166,7 +167,7 @@ impl MetaStore {
 
     pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, MetaError> {
         Ok(sqlx::query_as(
-            "SELECT name, password_hash, admin, created_at, updated_at FROM users WHERE name = $1",
+            "SELECT name, password_hash, CAST(admin AS INTEGER) AS admin, created_at, updated_at FROM users WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.reader)
@@ -175,7 +176,7 @@ impl MetaStore {
 
     pub async fn users(&self, after: &str, limit: u32) -> Result<Vec<UserRecord>, MetaError> {
         Ok(sqlx::query_as(
-            "SELECT name, password_hash, admin, created_at, updated_at FROM users
+            "SELECT name, password_hash, CAST(admin AS INTEGER) AS admin, created_at, updated_at FROM users
              WHERE name > $1 ORDER BY name LIMIT $2",
         )
         .bind(after)
@@ -213,7 +214,7 @@ impl MetaStore {
     ) -> Result<Vec<RobotRecord>, MetaError> {
         use sqlx::Row;
         let sql = format!(
-            "SELECT name, project, description, secret_hash, disabled, expires_at, created_at, created_by
+            "SELECT name, project, description, secret_hash, CAST(disabled AS INTEGER), expires_at, created_at, created_by
              FROM robots WHERE {condition} AND name > $2 ORDER BY name LIMIT $3"
         );
         let rows = sqlx::query(&sql)
@@ -236,7 +237,7 @@ impl MetaStore {
                 project: r.get(1),
                 description: r.get(2),
                 secret_hash: r.get(3),
-                disabled: r.get(4),
+                disabled: r.get::<super::db::Flag, _>(4).into(),
                 expires_at: r.get(5),
                 created_at: r.get(6),
                 created_by: r.get(7),

@@ -1,5 +1,6 @@
 //! The audit log: appended in batches, read newest first with filters.
 
+use super::db::{fetch_all_with, Args};
 use super::{MetaError, MetaStore};
 
 /// One audit entry, as stored and as the API lists it.
@@ -51,23 +52,32 @@ impl MetaStore {
                 let records = records.clone();
                 Box::pin(async move {
                     for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = sqlx::QueryBuilder::new(
-                            "INSERT INTO audit_log (id, at, actor, actor_kind, address, action, project, resource, outcome, detail) ",
+                        let mut args = Args::default();
+                        let rows: Vec<String> = chunk
+                            .iter()
+                            .map(|r| {
+                                let values = [
+                                    args.push(r.id.as_str()),
+                                    args.push(r.at),
+                                    args.push(r.actor.as_str()),
+                                    args.push(r.actor_kind.as_str()),
+                                    args.push(r.address.as_str()),
+                                    args.push(r.action.as_str()),
+                                    args.push(r.project.as_deref()),
+                                    args.push(r.resource.as_str()),
+                                    args.push(r.outcome.as_str()),
+                                    args.push(r.detail.as_deref()),
+                                ];
+                                let values: Vec<String> = values.iter().map(|n| format!("${n}")).collect();
+                                format!("({})", values.join(", "))
+                            })
+                            .collect();
+                        let sql = format!(
+                            "INSERT INTO audit_log (id, at, actor, actor_kind, address, action, project, resource, outcome, detail)
+                             VALUES {} ON CONFLICT DO NOTHING",
+                            rows.join(", ")
                         );
-                        q.push_values(chunk, |mut row, r| {
-                            row.push_bind(&r.id)
-                                .push_bind(r.at)
-                                .push_bind(&r.actor)
-                                .push_bind(&r.actor_kind)
-                                .push_bind(&r.address)
-                                .push_bind(&r.action)
-                                .push_bind(&r.project)
-                                .push_bind(&r.resource)
-                                .push_bind(&r.outcome)
-                                .push_bind(&r.detail);
-                        });
-                        q.push(" ON CONFLICT DO NOTHING");
-                        q.build().execute(&mut *conn).await?;
+                        fetch_all_with(conn, &sql, &args).await?;
                     }
                     Ok(())
                 })

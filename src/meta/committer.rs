@@ -6,6 +6,10 @@
 //! failures are rare: refusals are results, not errors). Every job learns its
 //! result only after the commit is durable.
 //!
+//! On PostgreSQL the transaction is SERIALIZABLE: when it conflicts with
+//! another replica's (at a statement or at COMMIT), the whole batch runs
+//! again on fresh data, which is why jobs must be re-runnable in any case.
+//!
 //! Rolling back on failure rather than wrapping each job in a savepoint saves
 //! two round trips to the database thread per write, which is most of what a
 //! small write costs.
@@ -14,22 +18,21 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use sqlx::sqlite::SqlitePool;
-use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::db::{self, Backend, Conn, Pool};
 use super::MetaError;
 
 /// Most jobs in one transaction: bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
+/// Times a batch runs again after a write conflict with another replica
+/// (PostgreSQL) before its jobs fail.
+const MAX_CONFLICT_RETRIES: u32 = 20;
 
 /// A write waiting for its transaction.
 trait Job: Send {
     /// Runs the write's statements, keeping its result for `finish`.
-    fn run<'a>(
-        &'a mut self,
-        conn: &'a mut SqliteConnection,
-    ) -> BoxFuture<'a, Result<(), MetaError>>;
+    fn run<'a>(&'a mut self, conn: &'a mut Conn) -> BoxFuture<'a, Result<(), MetaError>>;
     /// Tells the caller how it ended: the kept result once committed, or the error.
     fn finish(self: Box<Self>, outcome: Result<(), MetaError>);
 }
@@ -43,12 +46,9 @@ struct Write<T, F> {
 impl<T, F> Job for Write<T, F>
 where
     T: Send + 'static,
-    F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, MetaError>> + Send + 'static,
+    F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, MetaError>> + Send + 'static,
 {
-    fn run<'a>(
-        &'a mut self,
-        conn: &'a mut SqliteConnection,
-    ) -> BoxFuture<'a, Result<(), MetaError>> {
+    fn run<'a>(&'a mut self, conn: &'a mut Conn) -> BoxFuture<'a, Result<(), MetaError>> {
         Box::pin(async move {
             self.result = Some((self.f)(conn).await?);
             Ok(())
@@ -68,7 +68,7 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    pub(super) fn start(pool: SqlitePool) -> Committer {
+    pub(super) fn start(pool: Pool) -> Committer {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(run(pool, rx));
         Committer { jobs }
@@ -81,9 +81,7 @@ impl Committer {
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T, MetaError>
     where
         T: Send + 'static,
-        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, MetaError>>
-            + Send
-            + 'static,
+        F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, MetaError>> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let job = Box::new(Write {
@@ -99,7 +97,7 @@ impl Committer {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match pool.acquire().await {
@@ -112,13 +110,15 @@ async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn Job>>) {
     }
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
+async fn exec(conn: &mut Conn, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) {
+async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>) {
+    let backend = Backend::of(conn);
+    let mut conflicts = 0;
     while !jobs.is_empty() {
-        if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+        if let Err(e) = exec(conn, backend.begin()).await {
             return fail_all(jobs, e.to_string());
         }
         let mut failed = None;
@@ -137,21 +137,36 @@ async fn commit_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) 
                 break;
             }
         }
-        if let Some((i, e)) = failed {
-            if let Err(e) = exec(conn, "ROLLBACK").await {
-                return fail_all(jobs, e.to_string());
+        match failed {
+            // The job failed on its own: undo the transaction, answer it,
+            // and run the others again without it.
+            Some((i, e)) if !db::is_conflict(&e) => {
+                if let Err(e) = exec(conn, "ROLLBACK").await {
+                    return fail_all(jobs, e.to_string());
+                }
+                jobs.remove(i).finish(Err(e));
             }
-            jobs.remove(i).finish(Err(e));
-            continue; // the others again, without it
-        }
-        match exec(conn, "COMMIT").await {
-            Ok(()) => jobs.into_iter().for_each(|job| job.finish(Ok(()))),
-            Err(e) => {
+            failed => {
+                let outcome = match failed {
+                    Some((_, conflict)) => Err(conflict),
+                    None => exec(conn, "COMMIT").await.map_err(MetaError::from),
+                };
+                let Err(e) = outcome else {
+                    return jobs.into_iter().for_each(|job| job.finish(Ok(())));
+                };
                 let _ = exec(conn, "ROLLBACK").await;
-                fail_all(jobs, e.to_string());
+                if !db::is_conflict(&e) || conflicts == MAX_CONFLICT_RETRIES {
+                    return fail_all(jobs, e.to_string());
+                }
+                // Another replica's transaction touched what this one read:
+                // the whole batch runs again on fresh data, after a random
+                // pause that spreads the retries of the replicas that collided.
+                conflicts += 1;
+                let ceiling = 2u32 << conflicts.min(7);
+                let pause = 1 + rand_core::RngCore::next_u32(&mut rand_core::OsRng) % ceiling;
+                tokio::time::sleep(std::time::Duration::from_millis(pause.into())).await;
             }
         }
-        return;
     }
 }
 
@@ -165,10 +180,10 @@ fn fail_all(jobs: Vec<Box<dyn Job>>, error: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::sqlite::SqlitePoolOptions;
 
-    async fn store() -> (SqlitePool, Committer) {
-        let pool = SqlitePoolOptions::new()
+    async fn store() -> (Pool, Committer) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
             .await
@@ -183,7 +198,7 @@ mod tests {
 
     fn insert(
         v: i64,
-    ) -> impl for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), MetaError>> + Send + 'static
+    ) -> impl for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<(), MetaError>> + Send + 'static
     {
         move |conn| {
             Box::pin(async move {
@@ -196,7 +211,7 @@ mod tests {
         }
     }
 
-    async fn values(pool: &SqlitePool) -> Vec<i64> {
+    async fn values(pool: &Pool) -> Vec<i64> {
         sqlx::query_scalar("SELECT v FROM t ORDER BY v")
             .fetch_all(pool)
             .await

@@ -17,13 +17,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::db::Conn;
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use super::writes::{doom_if_unlinked, remove_repository_manifest};
 use super::{now_millis, MetaError, MetaStore};
-
-type Conn = SqliteConnection;
 
 /// A running pass whose heartbeat is older than this belongs to a process
 /// that died: it reads as interrupted.
@@ -343,18 +342,12 @@ async fn contents_batch(
         drop_candidate(conn, "content", &c).await?;
         if let Some(size) = judge_content(conn, &c.2).await? {
             // Its children may now be in no repository and listed by no index.
-            sqlx::query(
-                "INSERT INTO gc_candidates (kind, repository, digest, queued_at)
+            super::db::execute_all(conn, "INSERT INTO gc_candidates (kind, repository, digest, queued_at)
                    SELECT 'content', '', child, $2 FROM manifest_children WHERE manifest = $1
                    ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
                  DELETE FROM manifest_children WHERE manifest = $1;
                  DELETE FROM manifest_blobs WHERE manifest = $1;
-                 DELETE FROM manifests WHERE digest = $1",
-            )
-            .bind(&c.2)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+                 DELETE FROM manifests WHERE digest = $1", |q| q.bind(&c.2).bind(now)).await?;
             batch.counts.contents_removed += 1;
             batch.counts.manifest_bytes += size;
         }
@@ -591,7 +584,7 @@ impl MetaStore {
     /// (for dry runs): count and bytes.
     pub async fn gc_deletable_blobs(&self, cutoff: i64) -> Result<(u64, u64), MetaError> {
         let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs b
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs b
              WHERE b.doomed_at IS NOT NULL AND (b.deleting_at IS NOT NULL OR b.doomed_at <= $1)
                AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
                AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob = b.digest)",
@@ -636,19 +629,21 @@ impl MetaStore {
                 let id = id.clone();
                 Box::pin(async move {
                     let now = now_millis();
-                    sqlx::query(
+                    super::db::execute_all(
+                        conn,
                         "UPDATE gc_runs SET status = 'interrupted', finished_at = heartbeat_at
                            WHERE status = 'running' AND heartbeat_at < $2;
                          DELETE FROM gc_runs WHERE started_at < $5;
                          INSERT INTO gc_runs (id, started_at, heartbeat_at, dry_run, status)
                            VALUES ($1, $3, $3, $4, 'running')",
+                        |q| {
+                            q.bind(&id)
+                                .bind(now - HEARTBEAT_STALE_MS)
+                                .bind(now)
+                                .bind(dry_run)
+                                .bind(now - RUNS_KEPT_MS)
+                        },
                     )
-                    .bind(&id)
-                    .bind(now - HEARTBEAT_STALE_MS)
-                    .bind(now)
-                    .bind(dry_run)
-                    .bind(now - RUNS_KEPT_MS)
-                    .execute(&mut *conn)
                     .await?;
                     Ok(())
                 })
@@ -705,7 +700,7 @@ impl MetaStore {
     pub async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRunRecord>, MetaError> {
         let stale = now_millis() - HEARTBEAT_STALE_MS;
         let rows = sqlx::query(
-            "SELECT id, started_at, finished_at, dry_run,
+            "SELECT id, started_at, finished_at, CAST(dry_run AS INTEGER),
                CASE WHEN status = 'running' AND heartbeat_at < $2 THEN 'interrupted' ELSE status END,
                error, manifests_removed, contents_removed, manifest_bytes, links_removed,
                blobs_doomed, blobs_removed, blob_bytes, orphan_files, orphan_bytes
@@ -723,7 +718,7 @@ impl MetaStore {
                     id: r.get(0),
                     started_at: r.get(1),
                     finished_at: r.get(2),
-                    dry_run: r.get(3),
+                    dry_run: r.get::<super::db::Flag, _>(3).into(),
                     status: r.get(4),
                     error: r.get(5),
                     counts: GcCounts {

@@ -51,7 +51,7 @@ impl MetaStore {
             "SELECT r.name, r.created_at,
                (SELECT COUNT(*) FROM repository_manifests rm WHERE rm.repository = r.name) AS artifact_count,
                (SELECT COUNT(*) FROM tags t WHERE t.repository = r.name) AS tag_count,
-               (SELECT COALESCE(SUM(rm.pull_count), 0) FROM repository_manifests rm WHERE rm.repository = r.name) AS pull_count,
+               (SELECT CAST(COALESCE(SUM(rm.pull_count), 0) AS BIGINT) FROM repository_manifests rm WHERE rm.repository = r.name) AS pull_count,
                (SELECT MAX(rm.pushed_at) FROM repository_manifests rm WHERE rm.repository = r.name) AS last_pushed_at,
                (SELECT MAX(rm.last_pulled_at) FROM repository_manifests rm WHERE rm.repository = r.name) AS last_pulled_at
              FROM repositories r WHERE r.project = $1 AND r.name > $2 ORDER BY r.name LIMIT $3",
@@ -74,7 +74,7 @@ impl MetaStore {
         let (after_at, after_digest) = after.unwrap_or((i64::MAX, ""));
         let rows = sqlx::query(
             "SELECT rm.digest, m.media_type, m.artifact_type, m.subject, rm.pushed_at, rm.last_pulled_at, rm.pull_count,
-               m.size + (SELECT COALESCE(SUM(b.size), 0) FROM blobs b
+               m.size + (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
                          WHERE b.digest IN (SELECT mb.blob FROM manifest_blobs mb WHERE mb.manifest = m.digest))
              FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
              WHERE rm.repository = $1 AND (rm.pushed_at < $2 OR (rm.pushed_at = $2 AND rm.digest < $3))

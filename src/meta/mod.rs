@@ -1,18 +1,25 @@
 //! Metadata: repositories, blobs, manifests, tags and the reference graph
-//! between them, in a relational database (embedded SQLite now; the SQL is the
-//! subset PostgreSQL shares). Every invariant of the graph is enforced here,
-//! inside the transaction that changes it, so no caller can break it.
+//! between them, in a relational database: the embedded SQLite file, or
+//! PostgreSQL shared by several replicas. The SQL is the dialect both share
+//! (`db.rs` holds the few differences). Every invariant of the graph is
+//! enforced here, inside the transaction that changes it, so no caller can
+//! break it.
 //!
-//! SQLite runs in WAL mode with a pool of readers that never block writes and
-//! one writer connection driven by the committer (`committer.rs`): writes are
-//! serialized, so a write's checks and changes cannot interleave with another's,
-//! and concurrent writes share one durable commit.
+//! Reads run on a pool of connections (SQLite in WAL mode: readers never
+//! block writes). Writes are jobs for the committer (`committer.rs`), which
+//! runs a replica's concurrent writes in one transaction on its one writer
+//! connection. On SQLite that makes writes serial, so a write's checks and
+//! changes cannot interleave with another's; on PostgreSQL the transactions
+//! of several replicas are SERIALIZABLE, which gives the same guarantee (a
+//! conflicting transaction fails and the committer runs it again).
 
 mod access;
 mod audit;
 mod committer;
+mod db;
 mod gc;
 mod inventory;
+mod leases;
 mod quota;
 mod retention;
 mod rules;
@@ -24,17 +31,15 @@ pub use access::{
 pub use audit::{AuditFilter, AuditRecord};
 pub use gc::{Cursor, DoomedBlob, GcBatch, GcCounts, GcRunRecord, QueuePhase};
 pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
+pub use leases::{Lease, LeasedJob};
 pub use quota::Usage;
 pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
 use sqlx::Row;
 
 use crate::oci::{Descriptor, Digest, RepositoryName, Tag};
@@ -120,8 +125,11 @@ pub enum RemoveRefusal {
 }
 
 pub struct MetaStore {
-    reader: SqlitePool,
-    writer: SqlitePool,
+    /// The database's URL (with its credentials: never logged).
+    url: String,
+    backend: db::Backend,
+    reader: db::Pool,
+    writer: db::Pool,
     committer: committer::Committer,
 }
 
@@ -139,24 +147,21 @@ fn digest(s: String) -> Result<Digest, MetaError> {
 impl MetaStore {
     /// Opens (creating and migrating) the embedded database at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<MetaStore, MetaError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        MetaStore::open(&db::sqlite_url(path), 4).await
+    }
+
+    /// Opens and migrates the database at `url` (`sqlite://PATH` or
+    /// `postgres://…`), reading on up to `readers` connections. Replicas may
+    /// open one PostgreSQL database at the same moment: the migrator holds
+    /// an advisory lock while it migrates.
+    pub async fn open(url: &str, readers: u32) -> Result<MetaStore, MetaError> {
+        let writer = db::connect_writer(url).await?;
         MIGRATIONS.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        let reader = db::connect_readers(url, readers).await?;
         let committer = committer::Committer::start(writer.clone());
         Ok(MetaStore {
+            url: url.to_string(),
+            backend: db::Backend::of_url(url),
             reader,
             writer,
             committer,
@@ -357,7 +362,7 @@ impl MetaStore {
     /// Total bytes of stored blobs and manifests.
     pub async fn storage_bytes(&self) -> Result<u64, MetaError> {
         let total: i64 = sqlx::query_scalar(
-            "SELECT (SELECT COALESCE(SUM(size), 0) FROM blobs) + (SELECT COALESCE(SUM(size), 0) FROM manifests)",
+            "SELECT (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs) + (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM manifests)",
         )
         .fetch_one(&self.reader)
         .await?;

@@ -8,8 +8,9 @@
 //! push that would exceed a limit is rolled back in its own transaction
 //! (`writes::put_manifest`).
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use super::db::Conn;
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 use super::{MetaError, MetaStore, Quota};
 
@@ -39,7 +40,7 @@ pub(super) fn count_added(project: &str, manifest: &str) -> [String; 2] {
     [
         format!(
             "INSERT INTO project_usage (project, bytes, artifacts)
-               SELECT {project}, COALESCE(SUM(r.size), 0), 1 FROM ({reached}) r
+               SELECT {project}, CAST(COALESCE(SUM(r.size), 0) AS BIGINT), 1 FROM ({reached}) r
                WHERE NOT EXISTS (SELECT 1 FROM project_content pc WHERE pc.project = {project} AND pc.digest = r.digest)
                ON CONFLICT (project) DO UPDATE SET bytes = project_usage.bytes + excluded.bytes,
                                                    artifacts = project_usage.artifacts + 1"
@@ -60,8 +61,8 @@ pub(super) fn select_usage(project: &str) -> String {
 
 /// The usage before and after a change, from the rows of `select_usage`
 /// run before and after it.
-pub(super) fn before_and_after(rows: Vec<SqliteRow>) -> Result<(Usage, Usage), MetaError> {
-    let usage = |row: &SqliteRow| -> Result<Usage, MetaError> {
+pub(super) fn before_and_after(rows: Vec<AnyRow>) -> Result<(Usage, Usage), MetaError> {
+    let usage = |row: &AnyRow| -> Result<Usage, MetaError> {
         Ok(Usage {
             bytes: row.try_get(0)?,
             artifacts: row.try_get(1)?,
@@ -80,19 +81,19 @@ pub(super) fn before_and_after(rows: Vec<SqliteRow>) -> Result<(Usage, Usage), M
 /// Counts the removal of the row (`repository`, `manifest`), run before the
 /// row is deleted: nothing if there is no such row.
 pub(super) async fn count_removed(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     repository: &str,
     manifest: &str,
 ) -> Result<(), MetaError> {
     let reached = reached("$2");
-    sqlx::query(&format!(
+    super::db::execute_all(conn, &format!(
         "UPDATE project_content SET refs = refs - 1
            WHERE project = (SELECT project FROM repositories WHERE name = $1)
              AND digest IN (SELECT digest FROM ({reached}) r)
              AND EXISTS (SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2);
          UPDATE project_usage
            SET artifacts = artifacts - 1,
-               bytes = bytes - (SELECT COALESCE(SUM(pc.size), 0) FROM project_content pc
+               bytes = bytes - (SELECT CAST(COALESCE(SUM(pc.size), 0) AS BIGINT) FROM project_content pc
                                 WHERE pc.project = project_usage.project AND pc.refs = 0
                                   AND pc.digest IN (SELECT digest FROM ({reached}) r))
            WHERE project = (SELECT project FROM repositories WHERE name = $1)
@@ -100,19 +101,12 @@ pub(super) async fn count_removed(
          DELETE FROM project_content
            WHERE project = (SELECT project FROM repositories WHERE name = $1)
              AND refs = 0 AND digest IN (SELECT digest FROM ({reached}) r)"
-    ))
-    .bind(repository)
-    .bind(manifest)
-    .execute(&mut *conn)
-    .await?;
+    ), |q| q.bind(repository).bind(manifest)).await?;
     Ok(())
 }
 
 /// A project's usage, inside a transaction.
-pub(super) async fn project_usage_in(
-    conn: &mut SqliteConnection,
-    project: &str,
-) -> Result<Usage, MetaError> {
+pub(super) async fn project_usage_in(conn: &mut Conn, project: &str) -> Result<Usage, MetaError> {
     let row: Option<(i64, i64)> =
         sqlx::query_as("SELECT bytes, artifacts FROM project_usage WHERE project = $1")
             .bind(project)
@@ -163,9 +157,9 @@ impl MetaStore {
         let (artifacts, manifest_bytes, blob_bytes): (i64, i64, i64) = sqlx::query_as(
             "SELECT
                (SELECT COUNT(*) FROM repository_manifests WHERE repository = $1),
-               (SELECT COALESCE(SUM(m.size), 0) FROM manifests m
+               (SELECT CAST(COALESCE(SUM(m.size), 0) AS BIGINT) FROM manifests m
                   WHERE m.digest IN (SELECT digest FROM repository_manifests WHERE repository = $1)),
-               (SELECT COALESCE(SUM(b.size), 0) FROM blobs b
+               (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
                   WHERE b.digest IN (SELECT mb.blob FROM manifest_blobs mb JOIN repository_manifests rm ON rm.digest = mb.manifest
                                      WHERE rm.repository = $1))",
         )

@@ -20,6 +20,7 @@ pub struct RetentionRunRecord {
     pub project: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    #[sqlx(try_from = "super::db::Flag")]
     pub dry_run: bool,
     pub status: String,
     pub removed: String,
@@ -32,7 +33,7 @@ pub type TagRow = (String, String, String, i64, Option<i64>);
 
 const POLICY_COLUMNS: &str = "id, project, rules, schedule, next_run_at, created_at, created_by";
 const RUN_COLUMNS: &str =
-    "id, policy, project, started_at, finished_at, dry_run, status, removed, protected, error";
+    "id, policy, project, started_at, finished_at, CAST(dry_run AS INTEGER) AS dry_run, status, removed, protected, error";
 
 impl MetaStore {
     pub async fn retention_policies(

@@ -1,15 +1,15 @@
 //! Every change to the metadata, each one job for the committer. The checks a
 //! change depends on run in the same transaction as the change.
 
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Arguments, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 use super::{
     digest, now_millis, BlobLinked, Guard, MetaError, MetaStore, PutManifestRefusal, RemoveRefusal,
 };
 use crate::oci::{Digest, Manifest, RepositoryName, Tag};
 
-type Conn = SqliteConnection;
+use super::db::{fetch_all_with, Arg, Args, Conn};
 
 async fn ensure_repository(
     conn: &mut Conn,
@@ -34,17 +34,10 @@ async fn link_blob(
     blob: &Digest,
     now: i64,
 ) -> Result<(), MetaError> {
-    sqlx::query(
-        "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING;
+    super::db::execute_all(conn, "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING;
          UPDATE blobs SET doomed_at = NULL WHERE digest = $2 AND doomed_at IS NOT NULL;
          INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('link', $1, $2, $3)
-           ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at",
-    )
-    .bind(repo.as_str())
-    .bind(blob.as_str())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+           ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at", |q| q.bind(repo.as_str()).bind(blob.as_str()).bind(now)).await?;
     Ok(())
 }
 
@@ -59,8 +52,7 @@ pub(super) async fn remove_repository_manifest(
     now: i64,
 ) -> Result<(), MetaError> {
     super::quota::count_removed(conn, repo, digest).await?;
-    sqlx::query(
-        "INSERT INTO gc_candidates (kind, repository, digest, queued_at)
+    super::db::execute_all(conn, "INSERT INTO gc_candidates (kind, repository, digest, queued_at)
            SELECT 'link', $1, mb.blob, $3 FROM manifest_blobs mb
            WHERE mb.manifest = $2 AND EXISTS (
              SELECT 1 FROM repository_blobs rb WHERE rb.repository = $1 AND rb.digest = mb.blob)
@@ -76,13 +68,7 @@ pub(super) async fn remove_repository_manifest(
            ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
          INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('content', '', $2, $3)
            ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
-         DELETE FROM repository_manifests WHERE repository = $1 AND digest = $2",
-    )
-    .bind(repo)
-    .bind(digest)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+         DELETE FROM repository_manifests WHERE repository = $1 AND digest = $2", |q| q.bind(repo).bind(digest).bind(now)).await?;
     Ok(())
 }
 
@@ -178,14 +164,14 @@ async fn lookup_references(
 /// statement of a query string and binds `$n` in each from one shared
 /// argument list, so a multi-statement change costs one hop to the database
 /// thread instead of one per statement (the hop, ~50 µs, is what a manifest
-/// push is made of). Statements whose `$n` would pass SQLite's parameter
-/// limit go in a script of their own.
+/// push is made of). On PostgreSQL the statements run one by one, each with
+/// the whole argument list (`db::fetch_all_with`). Statements whose `$n`
+/// would pass SQLite's parameter limit go in a script of their own.
 struct Script<'a> {
     statements: Vec<String>,
-    args: SqliteArguments<'a>,
-    count: usize,
+    args: Args<'a>,
     /// Statements with arguments of their own, run after the script.
-    separate: Vec<(String, SqliteArguments<'a>)>,
+    separate: Vec<(String, Args<'a>)>,
     /// Statements that read the edges: last.
     after_edges: Vec<String>,
 }
@@ -199,23 +185,15 @@ impl<'a> Script<'a> {
     fn new() -> Self {
         Script {
             statements: Vec::new(),
-            args: SqliteArguments::default(),
-            count: 0,
+            args: Args::default(),
             separate: Vec::new(),
             after_edges: Vec::new(),
         }
     }
 
     /// Adds an argument; returns its placeholder.
-    fn arg<T: sqlx::Encode<'a, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + 'a>(
-        &mut self,
-        value: T,
-    ) -> String {
-        self.args
-            .add(value)
-            .expect("encoding a plain value cannot fail");
-        self.count += 1;
-        format!("${}", self.count)
+    fn arg(&mut self, value: impl Into<Arg<'a>>) -> String {
+        format!("${}", self.args.push(value))
     }
 
     fn push(&mut self, statement: String) {
@@ -247,38 +225,31 @@ impl<'a> Script<'a> {
                     rows.join(", ")
                 )
             };
-            if self.count + 1 + chunk.len() * N <= MAX_PARAMS {
+            if self.args.len() + 1 + chunk.len() * N <= MAX_PARAMS {
                 let statement = sql(&mut |v| self.arg(v));
                 self.push(statement);
             } else {
-                let mut args = SqliteArguments::default();
-                let mut n = 0;
-                let statement = sql(&mut |v| {
-                    args.add(v).expect("encoding a plain value cannot fail");
-                    n += 1;
-                    format!("${n}")
-                });
+                let mut args = Args::default();
+                let statement = sql(&mut |v| format!("${}", args.push(v)));
                 self.separate.push((statement, args));
             }
         }
     }
 
     /// Runs the script; the rows its statements return, in order.
-    async fn execute(mut self, conn: &mut Conn) -> Result<Vec<SqliteRow>, MetaError> {
+    async fn execute(mut self, conn: &mut Conn) -> Result<Vec<AnyRow>, MetaError> {
         if self.separate.is_empty() {
             self.statements.append(&mut self.after_edges);
         }
         let after = (!self.after_edges.is_empty())
             .then(|| (self.after_edges.join(";\n"), self.args.clone()));
         let sql = self.statements.join(";\n");
-        let mut rows = sqlx::query_with(&sql, self.args)
-            .fetch_all(&mut *conn)
-            .await?;
+        let mut rows = fetch_all_with(conn, &sql, &self.args).await?;
         for (sql, args) in self.separate {
-            sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+            fetch_all_with(conn, &sql, &args).await?;
         }
         if let Some((sql, args)) = after {
-            rows.extend(sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?);
+            rows.extend(fetch_all_with(conn, &sql, &args).await?);
         }
         Ok(rows)
     }
@@ -330,8 +301,8 @@ impl MetaStore {
                 let (repo, blob, nonce) = (repo.clone(), blob.clone(), nonce.clone());
                 Box::pin(async move {
                     // One round trip: repository, blob, link, GC candidate, and the nonce kept.
-                    let kept: Vec<String> = sqlx::query_scalar(
-                        "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $5) ON CONFLICT DO NOTHING;
+                    let now = now_millis();
+                    let kept = super::db::fetch_all(conn, "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $5) ON CONFLICT DO NOTHING;
                          INSERT INTO blobs (digest, size, created_at, nonce) VALUES ($3, $4, $5, $6)
                            ON CONFLICT (digest) DO UPDATE SET
                              nonce = CASE WHEN blobs.deleting_at IS NULL THEN blobs.nonce ELSE excluded.nonce END,
@@ -339,16 +310,8 @@ impl MetaStore {
                          INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $3, $5) ON CONFLICT DO NOTHING;
                          INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('link', $1, $3, $5)
                            ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at;
-                         SELECT nonce FROM blobs WHERE digest = $3",
-                    )
-                    .bind(repo.as_str())
-                    .bind(repo.project())
-                    .bind(blob.as_str())
-                    .bind(size as i64)
-                    .bind(now_millis())
-                    .bind(nonce.as_str())
-                    .fetch_all(&mut *conn)
-                    .await?;
+                         SELECT nonce FROM blobs WHERE digest = $3", |q| q.bind(repo.as_str()).bind(repo.project()).bind(blob.as_str()).bind(size as i64).bind(now).bind(nonce.as_str())).await?;
+                    let kept: Vec<String> = kept.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
                     match kept.as_slice() {
                         [kept] if *kept == nonce => Ok(BlobLinked::Stored),
                         [_] => Ok(BlobLinked::Duplicate),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use super::{Registry, RegistryError, Result};
-use crate::meta::{now_millis, DoomedBlob, GcCounts, GcRunRecord, QueuePhase};
+use crate::meta::{now_millis, DoomedBlob, GcCounts, GcRunRecord, LeasedJob, QueuePhase};
 use crate::oci::Digest;
 
 /// Candidates (or blobs) handled per transaction: small enough that a batch
@@ -434,6 +434,10 @@ impl Registry {
     /// Like `collect_garbage`, unless a pass is running: then None at once.
     pub async fn try_collect_garbage(&self, dry_run: bool) -> Result<Option<GcReport>> {
         let Ok(_running) = self.gc.running.try_lock() else {
+            return Ok(None);
+        };
+        // One pass at a time across replicas too.
+        let Some(_lease) = self.meta.try_lease(LeasedJob::GarbageCollection).await? else {
             return Ok(None);
         };
         self.gc_pass(uuid::Uuid::new_v4().to_string(), dry_run)

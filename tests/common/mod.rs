@@ -96,6 +96,7 @@ impl Server {
             dir: Some(TempDir::new("berth-test")),
             env: storage_env()
                 .into_iter()
+                .chain(database_env())
                 .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
                 .collect(),
             child: None,
@@ -293,7 +294,57 @@ fn storage_env() -> Vec<(String, String)> {
     .collect()
 }
 
+/// With `BERTH_TEST_DATABASE_URL` set (`scripts/test` sets it to a
+/// PostgreSQL it started, `…/postgres`), each server gets a database of its
+/// own there, created here; otherwise servers use their embedded SQLite file.
+fn database_env() -> Vec<(String, String)> {
+    let Some(url) = new_test_database() else {
+        return Vec::new();
+    };
+    vec![
+        ("BERTH_DATABASE_URL".to_string(), url),
+        (
+            "BERTH_DATABASE_MAX_CONNECTIONS".to_string(),
+            "4".to_string(),
+        ),
+    ]
+}
+
+/// A fresh, empty database on the test PostgreSQL, if there is one.
+pub fn new_test_database() -> Option<String> {
+    let admin = std::env::var("BERTH_TEST_DATABASE_URL").ok()?;
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let status = Command::new("psql")
+        .args(["-q", "-X", &admin, "-c", &format!("CREATE DATABASE {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "CREATE DATABASE on {admin}");
+    let base = admin.rsplit_once('/').expect("a URL ending in /DATABASE").0;
+    Some(format!("{base}/{name}"))
+}
+
 impl Server {
+    /// The server's database, as sqlx's `Any` driver reaches it.
+    pub fn database_url(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "BERTH_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir().join("berth.db").display()))
+    }
+
+    /// A connection pool on the server's database, for tests that look
+    /// underneath the API.
+    pub async fn db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url())
+            .await
+            .expect("the server's database")
+    }
+
     /// The names (`<hex>.<nonce>`) of the blob files or objects the server
     /// has stored, wherever its storage is.
     pub async fn stored_blob_names(&self) -> std::collections::BTreeSet<String> {
