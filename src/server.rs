@@ -8,7 +8,7 @@ use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::config::{Config, GcConfig, StorageBackend};
 use crate::http::{self, AppState};
-use crate::meta::{Lease, LeasedJob, MetaStore};
+use crate::meta::{Change, Lease, LeasedJob, MetaStore};
 use crate::policy::Policy;
 use crate::registry::{GcSettings, Registry};
 use crate::storage::BlobStore;
@@ -77,6 +77,14 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         services.policy.clone(),
         Duration::from_secs(config.uploads.expire_after_secs),
     ));
+    let changes = services.meta.changes().map(|changes| {
+        tokio::spawn(follow_changes(
+            changes,
+            services.registry.clone(),
+            services.auth.clone(),
+            services.policy.clone(),
+        ))
+    });
     let gc = config.gc.enabled.then(|| {
         tokio::spawn(garbage_collection(
             services.registry.clone(),
@@ -94,6 +102,9 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     background.abort();
+    if let Some(changes) = changes {
+        changes.abort();
+    }
     if let Some(gc) = gc {
         // A pass stopped here is like one killed: its record reads as
         // interrupted, and the next pass finishes its work.
@@ -169,6 +180,35 @@ async fn background_jobs(
                 Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
                 Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),
             },
+        }
+    }
+}
+
+/// Applies other replicas' changes to this one's caches.
+async fn follow_changes(
+    mut changes: tokio::sync::mpsc::Receiver<Change>,
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    policy: Arc<Policy>,
+) {
+    while let Some(change) = changes.recv().await {
+        match change {
+            Change::Repository(repo) => registry.repository_changed(&repo),
+            Change::Project(project) => policy.forget(&project),
+            Change::Access => auth.forget_verified(),
+            Change::Keys => {
+                if let Err(e) = auth.reload_keys().await {
+                    tracing::warn!(error = %e, "could not reload signing keys");
+                }
+            }
+            Change::All => {
+                registry.forget_cached();
+                policy.forget_all();
+                auth.forget_verified();
+                if let Err(e) = auth.reload_keys().await {
+                    tracing::warn!(error = %e, "could not reload signing keys");
+                }
+            }
         }
     }
 }

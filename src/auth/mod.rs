@@ -660,9 +660,16 @@ impl Auth {
         Ok(kid)
     }
 
-    /// Forgets remembered password checks (after any account change).
-    fn forget_verified(&self) {
+    /// Forgets remembered password checks (after any account change, here
+    /// or in another replica).
+    pub fn forget_verified(&self) {
         self.verified.clear();
+    }
+
+    /// Reloads the signing keys (another replica added or retired one).
+    pub async fn reload_keys(&self) -> Result<(), MetaError> {
+        self.keys.load(&self.meta.signing_keys().await?);
+        Ok(())
     }
 }
 

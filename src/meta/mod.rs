@@ -15,6 +15,7 @@
 
 mod access;
 mod audit;
+mod changes;
 mod committer;
 mod db;
 mod gc;
@@ -29,6 +30,7 @@ pub use access::{
     MemberRecord, ProjectRecord, Refusal, RobotRecord, SigningKeyRecord, UserRecord, Visibility,
 };
 pub use audit::{AuditFilter, AuditRecord};
+pub use changes::Change;
 pub use gc::{Cursor, DoomedBlob, GcBatch, GcCounts, GcRunRecord, QueuePhase};
 pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
 pub use leases::{Lease, LeasedJob};
@@ -159,13 +161,15 @@ impl MetaStore {
         MIGRATIONS.run(&writer).await?;
         let reader = db::connect_readers(url, readers).await?;
         let committer = committer::Committer::start(writer.clone());
-        Ok(MetaStore {
+        let store = MetaStore {
             url: url.to_string(),
             backend: db::Backend::of_url(url),
             reader,
             writer,
             committer,
-        })
+        };
+        store.install_change_triggers().await?;
+        Ok(store)
     }
 
     pub async fn close(&self) {

@@ -242,8 +242,15 @@ impl Policy {
         Ok(rules)
     }
 
-    fn forget(&self, project: &str) {
+    /// Forgets the project's cached rules and quota (changed here or in
+    /// another replica).
+    pub fn forget(&self, project: &str) {
         self.cache.lock().expect("policy cache").remove(project);
+    }
+
+    /// Forgets every project's cached rules and quota.
+    pub fn forget_all(&self) {
+        self.cache.lock().expect("policy cache").clear();
     }
 
     /// Refuses a push into `repo` (of `tag`, for a manifest pushed by tag)

@@ -12,8 +12,9 @@
 //! - Each repository's sorted tag list, so listings and their pages need no
 //!   query. Invalidated like resolutions whenever a tag of the repository moves.
 //!
-//! Only this process's writes invalidate: with several replicas, invalidations
-//! must also arrive from the others (see ARCHITECTURE.md).
+//! This process's writers invalidate after they commit; with several
+//! replicas, the others' commits arrive as `meta::Change`s
+//! (`repository_changed`, `clear`), which invalidate the same way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,10 +46,30 @@ impl Weighter<Digest, Arc<StoredManifest>> for ByLength {
 
 pub struct ManifestCache {
     content: Cache<Digest, Arc<StoredManifest>, ByLength>,
-    resolved: RwLock<HashMap<(RepositoryName, String), Digest>>,
+    /// Per repository, so that one repository's entries go at once.
+    resolved: RwLock<Resolutions>,
     /// `None` marks a repository with too many tags to keep: list it from the database.
     tag_lists: RwLock<HashMap<RepositoryName, Option<Arc<Vec<String>>>>>,
     generation: AtomicU64,
+}
+
+#[derive(Default)]
+struct Resolutions {
+    by_repository: HashMap<RepositoryName, HashMap<String, Digest>>,
+    len: usize,
+}
+
+impl Resolutions {
+    fn clear(&mut self) {
+        self.by_repository.clear();
+        self.len = 0;
+    }
+
+    fn remove_repository(&mut self, repo: &RepositoryName) {
+        if let Some(entries) = self.by_repository.remove(repo) {
+            self.len -= entries.len();
+        }
+    }
 }
 
 /// Proof of the generation a lookup started in.
@@ -58,22 +79,21 @@ impl Default for ManifestCache {
     fn default() -> Self {
         ManifestCache {
             content: Cache::with_weighter(100_000, CONTENT_BYTES, ByLength),
-            resolved: RwLock::new(HashMap::new()),
+            resolved: RwLock::new(Resolutions::default()),
             tag_lists: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
     }
 }
 
-fn key(repo: &RepositoryName, reference: &Reference) -> (RepositoryName, String) {
-    (repo.clone(), reference.to_string())
-}
-
 impl ManifestCache {
     /// A cached manifest for the reference, if both steps are cached.
     pub fn get(&self, repo: &RepositoryName, reference: &Reference) -> Option<Arc<StoredManifest>> {
         let resolved = self.resolved.read().unwrap_or_else(|e| e.into_inner());
-        let digest = resolved.get(&key(repo, reference))?;
+        let digest = resolved
+            .by_repository
+            .get(repo)?
+            .get(reference.to_string().as_str())?;
         self.content.get(digest)
     }
 
@@ -94,10 +114,16 @@ impl ManifestCache {
         if self.generation.load(Ordering::Acquire) != ticket.0 {
             return;
         }
-        if resolved.len() >= MAX_RESOLUTIONS {
+        if resolved.len >= MAX_RESOLUTIONS {
             resolved.clear();
         }
-        resolved.insert(key(repo, reference), manifest.digest.clone());
+        let entries = resolved.by_repository.entry(repo.clone()).or_default();
+        if entries
+            .insert(reference.to_string(), manifest.digest.clone())
+            .is_none()
+        {
+            resolved.len += 1;
+        }
         self.content.insert(manifest.digest.clone(), manifest);
     }
 
@@ -130,13 +156,26 @@ impl ManifestCache {
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
         let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        resolved.remove(&key(repo, reference));
+        if let Some(entries) = resolved.by_repository.get_mut(repo) {
+            if entries.remove(reference.to_string().as_str()).is_some() {
+                resolved.len -= 1;
+            }
+        }
         lists.remove(repo);
     }
 
-    /// After manifests were removed: forget every resolution and tag list
-    /// (deletes are rare).
-    pub fn manifests_removed(&self) {
+    /// After another replica changed a tag or removed a manifest of `repo`.
+    pub fn repository_changed(&self, repo: &RepositoryName) {
+        let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
+        let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        resolved.remove_repository(repo);
+        lists.remove(repo);
+    }
+
+    /// After manifests were removed, or when changes may have been missed:
+    /// forget every resolution and tag list (deletes are rare).
+    pub fn clear(&self) {
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
         let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);

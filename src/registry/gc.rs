@@ -227,7 +227,7 @@ impl Pass<'_> {
                 return Ok(());
             }
             if batch.counts.manifests_removed > 0 && !self.dry_run {
-                self.registry.manifests.manifests_removed();
+                self.registry.manifests.clear();
             }
             self.advance(batch.examined, &batch.counts).await?;
             after = batch.next;
@@ -428,6 +428,13 @@ impl Registry {
     /// asked for it can follow it through `gc_progress` and `gc_runs`).
     pub async fn collect_garbage_as(&self, id: String, dry_run: bool) -> Result<GcReport> {
         let _running = self.gc.running.lock().await;
+        // Another replica's pass: wait for it to end (or its replica to die).
+        let _lease = loop {
+            match self.meta.try_lease(LeasedJob::GarbageCollection).await? {
+                Some(lease) => break lease,
+                None => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
         self.gc_pass(id, dry_run).await
     }
 

@@ -106,6 +106,19 @@ pub struct PushedManifest {
 }
 
 impl Registry {
+    /// Another replica moved a tag or removed a manifest of `repo`.
+    pub fn repository_changed(&self, repo: &str) {
+        match repo.parse::<RepositoryName>() {
+            Ok(repo) => self.manifests.repository_changed(&repo),
+            Err(_) => self.manifests.clear(),
+        }
+    }
+
+    /// Changes may have been missed: forget every cached resolution.
+    pub fn forget_cached(&self) {
+        self.manifests.clear();
+    }
+
     pub fn new(meta: Arc<MetaStore>, blobs: BlobStore) -> Arc<Registry> {
         Registry::with_gc(meta, blobs, GcSettings::default())
     }
@@ -497,7 +510,7 @@ impl Registry {
             },
             Reference::Digest(d) => match self.meta.delete_manifest(repo, d, guard).await? {
                 Ok(_tags) => {
-                    self.manifests.manifests_removed();
+                    self.manifests.clear();
                     Ok(())
                 }
                 Err(RemoveRefusal::NotFound) => {

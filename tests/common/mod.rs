@@ -191,6 +191,14 @@ impl Server {
         self.child.as_mut()
     }
 
+    /// Kills the process with SIGKILL (a crash: nothing is flushed).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+        }
+    }
+
     /// Kills the process with SIGKILL and starts it again on the same port and data.
     pub fn kill_and_restart(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -329,6 +337,7 @@ impl Server {
     pub fn database_url(&self) -> String {
         self.env
             .iter()
+            .rev()
             .find(|(k, _)| k == "BERTH_DATABASE_URL")
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir().join("berth.db").display()))
@@ -351,8 +360,10 @@ impl Server {
         use futures_util::TryStreamExt;
         use object_store::ObjectStore;
         let env = |k: &str| {
+            // The last setting wins, as in the server's environment.
             self.env
                 .iter()
+                .rev()
                 .find(|(key, _)| key == k)
                 .map(|(_, v)| v.clone())
         };

@@ -1,0 +1,432 @@
+//! Several replicas of one installation: separate processes on their own
+//! loopback ports sharing one PostgreSQL database and one S3 bucket prefix,
+//! as behind a load balancer. Runs in the PostgreSQL + S3 pass of
+//! `scripts/test` (BERTH_TEST_DATABASE_URL and BERTH_TEST_S3_ENDPOINT set);
+//! says so and does nothing without them.
+
+mod common;
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{header, StatusCode};
+use support::*;
+
+const GC_ENV: [(&str, &str); 3] = [
+    ("BERTH_GC_INTERVAL_SECS", "3600"),
+    ("BERTH_GC_GRACE_SECS", "1"),
+    ("BERTH_GC_UNTAGGED_DELAY_SECS", "1"),
+];
+
+/// `n` replicas of one installation, or None outside the shared-backend pass.
+fn replicas(n: usize, extra: &[(&str, &str)]) -> Option<Vec<common::Server>> {
+    if std::env::var_os("BERTH_TEST_S3_ENDPOINT").is_none() {
+        eprintln!("replicas: skipped here; they run in scripts/test's PostgreSQL + S3 pass");
+        return None;
+    }
+    let database = common::new_test_database()?;
+    let prefix = format!("replicas-{}", uuid::Uuid::new_v4().simple());
+    let mut env: Vec<(&str, &str)> = vec![
+        ("BERTH_DATABASE_URL", &database),
+        ("BERTH_S3_PREFIX", &prefix),
+    ];
+    env.extend_from_slice(extra);
+    Some(
+        (0..n)
+            .map(|_| common::Server::start_with_env(&[], &env))
+            .collect(),
+    )
+}
+
+fn chunks(data: &[u8], n: usize) -> Vec<&[u8]> {
+    data.chunks(data.len().div_ceil(n)).collect()
+}
+
+async fn patch(api: &Api, location: &str, offset: usize, chunk: &[u8]) -> String {
+    let r = api
+        .http
+        .patch(api.url(location))
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(
+            header::CONTENT_RANGE,
+            format!("{}-{}", offset, offset + chunk.len() - 1),
+        )
+        .body(chunk.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    location_of(&r)
+}
+
+fn location_of(r: &reqwest::Response) -> String {
+    support::location(r)
+}
+
+async fn finish(api: &Api, location: &str, digest: &str) {
+    let r = api
+        .http
+        .put(api.url(&with_query(location, &format!("digest={digest}"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_upload_continues_on_other_replicas() {
+    let Some(servers) = replicas(3, &[]) else {
+        return;
+    };
+    let apis: Vec<Api> = servers.iter().map(|s| Api::new(s.url())).collect();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let digest = sha256(&data);
+    let parts = chunks(&data, 3);
+    // POST on the first, a chunk on each, the status and the PUT elsewhere.
+    let mut location = apis[0].start_upload("spread/app").await;
+    let mut offset = 0;
+    for (i, part) in parts.iter().enumerate() {
+        location = patch(&apis[(i + 1) % 3], &location, offset, part).await;
+        offset += part.len();
+    }
+    let status = apis[2].get(&location).await;
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        header_of(&status, "range"),
+        Some(format!("0-{}", data.len() - 1).as_str())
+    );
+    finish(&apis[2], &location, &digest).await;
+    for api in &apis {
+        let r = api.get(&format!("/v2/spread/app/blobs/{digest}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+    }
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_upload_leaves_the_session_to_the_others() {
+    let Some(mut servers) = replicas(2, &[]) else {
+        return;
+    };
+    let first = Api::new(servers[0].url());
+    let second = Api::new(servers[1].url());
+    let data: Vec<u8> = (0..4_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let digest = sha256(&data);
+    let parts = chunks(&data, 4);
+    let mut location = first.start_upload("crash/app").await;
+    location = patch(&first, &location, 0, parts[0]).await;
+    location = patch(&first, &location, parts[0].len(), parts[1]).await;
+    servers[0].kill();
+    // The client retries against the other replica: asks where the upload
+    // stands and goes on from there.
+    let status = second.get(&location).await;
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    let done = parts[0].len() + parts[1].len();
+    assert_eq!(
+        header_of(&status, "range"),
+        Some(format!("0-{}", done - 1).as_str())
+    );
+    location = patch(&second, &location, done, parts[2]).await;
+    location = patch(&second, &location, done + parts[2].len(), parts[3]).await;
+    finish(&second, &location, &digest).await;
+    let r = second.get(&format!("/v2/crash/app/blobs/{digest}")).await;
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+    let report = servers[1].check().await;
+    assert_eq!(report["ok"], true, "{report}");
+}
+
+/// Two replicas push the same blob and the same tag at the same moment,
+/// many times: every push succeeds, the blob is stored once, the tag names
+/// one of the pushed manifests on every replica, and the store is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_racing_on_one_blob_and_one_tag_agree() {
+    let Some(servers) = replicas(2, &[]) else {
+        return;
+    };
+    let apis: Vec<Arc<Api>> = servers
+        .iter()
+        .map(|s| Arc::new(Api::new(s.url())))
+        .collect();
+    let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    for round in 0..20 {
+        let tasks: Vec<_> = apis
+            .iter()
+            .enumerate()
+            .map(|(i, api)| {
+                let (api, layer) = (api.clone(), layer.clone());
+                tokio::spawn(async move {
+                    // The same layer, a config of each replica's own: two
+                    // manifests racing for one tag.
+                    let config = format!(r#"{{"round":{round},"replica":{i}}}"#);
+                    let config_digest = api.push_blob("race/app", config.as_bytes()).await;
+                    let layer_digest = api.push_blob("race/app", &layer).await;
+                    let manifest = image_manifest(
+                        &config_digest,
+                        config.len(),
+                        &[(&layer_digest, layer.len())],
+                        None,
+                        None,
+                    );
+                    let r = api
+                        .put_manifest("race/app", "latest", OCI_MANIFEST, &manifest)
+                        .await;
+                    assert_eq!(
+                        r.status(),
+                        StatusCode::CREATED,
+                        "{}",
+                        r.text().await.unwrap()
+                    );
+                    sha256(manifest.as_bytes())
+                })
+            })
+            .collect();
+        let mut pushed = Vec::new();
+        for t in tasks {
+            pushed.push(t.await.unwrap());
+        }
+        // Every replica resolves the tag to the same winner.
+        let mut seen = Vec::new();
+        for api in &apis {
+            let r = api.head("/v2/race/app/manifests/latest").await;
+            assert_eq!(r.status(), StatusCode::OK);
+            seen.push(header_of(&r, "docker-content-digest").unwrap().to_string());
+        }
+        assert!(
+            pushed.contains(&seen[0]),
+            "round {round}: {seen:?} not in {pushed:?}"
+        );
+        assert!(
+            seen.iter().all(|d| *d == seen[0]),
+            "round {round}: replicas disagree: {seen:?}"
+        );
+    }
+    let layer_digest = sha256(&layer);
+    let hex = layer_digest.trim_start_matches("sha256:");
+    let names = servers[0].stored_blob_names().await;
+    let copies = names.iter().filter(|n| n.starts_with(hex)).count();
+    let report = servers[0].check().await;
+    assert_eq!(report["ok"], true, "{report}");
+    for s in &servers {
+        assert!(!s.log().contains("ERROR"), "{}", s.log());
+    }
+    // Racing writes of one blob each store an object; the push whose row
+    // did not win deletes its surplus copy.
+    assert_eq!(copies, 1, "objects for one blob: {names:?}");
+}
+
+/// A tag moved or a manifest deleted through one replica is seen by the
+/// others at once, although they had it cached.
+#[tokio::test]
+async fn replicas_see_each_others_tag_moves_and_deletes() {
+    let Some(servers) = replicas(2, &[]) else {
+        return;
+    };
+    let a = Api::new(servers[0].url());
+    let b = Api::new(servers[1].url());
+    let (_, first) = a.push_image("moving/app", "v1", b"first layer").await;
+    // Cached by b: resolution of the tag, tag list.
+    for _ in 0..3 {
+        let r = b.get("/v2/moving/app/manifests/v1").await;
+        assert_eq!(header_of(&r, "docker-content-digest"), Some(first.as_str()));
+        assert_eq!(
+            b.get("/v2/moving/app/tags/list").await.status(),
+            StatusCode::OK
+        );
+    }
+    let (_, second) = a.push_image("moving/app", "v1", b"second layer").await;
+    a.push_image("moving/app", "v2", b"third layer").await;
+    let seen = |expected: String| {
+        let b = &b;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                let r = b.get("/v2/moving/app/manifests/v1").await;
+                let got = match r.status() {
+                    StatusCode::OK => header_of(&r, "docker-content-digest").unwrap().to_string(),
+                    s => s.to_string(),
+                };
+                if got == expected {
+                    return Instant::now();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "b still answers {got}, not {expected}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    seen(second.clone()).await;
+    let tags: serde_json::Value = b
+        .get("/v2/moving/app/tags/list")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1", "v2"]));
+    assert_eq!(
+        a.delete(&format!("/v2/moving/app/manifests/{second}"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    seen(StatusCode::NOT_FOUND.to_string()).await;
+    assert_eq!(
+        b.get(&format!("/v2/moving/app/manifests/{second}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Garbage collection runs in one replica at a time; a replica killed in
+/// the middle of a pass leaves it to another, and nothing referenced is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_gc_hands_the_pass_over() {
+    let Some(mut servers) = replicas(2, &GC_ENV) else {
+        return;
+    };
+    let a = Arc::new(Api::new(servers[0].url()));
+    let b = Api::new(servers[1].url());
+    // Kept: tagged images. Garbage: many images whose tags are deleted.
+    let mut kept = Vec::new();
+    for i in 0..10 {
+        let layer = format!("kept layer {i}").repeat(50);
+        kept.push((
+            format!("t{i}"),
+            a.push_image("keep/app", &format!("t{i}"), layer.as_bytes())
+                .await
+                .1,
+        ));
+    }
+    let tasks: Vec<_> = (0..4)
+        .map(|w| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                for i in (w..160).step_by(4) {
+                    let layer = format!("garbage layer {i}").repeat(50);
+                    a.push_image("junk/app", &format!("g{i}"), layer.as_bytes())
+                        .await;
+                    assert_eq!(
+                        a.delete(&format!("/v2/junk/app/manifests/g{i}"))
+                            .await
+                            .status(),
+                        StatusCode::ACCEPTED
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // past the delays
+                                                           // Two passes asked for at once on both replicas never overlap.
+    let (ra, rb) = tokio::join!(
+        servers[0].admin_call(
+            reqwest::Method::POST,
+            "/api/v1/system/gc",
+            serde_json::json!({})
+        ),
+        servers[1].admin_call(
+            reqwest::Method::POST,
+            "/api/v1/system/gc",
+            serde_json::json!({})
+        ),
+    );
+    assert_eq!(ra.status(), StatusCode::ACCEPTED);
+    assert_eq!(rb.status(), StatusCode::ACCEPTED);
+    // Kill the first replica as soon as a pass runs anywhere.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut running = false;
+        for s in &servers {
+            let status: serde_json::Value = s
+                .admin(
+                    reqwest::Method::GET,
+                    "/api/v1/system/gc",
+                    serde_json::Value::Null,
+                )
+                .await;
+            running |= !status["running"].is_null();
+        }
+        if running {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no pass started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    servers[0].kill();
+    // The second replica's pass (waiting for the lease, or running) ends.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let status: serde_json::Value = servers[1]
+            .admin(
+                reqwest::Method::GET,
+                "/api/v1/system/gc",
+                serde_json::Value::Null,
+            )
+            .await;
+        let runs = status["runs"].as_array().cloned().unwrap_or_default();
+        if status["running"].is_null() && runs.iter().any(|r| r["status"] == "finished") {
+            break runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pass finished after the kill: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Passes never overlapped: each started after the previous one ended.
+    let mut spans: Vec<(i64, i64)> = runs
+        .iter()
+        .filter(|r| r["status"] == "finished")
+        .map(|r| {
+            (
+                r["started_at"].as_i64().unwrap(),
+                r["finished_at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    spans.sort();
+    assert!(
+        spans.windows(2).all(|w| w[0].1 <= w[1].0),
+        "overlapping passes: {spans:?}"
+    );
+    // Another pass finds the rest; everything kept still pulls.
+    servers[1]
+        .admin_call(
+            reqwest::Method::POST,
+            "/api/v1/system/gc",
+            serde_json::json!({}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (tag, digest) in &kept {
+        let r = b.get(&format!("/v2/keep/app/manifests/{tag}")).await;
+        assert_eq!(
+            header_of(&r, "docker-content-digest"),
+            Some(digest.as_str())
+        );
+        let manifest: serde_json::Value = r.json().await.unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            let d = layer["digest"].as_str().unwrap();
+            let r = b.get(&format!("/v2/keep/app/blobs/{d}")).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(sha256(&r.bytes().await.unwrap()), d);
+        }
+    }
+    let report = servers[1].check().await;
+    assert_eq!(report["ok"], true, "{report}");
+}
