@@ -614,7 +614,7 @@ impl Cx<'_> {
                 .await?;
             return Ok(blob_created(&repo, &digest));
         }
-        let id = registry.start_upload(&repo);
+        let id = registry.start_upload(&repo).await?;
         Ok(upload_response(StatusCode::ACCEPTED, &repo, id, 0))
     }
 

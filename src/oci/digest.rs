@@ -77,6 +77,15 @@ impl Digest {
     pub fn sha256_of(bytes: &[u8]) -> Digest {
         Digest::of(Algorithm::Sha256, bytes)
     }
+
+    /// The digest whose hash value is `hash` (of the algorithm's length).
+    pub(super) fn from_hash(algorithm: Algorithm, hash: &[u8]) -> Digest {
+        debug_assert_eq!(hash.len() * 2, algorithm.hex_len());
+        Digest {
+            algorithm,
+            text: format!("{}:{}", algorithm.name(), hex::encode(hash)),
+        }
+    }
 }
 
 impl FromStr for Digest {
@@ -160,14 +169,9 @@ impl Hasher {
     }
 
     pub fn finish(self) -> Digest {
-        let algorithm = self.algorithm();
-        let hex = match self {
-            Hasher::Sha256(h) => hex::encode(h.finalize()),
-            Hasher::Sha512(h) => hex::encode(h.finalize()),
-        };
-        Digest {
-            algorithm,
-            text: format!("{}:{hex}", algorithm.name()),
+        match self {
+            Hasher::Sha256(h) => Digest::from_hash(Algorithm::Sha256, &h.finalize()),
+            Hasher::Sha512(h) => Digest::from_hash(Algorithm::Sha512, &h.finalize()),
         }
     }
 }

@@ -6,7 +6,9 @@ pub mod digest;
 pub mod manifest;
 pub mod name;
 pub mod range;
+pub mod resumable;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use manifest::{Descriptor, Manifest};
 pub use name::{Reference, RepositoryName, Tag};
+pub use resumable::ResumableSha256;

@@ -228,8 +228,8 @@ impl Registry {
         Ok(self.meta.repositories_with_blob(blob, 100).await?)
     }
 
-    pub fn start_upload(&self, repo: &RepositoryName) -> UploadId {
-        self.blobs.uploads().start(repo.as_str())
+    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadId> {
+        Ok(self.blobs.uploads().start(repo.as_str()).await?)
     }
 
     /// Receives a whole blob in the POST that opens the upload (`?digest=`).
@@ -251,7 +251,7 @@ impl Registry {
                 self.link_written(repo, blob, size, writing).await
             }
             _ => {
-                let id = self.start_upload(repo);
+                let id = self.start_upload(repo).await?;
                 let result = self
                     .finish_upload(repo, id, blob, None, content_length, body)
                     .await;
@@ -322,11 +322,16 @@ impl Registry {
                     .await?
             }
             _ => {
-                uploads
-                    .append(id, repo.as_str(), start, content_length, body)
-                    .await?;
                 self.blobs
-                    .commit_upload(id, repo.as_str(), blob, nonce)
+                    .commit_upload_stream(
+                        id,
+                        repo.as_str(),
+                        start,
+                        content_length,
+                        body,
+                        blob,
+                        nonce,
+                    )
                     .await?
             }
         };

@@ -10,6 +10,11 @@
 //! uploads/tmp-<uuid>                         a small blob being written whole
 //! ```
 //!
+//! With blobs in an object store (remote placement) the same `blobs/` keys
+//! are objects, and upload sessions are objects too (`uploads/<uuid>/…`, see
+//! `shared.rs`), so that replicas sharing the bucket serve one upload
+//! together; nothing of an upload is on the replica's disk.
+//!
 //! Every write of a blob goes to a file of its own, named by a fresh nonce
 //! (`new_nonce`), so deleting one write's file can never remove another's:
 //! that is what lets garbage collection delete bytes while pushes of the same
@@ -21,6 +26,7 @@
 //! blobs) before the call that stored it returns, so a reader never sees a
 //! partial blob and metadata never names one that a crash could lose.
 
+mod shared;
 mod sync;
 mod uploads;
 
@@ -73,13 +79,13 @@ pub enum StorageError {
 }
 
 pub struct BlobStore {
-    /// Local directory: blob files (local placement) and the uploads in
-    /// progress (always).
+    /// Local directory: blob files and the uploads in progress (local
+    /// placement); leftovers of older versions only (remote placement).
     root: PathBuf,
     /// The blobs, read and listed through `object_store` in both placements.
     objects: Arc<dyn ObjectStore>,
-    /// Whether blobs are objects of a remote store (written by copying a
-    /// verified staging file) rather than files under `root` (renamed).
+    /// Whether blobs and upload sessions are objects of a remote store
+    /// rather than files under `root`.
     remote: bool,
     /// Signs GET URLs of blob objects, when pulls are redirected to them.
     presigner: Option<Presigner>,
@@ -101,8 +107,9 @@ impl BlobStore {
         Self::open(root, objects, false)
     }
 
-    /// Opens a blob store whose blobs live in an S3-compatible bucket;
-    /// `staging` (local) holds the uploads in progress.
+    /// Opens a blob store whose blobs and upload sessions live in an
+    /// S3-compatible bucket; `staging` (local) only has leftovers of older
+    /// versions swept.
     pub fn open_s3(staging: PathBuf, config: &S3Config) -> Result<BlobStore, StorageError> {
         let mut builder = AmazonS3Builder::new()
             // Ride out a brief hiccup of the store, but answer a client
@@ -173,70 +180,20 @@ impl BlobStore {
         remote: bool,
     ) -> Result<BlobStore, StorageError> {
         std::fs::create_dir_all(root.join("uploads"))?;
-        // Remote placement: the object store makes blobs durable.
-        let sync = if remote {
-            None
+        // Remote placement: the object store makes blobs durable, and
+        // holds the upload sessions.
+        let (sync, shared) = if remote {
+            (None, Some(shared::SharedSessions::new(objects.clone())))
         } else {
-            Some(Arc::new(sync::SyncGroup::new(&root)?))
+            (Some(Arc::new(sync::SyncGroup::new(&root)?)), None)
         };
         Ok(BlobStore {
-            uploads: uploads::Uploads::new(root.join("uploads"), sync),
+            uploads: uploads::Uploads::new(root.join("uploads"), sync, shared),
             root,
             objects,
             remote,
             presigner: None,
         })
-    }
-
-    /// Where a verified blob is written: its file (local placement), or a
-    /// staging file that `publish` copies into the object store (a `tmp-`
-    /// name, so a crash's leftover is swept like any staging file).
-    fn landing(&self, digest: &Digest, nonce: &str) -> PathBuf {
-        if self.remote {
-            self.root
-                .join("uploads")
-                .join(format!("tmp-object-{nonce}"))
-        } else {
-            self.file_path(digest, nonce)
-        }
-    }
-
-    /// Copies a landed blob into the object store and removes its staging
-    /// file (remote placement); local placement has nothing left to do.
-    async fn publish(
-        &self,
-        landed: PathBuf,
-        digest: &Digest,
-        nonce: &str,
-    ) -> Result<(), UploadError> {
-        if !self.remote {
-            return Ok(());
-        }
-        let result = self
-            .put_file(&landed, Self::object_path(digest, nonce))
-            .await;
-        let _ = tokio::fs::remove_file(&landed).await;
-        result.map_err(|e| UploadError::Store(e.to_string()))
-    }
-
-    /// Streams a local file into an object: one PUT when small, a multipart
-    /// upload when large; never whole in memory.
-    async fn put_file(&self, file: &std::path::Path, key: ObjectPath) -> io::Result<()> {
-        use tokio::io::AsyncWriteExt;
-        let mut file = tokio::fs::File::open(file).await?;
-        let mut writer = object_store::buffered::BufWriter::with_capacity(
-            self.objects.clone(),
-            key,
-            PUT_PART_SIZE,
-        )
-        .with_max_concurrency(PUT_PARTS_IN_FLIGHT);
-        match tokio::io::copy(&mut file, &mut writer).await {
-            Ok(_) => writer.shutdown().await,
-            Err(e) => {
-                let _ = writer.abort().await;
-                Err(e)
-            }
-        }
     }
 
     fn file_name(digest: &Digest, nonce: &str) -> String {
@@ -312,13 +269,40 @@ impl BlobStore {
         expected: &Digest,
         nonce: &str,
     ) -> Result<u64, UploadError> {
-        let landed = self.landing(expected, nonce);
-        let size = self
-            .uploads
-            .commit(id, repository, expected, landed.clone())
+        if let Some(shared) = self.uploads.shared() {
+            let target = Self::object_path(expected, nonce);
+            return shared.commit(id, repository, expected, target).await;
+        }
+        let target = self.file_path(expected, nonce);
+        self.uploads.commit(id, repository, expected, target).await
+    }
+
+    /// Completes an upload with the body of its final request (a last
+    /// chunk, starting at `start` if given, of `declared_len` bytes if
+    /// given), then as `commit_upload`. In remote placement an upload that
+    /// received nothing before streams the body straight into the blob's
+    /// object.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_upload_stream(
+        &self,
+        id: UploadId,
+        repository: &str,
+        start: Option<u64>,
+        declared_len: Option<u64>,
+        body: ByteStream,
+        expected: &Digest,
+        nonce: &str,
+    ) -> Result<u64, UploadError> {
+        if let Some(shared) = self.uploads.shared() {
+            let target = Self::object_path(expected, nonce);
+            return shared
+                .commit_stream(id, repository, start, declared_len, body, expected, target)
+                .await;
+        }
+        self.uploads
+            .append(id, repository, start, declared_len, body)
             .await?;
-        self.publish(landed, expected, nonce).await?;
-        Ok(size)
+        self.commit_upload(id, repository, expected, nonce).await
     }
 
     /// Completes an upload that received nothing before with its whole
@@ -331,13 +315,16 @@ impl BlobStore {
         nonce: &str,
         bytes: Bytes,
     ) -> Result<u64, UploadError> {
-        let landed = self.landing(expected, nonce);
-        let size = self
-            .uploads
-            .commit_bytes(id, repository, expected, bytes, landed.clone())
-            .await?;
-        self.publish(landed, expected, nonce).await?;
-        Ok(size)
+        if let Some(shared) = self.uploads.shared() {
+            let target = Self::object_path(expected, nonce);
+            return shared
+                .commit_bytes(id, repository, expected, bytes, target)
+                .await;
+        }
+        let target = self.file_path(expected, nonce);
+        self.uploads
+            .commit_bytes(id, repository, expected, bytes, target)
+            .await
     }
 
     /// Stores a small blob received whole (single-request push) as the file
@@ -348,13 +335,12 @@ impl BlobStore {
         nonce: &str,
         bytes: Bytes,
     ) -> Result<u64, UploadError> {
-        let landed = self.landing(expected, nonce);
-        let size = self
-            .uploads
-            .store_bytes(expected, bytes, landed.clone())
-            .await?;
-        self.publish(landed, expected, nonce).await?;
-        Ok(size)
+        if self.remote {
+            let target = Self::object_path(expected, nonce);
+            return shared::put_whole(&self.objects, expected, bytes, target).await;
+        }
+        let target = self.file_path(expected, nonce);
+        self.uploads.store_bytes(expected, bytes, target).await
     }
 
     /// Deletes the file of one write of a blob. Returns its size, or None if
@@ -492,9 +478,9 @@ impl BlobStore {
         .await?)
     }
 
-    /// Removes staging files of small blobs (`uploads/tmp-*`) last modified
-    /// before `before`: leftovers of a crash mid-write. Returns how many and
-    /// their bytes.
+    /// Removes local staging files of small blobs (`uploads/tmp-*`) last
+    /// modified before `before`: leftovers of a crash mid-write. Returns how
+    /// many and their bytes.
     pub async fn remove_stale_staging(
         &self,
         before: SystemTime,
@@ -502,9 +488,11 @@ impl BlobStore {
         Ok(self.uploads.remove_stale_staging(before).await?)
     }
 
-    /// Repositories with an upload session in progress (in memory or on disk).
+    /// Repositories with an upload session in progress (on local disk: in
+    /// memory or on disk; remote placement: in the store, whichever replica
+    /// serves it).
     pub async fn repositories_uploading(&self) -> Result<HashSet<String>, StorageError> {
-        Ok(self.uploads.repositories().await?)
+        self.uploads.repositories().await
     }
 }
 

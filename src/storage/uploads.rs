@@ -1,5 +1,10 @@
 //! Upload sessions: bytes received so far, hashed as they arrive.
 //!
+//! With blobs in an object store (remote placement) sessions live there
+//! instead, so that replicas sharing the bucket can serve one upload
+//! together (`shared.rs`); `Uploads` hands every call to it. What follows
+//! describes sessions on local disk (local placement).
+//!
 //! A session starts in memory only; its directory `uploads/<uuid>/` (holding
 //! `data` and `repository`) is created with the first bytes, so a monolithic
 //! push (POST, then PUT with the body) touches the disk once. The running
@@ -20,12 +25,19 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::shared::SharedSessions;
 use super::sync::SyncGroup;
-use super::ByteStream;
+use super::{ByteStream, StorageError};
 use crate::oci::{Algorithm, Digest, Hasher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UploadId(uuid::Uuid);
+
+impl UploadId {
+    pub(super) fn random() -> UploadId {
+        UploadId(uuid::Uuid::new_v4())
+    }
+}
 
 impl FromStr for UploadId {
     type Err = UploadError;
@@ -88,6 +100,9 @@ pub struct Uploads {
     /// object store, which makes them durable itself (fsyncs there would be
     /// paid on every push for a file deleted a moment later).
     sync: Option<Arc<SyncGroup>>,
+    /// Sessions in the object store (remote placement); `dir` then only
+    /// holds leftovers of older versions, which expiry removes.
+    shared: Option<SharedSessions>,
 }
 
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -111,12 +126,22 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 impl Uploads {
-    pub(super) fn new(dir: PathBuf, sync: Option<Arc<SyncGroup>>) -> Uploads {
+    pub(super) fn new(
+        dir: PathBuf,
+        sync: Option<Arc<SyncGroup>>,
+        shared: Option<SharedSessions>,
+    ) -> Uploads {
         Uploads {
             dir,
             sessions: Mutex::new(HashMap::new()),
             sync,
+            shared,
         }
+    }
+
+    /// The sessions in the object store, in remote placement.
+    pub(super) fn shared(&self) -> Option<&SharedSessions> {
+        self.shared.as_ref()
     }
 
     fn session_dir(&self, id: UploadId) -> PathBuf {
@@ -131,9 +156,13 @@ impl Uploads {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a session for `repository` (in memory until data arrives).
-    pub fn start(&self, repository: &str) -> UploadId {
-        let id = UploadId(uuid::Uuid::new_v4());
+    /// Starts a session for `repository` (on local disk: in memory until
+    /// data arrives).
+    pub async fn start(&self, repository: &str) -> Result<UploadId, UploadError> {
+        if let Some(shared) = &self.shared {
+            return shared.start(repository).await;
+        }
+        let id = UploadId::random();
         let session = Session {
             repository: repository.to_string(),
             size: 0,
@@ -143,7 +172,7 @@ impl Uploads {
         };
         self.table()
             .insert(id, Arc::new(tokio::sync::Mutex::new(Some(session))));
-        id
+        Ok(id)
     }
 
     /// Locks a session, loading it from disk if this process has not seen it.
@@ -197,6 +226,9 @@ impl Uploads {
         id: UploadId,
         repository: &str,
     ) -> Result<UploadStatus, UploadError> {
+        if let Some(shared) = &self.shared {
+            return shared.status(id, repository).await;
+        }
         let guard = self.open(id, repository).await?;
         let session = guard.as_ref().expect("open returns a loaded session");
         Ok(UploadStatus { size: session.size })
@@ -213,6 +245,11 @@ impl Uploads {
         declared_len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus, UploadError> {
+        if let Some(shared) = &self.shared {
+            return shared
+                .append(id, repository, start, declared_len, body)
+                .await;
+        }
         let mut guard = self.open(id, repository).await?;
         let session = guard.as_mut().expect("open returns a loaded session");
         session.touched = Instant::now();
@@ -244,6 +281,9 @@ impl Uploads {
 
     /// Removes a session and its data.
     pub async fn cancel(&self, id: UploadId, repository: &str) -> Result<(), UploadError> {
+        if let Some(shared) = &self.shared {
+            return shared.cancel(id, repository).await;
+        }
         let mut guard = self.open(id, repository).await?;
         Ok(self.remove(id, &mut guard).await?)
     }
@@ -352,10 +392,15 @@ impl Uploads {
         Ok(size)
     }
 
-    /// Repositories of the sessions in progress: those in memory that are not
-    /// busy (a busy one is mid-request, and if it holds data it is on disk)
-    /// and those on disk, whether or not this process has seen them.
-    pub(super) async fn repositories(&self) -> io::Result<HashSet<String>> {
+    /// Repositories of the sessions in progress: in remote placement those
+    /// in the object store, whichever replica serves them; on local disk
+    /// those in memory that are not busy (a busy one is mid-request, and if
+    /// it holds data it is on disk) and those on disk, whether or not this
+    /// process has seen them.
+    pub(super) async fn repositories(&self) -> Result<HashSet<String>, StorageError> {
+        if let Some(shared) = &self.shared {
+            return shared.repositories().await;
+        }
         let locks: Vec<SessionLock> = self.table().values().cloned().collect();
         let mut repositories = HashSet::new();
         for lock in locks {
@@ -426,7 +471,13 @@ impl Uploads {
 
     /// Deletes sessions untouched for longer than `ttl`; returns how many.
     pub async fn expire(&self, ttl: Duration) -> io::Result<usize> {
-        let mut removed = 0;
+        let mut removed = match &self.shared {
+            Some(shared) => shared
+                .expire(ttl)
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))?,
+            None => 0,
+        };
         // Sessions that never received data exist only in memory.
         let in_memory: Vec<(UploadId, SessionLock)> = self
             .table()

@@ -210,6 +210,19 @@ impl Server {
         self.wait_ready();
     }
 
+    /// Kills the process with SIGKILL, calls `between` with its data
+    /// directory, then starts it again on the same port and data.
+    pub fn kill_and_restart_after(&mut self, between: impl FnOnce(&std::path::Path)) {
+        let Some(mut child) = self.child.take() else {
+            panic!("cannot restart an external registry");
+        };
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        between(&self.data_dir());
+        self.child = Some(self.spawn(&[]));
+        self.wait_ready();
+    }
+
     fn spawn(&self, extra_args: &[&str]) -> Child {
         let dir = self.dir.as_ref().expect("a started server").path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));

@@ -1,0 +1,660 @@
+//! Upload sessions kept in the object store (remote placement), so that any
+//! replica sharing the bucket can serve any request of an upload: POST on
+//! one, PATCHes on others, PUT on yet another.
+//!
+//! ```text
+//! uploads/<uuid>/session                  the session: repository, size, SHA-256 state, parts
+//! uploads/<uuid>/part-<offset>-<nonce>     the bytes of one chunk, immutable
+//! ```
+//!
+//! A PATCH reads the session object, streams its body into a new part
+//! object while hashing from the saved SHA-256 state (`ResumableSha256`), and
+//! only once the part is complete writes the session object again, naming
+//! the part and holding the new state. So the session object and its hash
+//! state always describe parts that exist, whatever fails. Two PATCHes of a
+//! misbehaving client racing at the same offset on two replicas both write a
+//! part; the session names one of them (and the state of that one), the
+//! other is an orphan removed with the session.
+//!
+//! The final PUT compares the digest of the saved state with the expected
+//! one before any bytes move. Then the blob's object is made: a server-side
+//! copy of a single part, or the parts streamed in order into a new object,
+//! hashed again on the way and completed only if that hash matches. A blob
+//! received whole in the PUT goes straight to its object, completed only
+//! once its digest is checked. A multipart upload that is aborted leaves no
+//! object, so no unverified object ever appears under `blobs/`.
+//!
+//! Requests of one session that reach the same process are serialized by a
+//! lock, as on local disk; across replicas the object store is the only
+//! shared state.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::uploads::{UploadError, UploadId, UploadStatus};
+use super::{ByteStream, StorageError, PUT_PARTS_IN_FLIGHT, PUT_PART_SIZE};
+use crate::oci::{Algorithm, Digest, ResumableSha256};
+
+/// Name of the session object in a session's directory.
+const SESSION: &str = "session";
+/// Largest object S3 copies in one request (CopyObject); a single part
+/// larger than this is streamed instead.
+const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The session object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Session {
+    repository: String,
+    /// Bytes received: the sum of the parts' sizes.
+    size: u64,
+    /// `ResumableSha256::to_bytes` of the parts' bytes, in hex.
+    sha256: String,
+    /// In order.
+    parts: Vec<Part>,
+    /// Unix milliseconds.
+    created: i64,
+    updated: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Part {
+    /// Object name in the session's directory.
+    name: String,
+    size: u64,
+}
+
+impl Session {
+    fn hash(&self) -> Result<ResumableSha256, UploadError> {
+        let hash = hex::decode(&self.sha256)
+            .ok()
+            .and_then(|b| ResumableSha256::from_bytes(&b).ok())
+            .filter(|h| h.len() == self.size)
+            .ok_or_else(|| invalid("session object has a damaged hash state"))?;
+        Ok(hash)
+    }
+}
+
+type Lock = Arc<tokio::sync::Mutex<()>>;
+
+pub(super) struct SharedSessions {
+    objects: Arc<dyn ObjectStore>,
+    /// This process's lock of each session it is serving.
+    locks: Mutex<HashMap<UploadId, Lock>>,
+    /// The repository of each session seen (it never changes), so that
+    /// listing the repositories with uploads reads each session object once.
+    repositories: Mutex<HashMap<UploadId, String>>,
+}
+
+/// A session's lock, held; dropped, it leaves the table when unused.
+struct Held<'a> {
+    owner: &'a SharedSessions,
+    id: UploadId,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut locks = lock(&self.owner.locks);
+        if locks
+            .get(&self.id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(&self.id);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn store(e: impl std::fmt::Display) -> UploadError {
+    UploadError::Store(e.to_string())
+}
+
+fn invalid(message: &str) -> UploadError {
+    UploadError::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        message,
+    ))
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn dir(id: UploadId) -> ObjectPath {
+    ObjectPath::from(format!("uploads/{id}"))
+}
+
+fn key(id: UploadId, name: &str) -> ObjectPath {
+    ObjectPath::from(format!("uploads/{id}/{name}"))
+}
+
+impl SharedSessions {
+    pub(super) fn new(objects: Arc<dyn ObjectStore>) -> SharedSessions {
+        SharedSessions {
+            objects,
+            locks: Mutex::new(HashMap::new()),
+            repositories: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn hold(&self, id: UploadId) -> Held<'_> {
+        let l = lock(&self.locks).entry(id).or_default().clone();
+        Held {
+            owner: self,
+            id,
+            guard: Some(l.lock_owned().await),
+        }
+    }
+
+    fn try_hold(&self, id: UploadId) -> Option<Held<'_>> {
+        let l = lock(&self.locks).entry(id).or_default().clone();
+        let guard = l.try_lock_owned().ok();
+        // Built even when busy, so that dropping it tidies the table.
+        let held = Held {
+            owner: self,
+            id,
+            guard,
+        };
+        held.guard.is_some().then_some(held)
+    }
+
+    /// Reads a session; fails unless it exists and belongs to `repository`.
+    async fn load(&self, id: UploadId, repository: &str) -> Result<Session, UploadError> {
+        let session = self.read(id).await?.ok_or(UploadError::Unknown)?;
+        if session.repository != repository {
+            return Err(UploadError::Unknown);
+        }
+        Ok(session)
+    }
+
+    async fn read(&self, id: UploadId) -> Result<Option<Session>, UploadError> {
+        let bytes = match self.objects.get(&key(id, SESSION)).await {
+            Ok(r) => r.bytes().await.map_err(store)?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store(e)),
+        };
+        let session: Session =
+            serde_json::from_slice(&bytes).map_err(|_| invalid("session object is not valid"))?;
+        Ok(Some(session))
+    }
+
+    async fn save(&self, id: UploadId, session: &Session) -> Result<(), UploadError> {
+        let json = serde_json::to_vec(session).expect("a session serializes");
+        self.objects
+            .put(&key(id, SESSION), json.into())
+            .await
+            .map_err(store)?;
+        Ok(())
+    }
+
+    /// Starts a session for `repository`: its object exists before the
+    /// client learns the id, so any replica can serve the next request.
+    pub(super) async fn start(&self, repository: &str) -> Result<UploadId, UploadError> {
+        let id = UploadId::random();
+        let now = now_millis();
+        let session = Session {
+            repository: repository.to_string(),
+            size: 0,
+            sha256: hex::encode(ResumableSha256::new().to_bytes()),
+            parts: Vec::new(),
+            created: now,
+            updated: now,
+        };
+        self.save(id, &session).await?;
+        lock(&self.repositories).insert(id, session.repository);
+        Ok(id)
+    }
+
+    pub(super) async fn status(
+        &self,
+        id: UploadId,
+        repository: &str,
+    ) -> Result<UploadStatus, UploadError> {
+        let _held = self.hold(id).await;
+        let session = self.load(id, repository).await?;
+        Ok(UploadStatus { size: session.size })
+    }
+
+    pub(super) async fn append(
+        &self,
+        id: UploadId,
+        repository: &str,
+        start: Option<u64>,
+        declared_len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadStatus, UploadError> {
+        let _held = self.hold(id).await;
+        let session = self.load(id, repository).await?;
+        let session = self
+            .add_part(id, session, start, declared_len, body)
+            .await?;
+        Ok(UploadStatus { size: session.size })
+    }
+
+    /// Streams `body` into a new part and records it in the session object.
+    /// On any failure the session object is as it was (a part already
+    /// complete is then an orphan, removed with the session).
+    async fn add_part(
+        &self,
+        id: UploadId,
+        mut session: Session,
+        start: Option<u64>,
+        declared_len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<Session, UploadError> {
+        if start.is_some_and(|s| s != session.size) {
+            return Err(UploadError::OutOfOrder { size: session.size });
+        }
+        let mut hash = session.hash()?;
+        let name = format!("part-{}-{}", session.size, super::new_nonce());
+        let mut out = ObjectWriter::new(&self.objects, key(id, &name));
+        let received = match receive(body, declared_len, |b| hash.update(b), &mut out).await {
+            Ok(n) => n,
+            Err(e) => {
+                out.abort().await;
+                return Err(e);
+            }
+        };
+        if received == 0 {
+            out.abort().await;
+            return Ok(session);
+        }
+        out.complete().await?;
+        session.size += received;
+        session.sha256 = hex::encode(hash.to_bytes());
+        session.parts.push(Part {
+            name,
+            size: received,
+        });
+        session.updated = now_millis();
+        self.save(id, &session).await?;
+        Ok(session)
+    }
+
+    pub(super) async fn cancel(&self, id: UploadId, repository: &str) -> Result<(), UploadError> {
+        let _held = self.hold(id).await;
+        self.load(id, repository).await?;
+        self.discard(id).await
+    }
+
+    /// Verifies the session's bytes against `expected` and makes them the
+    /// object `target`. Returns the blob's size. On a mismatch the session
+    /// is discarded.
+    pub(super) async fn commit(
+        &self,
+        id: UploadId,
+        repository: &str,
+        expected: &Digest,
+        target: ObjectPath,
+    ) -> Result<u64, UploadError> {
+        let _held = self.hold(id).await;
+        let session = self.load(id, repository).await?;
+        self.finish(id, session, expected, target).await
+    }
+
+    /// Completes a session with the final request's body (a last chunk, or
+    /// the whole blob when nothing was sent before), then as `commit`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn commit_stream(
+        &self,
+        id: UploadId,
+        repository: &str,
+        start: Option<u64>,
+        declared_len: Option<u64>,
+        body: ByteStream,
+        expected: &Digest,
+        target: ObjectPath,
+    ) -> Result<u64, UploadError> {
+        let _held = self.hold(id).await;
+        let session = self.load(id, repository).await?;
+        if start.is_some_and(|s| s != session.size) {
+            return Err(UploadError::OutOfOrder { size: session.size });
+        }
+        if !session.parts.is_empty() {
+            let session = self.add_part(id, session, None, declared_len, body).await?;
+            return self.finish(id, session, expected, target).await;
+        }
+        // Nothing staged: the body goes straight into the blob's object,
+        // which is completed only if its digest is the expected one.
+        let mut hasher = expected.algorithm().hasher();
+        let mut out = ObjectWriter::new(&self.objects, target);
+        let received = match receive(body, declared_len, |b| hasher.update(b), &mut out).await {
+            Ok(n) => n,
+            Err(e) => {
+                out.abort().await;
+                return Err(e);
+            }
+        };
+        let actual = hasher.finish();
+        if actual != *expected {
+            out.abort().await;
+            self.discard(id).await?;
+            return Err(UploadError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        out.complete().await?;
+        self.discard_committed(id).await;
+        Ok(received)
+    }
+
+    /// Completes a session that has received nothing with `bytes`, its
+    /// whole content. The session ends whatever the outcome.
+    pub(super) async fn commit_bytes(
+        &self,
+        id: UploadId,
+        repository: &str,
+        expected: &Digest,
+        bytes: Bytes,
+        target: ObjectPath,
+    ) -> Result<u64, UploadError> {
+        let _held = self.hold(id).await;
+        let session = self.load(id, repository).await?;
+        if session.size != 0 {
+            return Err(UploadError::OutOfOrder { size: session.size });
+        }
+        let result = put_whole(&self.objects, expected, bytes, target).await;
+        if result.is_ok() {
+            self.discard_committed(id).await;
+        } else {
+            self.discard(id).await?;
+        }
+        result
+    }
+
+    async fn finish(
+        &self,
+        id: UploadId,
+        session: Session,
+        expected: &Digest,
+        target: ObjectPath,
+    ) -> Result<u64, UploadError> {
+        let hash = session.hash()?;
+        // SHA-256, what sessions hash: checked before any bytes move.
+        // SHA-512: checked while the parts are streamed (below).
+        if expected.algorithm() == Algorithm::Sha256 {
+            let actual = hash.finish();
+            if actual != *expected {
+                self.discard(id).await?;
+                return Err(UploadError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        match session.parts.as_slice() {
+            [part] if expected.algorithm() == Algorithm::Sha256 && part.size <= MAX_COPY => {
+                // The part's bytes are those the state hashed: the session
+                // object names only complete, immutable parts.
+                match self.objects.copy(&key(id, &part.name), &target).await {
+                    Ok(()) => {}
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(self.lost_part(id, &part.name).await)
+                    }
+                    Err(e) => return Err(store(e)),
+                }
+            }
+            parts => {
+                if let Err(e) = self.concatenate(id, parts, expected, target).await {
+                    if matches!(e, UploadError::DigestMismatch { .. }) {
+                        self.discard(id).await?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.discard_committed(id).await;
+        Ok(session.size)
+    }
+
+    /// Streams the parts in order into the object `target`, hashing them,
+    /// and completes it only if they hash to `expected`.
+    async fn concatenate(
+        &self,
+        id: UploadId,
+        parts: &[Part],
+        expected: &Digest,
+        target: ObjectPath,
+    ) -> Result<(), UploadError> {
+        let mut hasher = expected.algorithm().hasher();
+        let mut out = ObjectWriter::new(&self.objects, target);
+        for part in parts {
+            let copied = async {
+                let r = match self.objects.get(&key(id, &part.name)).await {
+                    Ok(r) => r,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(self.lost_part(id, &part.name).await)
+                    }
+                    Err(e) => return Err(store(e)),
+                };
+                let mut bytes = r.into_stream();
+                while let Some(chunk) = bytes.next().await {
+                    let chunk = chunk.map_err(store)?;
+                    hasher.update(&chunk);
+                    out.put(chunk).await?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = copied {
+                out.abort().await;
+                return Err(e);
+            }
+        }
+        let actual = hasher.finish();
+        if actual != *expected {
+            out.abort().await;
+            return Err(UploadError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        out.complete().await
+    }
+
+    /// A part the session names is gone: the session was removed under
+    /// this request (cancelled, committed or expired elsewhere).
+    async fn lost_part(&self, id: UploadId, name: &str) -> UploadError {
+        match self.read(id).await {
+            Ok(None) => UploadError::Unknown,
+            Ok(Some(_)) => invalid(&format!("part {name} of upload {id} is missing")),
+            Err(e) => e,
+        }
+    }
+
+    /// Removes a session's objects: the session object first, so no
+    /// replica finds a session naming removed parts, then every other
+    /// object of its directory (parts, orphans of raced PATCHes).
+    async fn discard(&self, id: UploadId) -> Result<(), UploadError> {
+        match self.objects.delete(&key(id, SESSION)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store(e)),
+        }
+        lock(&self.repositories).remove(&id);
+        let rest: Vec<ObjectPath> = self
+            .objects
+            .list(Some(&dir(id)))
+            .map_ok(|o| o.location)
+            .try_collect()
+            .await
+            .map_err(store)?;
+        for location in rest {
+            match self.objects.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `discard` once the blob exists: a failure only leaves objects that
+    /// expiry removes, so the commit still succeeds.
+    async fn discard_committed(&self, id: UploadId) {
+        if let Err(e) = self.discard(id).await {
+            tracing::warn!(upload = %id, error = %e, "could not remove a committed upload's objects");
+        }
+    }
+
+    /// Repositories with a session in the store, whichever replica serves it.
+    pub(super) async fn repositories(&self) -> Result<HashSet<String>, StorageError> {
+        let listing = self
+            .objects
+            .list_with_delimiter(Some(&ObjectPath::from("uploads")))
+            .await?;
+        let ids: HashSet<UploadId> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.parse().ok())
+            .collect();
+        lock(&self.repositories).retain(|id, _| ids.contains(id));
+        let mut found = HashSet::new();
+        for id in ids {
+            let known = lock(&self.repositories).get(&id).cloned();
+            let repository = match known {
+                Some(r) => r,
+                None => match self.read(id).await {
+                    Ok(Some(session)) => {
+                        lock(&self.repositories).insert(id, session.repository.clone());
+                        session.repository
+                    }
+                    // Leftover parts of a session that ended.
+                    Ok(None) => continue,
+                    Err(e) => return Err(std::io::Error::other(e.to_string()).into()),
+                },
+            };
+            found.insert(repository);
+        }
+        Ok(found)
+    }
+
+    /// Removes sessions whose objects were all last written more than `ttl`
+    /// ago (and leftovers of sessions that ended without their parts being
+    /// removed); returns how many.
+    pub(super) async fn expire(&self, ttl: Duration) -> Result<usize, UploadError> {
+        let objects: Vec<object_store::ObjectMeta> = self
+            .objects
+            .list(Some(&ObjectPath::from("uploads")))
+            .try_collect()
+            .await
+            .map_err(store)?;
+        let mut newest: HashMap<UploadId, chrono::DateTime<chrono::Utc>> = HashMap::new();
+        for o in objects {
+            let Some(id) = o
+                .location
+                .parts()
+                .nth(1)
+                .and_then(|p| p.as_ref().parse::<UploadId>().ok())
+            else {
+                continue;
+            };
+            let at = newest.entry(id).or_insert(o.last_modified);
+            *at = (*at).max(o.last_modified);
+        }
+        let cutoff = chrono::Utc::now() - ttl;
+        let mut removed = 0;
+        for (id, at) in newest {
+            if at >= cutoff {
+                continue;
+            }
+            // A session in use here is not stale.
+            let Some(_held) = self.try_hold(id) else {
+                continue;
+            };
+            self.discard(id).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// Verifies a blob received whole and stores it as the object `target` in
+/// one PUT. Returns its size.
+pub(super) async fn put_whole(
+    objects: &Arc<dyn ObjectStore>,
+    expected: &Digest,
+    bytes: Bytes,
+    target: ObjectPath,
+) -> Result<u64, UploadError> {
+    let actual = Digest::of(expected.algorithm(), &bytes);
+    if actual != *expected {
+        return Err(UploadError::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    let size = bytes.len() as u64;
+    objects.put(&target, bytes.into()).await.map_err(store)?;
+    Ok(size)
+}
+
+/// Reads `body` into `out`, passing every chunk to `hash` first. Returns
+/// the bytes received; fails if the client stops sending, sends a length
+/// other than `declared_len`, or the store fails. The caller completes or
+/// aborts `out`.
+async fn receive(
+    mut body: ByteStream,
+    declared_len: Option<u64>,
+    mut hash: impl FnMut(&[u8]),
+    out: &mut ObjectWriter,
+) -> Result<u64, UploadError> {
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| UploadError::Body(e.to_string()))?;
+        received += chunk.len() as u64;
+        if let Some(declared) = declared_len.filter(|&d| received > d) {
+            return Err(UploadError::LengthMismatch { received, declared });
+        }
+        hash(&chunk);
+        out.put(chunk).await?;
+    }
+    match declared_len {
+        Some(declared) if declared != received => {
+            Err(UploadError::LengthMismatch { received, declared })
+        }
+        _ => Ok(received),
+    }
+}
+
+/// An object being written: one PUT when small, else a multipart upload of
+/// `PUT_PART_SIZE` parts, `PUT_PARTS_IN_FLIGHT` at a time. Nothing is
+/// visible in the store until `complete`.
+struct ObjectWriter(BufWriter);
+
+impl ObjectWriter {
+    fn new(objects: &Arc<dyn ObjectStore>, key: ObjectPath) -> ObjectWriter {
+        ObjectWriter(
+            BufWriter::with_capacity(objects.clone(), key, PUT_PART_SIZE)
+                .with_max_concurrency(PUT_PARTS_IN_FLIGHT),
+        )
+    }
+
+    async fn put(&mut self, bytes: Bytes) -> Result<(), UploadError> {
+        self.0.put(bytes).await.map_err(store)
+    }
+
+    async fn complete(mut self) -> Result<(), UploadError> {
+        self.0.shutdown().await.map_err(store)
+    }
+
+    /// Drops what was written; a multipart upload is aborted (if that fails
+    /// its parts stay in the bucket until a lifecycle rule removes them).
+    async fn abort(mut self) {
+        if let Err(e) = self.0.abort().await {
+            tracing::warn!(error = %e, "could not abort a multipart upload");
+        }
+    }
+}
