@@ -19,6 +19,8 @@ const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 /// How often scheduled retention policies are checked for a due run.
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a replica without a job's lease tries to take it over.
+const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(15);
 /// How often buffered audit events are written.
 const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often audit entries past their retention are deleted.
@@ -36,11 +38,11 @@ pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = Arc::new(match &config.database.url {
         Some(url) => {
-            MetaStore::open(
-                &url.0,
-                config.database.max_connections.saturating_sub(1).max(1),
-            )
-            .await?
+            // A third of the connections write (SERIALIZABLE transactions
+            // side by side), the rest read.
+            let total = config.database.max_connections.max(2);
+            let writers = (total / 3).max(1);
+            MetaStore::open(&url.0, total - writers, writers).await?
         }
         None => MetaStore::open_sqlite(&config.data_dir.join("berth.db")).await?,
     });
@@ -130,8 +132,8 @@ async fn background_jobs(
 ) {
     // Retention and audit pruning run in the one replica that holds their
     // lease, until it dies; the others keep trying to take it over.
-    let mut retention_lease: Option<Lease> = None;
-    let mut pruning_lease: Option<Lease> = None;
+    let mut retention_lease = Leader::new(LeasedJob::Retention);
+    let mut pruning_lease = Leader::new(LeasedJob::AuditPruning);
     let mut retention = tokio::time::interval(RETENTION_CHECK_INTERVAL);
     let mut audit_flush = tokio::time::interval(AUDIT_FLUSH_INTERVAL);
     let mut audit_prune = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
@@ -142,7 +144,7 @@ async fn background_jobs(
     loop {
         tokio::select! {
             _ = retention.tick() => {
-                let Some(taken) = lease(&meta, &mut retention_lease, LeasedJob::Retention).await else {
+                let Some(taken) = retention_lease.hold(&meta).await else {
                     continue;
                 };
                 // Runs left running belong to a holder that died (or stopped).
@@ -161,7 +163,7 @@ async fn background_jobs(
                 }
             }
             _ = audit_prune.tick() => {
-                if lease(&meta, &mut pruning_lease, LeasedJob::AuditPruning).await.is_none() {
+                if pruning_lease.hold(&meta).await.is_none() {
                     continue;
                 }
                 match auth.audit().prune().await {
@@ -213,26 +215,50 @@ async fn follow_changes(
     }
 }
 
-/// Keeps (or takes) the lease of `job`; returns whether it is held and, when
-/// it was just taken, `Some(true)`.
-async fn lease(meta: &MetaStore, held: &mut Option<Lease>, job: LeasedJob) -> Option<bool> {
-    if let Some(lease) = held {
-        if lease.holds().await {
-            return Some(false);
+/// A job this replica runs while it holds the job's lease.
+struct Leader {
+    job: LeasedJob,
+    lease: Option<Lease>,
+    /// A replica without the lease asks again no sooner than this (each
+    /// attempt costs a PostgreSQL connection).
+    next_attempt: std::time::Instant,
+}
+
+impl Leader {
+    fn new(job: LeasedJob) -> Leader {
+        Leader {
+            job,
+            lease: None,
+            next_attempt: std::time::Instant::now(),
         }
-        tracing::warn!(job = ?job, "lost the lease of a background job; taking it again");
-        *held = None;
     }
-    match meta.try_lease(job).await {
-        Ok(Some(lease)) => {
-            tracing::info!(job = ?job, "this replica now runs the job");
-            *held = Some(lease);
-            Some(true)
+
+    /// Keeps (or takes) the lease; None if another replica holds it,
+    /// `Some(true)` if it was just taken.
+    async fn hold(&mut self, meta: &MetaStore) -> Option<bool> {
+        let job = self.job;
+        if let Some(lease) = &mut self.lease {
+            if lease.holds().await {
+                return Some(false);
+            }
+            tracing::warn!(job = ?job, "lost the lease of a background job; taking it again");
+            self.lease = None;
         }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(job = ?job, error = %e, "could not take the lease of a background job");
-            None
+        if std::time::Instant::now() < self.next_attempt {
+            return None;
+        }
+        self.next_attempt = std::time::Instant::now() + LEASE_RETRY_INTERVAL;
+        match meta.try_lease(job).await {
+            Ok(Some(lease)) => {
+                tracing::info!(job = ?job, "this replica now runs the job");
+                self.lease = Some(lease);
+                Some(true)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(job = ?job, error = %e, "could not take the lease of a background job");
+                None
+            }
         }
     }
 }

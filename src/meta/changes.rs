@@ -18,10 +18,11 @@ use super::{MetaError, MetaStore};
 const CHANNEL: &str = "berth_changes";
 
 /// Installed at every start (idempotent), under a transaction-level
+/// ("BRTH" << 32 + 100, see `leases.rs`)
 /// advisory lock so replicas starting together do not race on the DDL.
 /// PostgreSQL-only: the embedded database needs no triggers.
 const TRIGGERS: &str = r#"
-SELECT pg_advisory_xact_lock(4923864903683325952);
+SELECT pg_advisory_xact_lock(4778974822807896164);
 CREATE OR REPLACE FUNCTION berth_notify_repository() RETURNS trigger LANGUAGE plpgsql AS $body$
 BEGIN
     IF TG_OP = 'DELETE' THEN PERFORM pg_notify('berth_changes', 'repository:' || OLD.repository);

@@ -68,9 +68,15 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    pub(super) fn start(pool: Pool) -> Committer {
+    /// Starts `writers` workers, each committing batches on a connection of
+    /// `pool`: one on SQLite (a single writer); several on PostgreSQL,
+    /// whose SERIALIZABLE transactions may run side by side.
+    pub(super) fn start(pool: Pool, writers: usize) -> Committer {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(pool, rx));
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(pool.clone(), rx.clone()));
+        }
         Committer { jobs }
     }
 
@@ -97,9 +103,10 @@ impl Committer {
     }
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+async fn run(pool: Pool, rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Box<dyn Job>>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    // A worker takes the jobs waiting (while another commits) as one batch.
+    while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match pool.acquire().await {
             Ok(mut conn) => commit_batch(&mut conn, std::mem::take(&mut batch)).await,
             Err(e) => {
@@ -114,59 +121,95 @@ async fn exec(conn: &mut Conn, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
 }
 
+/// How one transaction of a batch ended.
+enum Attempt {
+    /// Committed: the jobs left have their results.
+    Committed,
+    /// A job failed on its own (its error): it is answered, the others run again.
+    JobFailed(usize, MetaError),
+    /// A write conflict: the whole batch runs again.
+    Conflict(MetaError),
+    /// The database failed: every job fails.
+    Failed(String),
+}
+
 async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>) {
     let backend = Backend::of(conn);
     let mut conflicts = 0;
     while !jobs.is_empty() {
-        if let Err(e) = exec(conn, backend.begin()).await {
-            return fail_all(jobs, e.to_string());
-        }
-        let mut failed = None;
-        for (i, job) in jobs.iter_mut().enumerate() {
-            // A panicking job (a bug) must not take the committer, and with
-            // it every later write, down.
-            match AssertUnwindSafe(job.run(conn)).catch_unwind().await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failed = Some((i, e)),
-                Err(_) => {
-                    tracing::error!("a metadata write panicked; it is rolled back");
-                    failed = Some((i, MetaError::NotApplied));
-                }
-            }
-            if failed.is_some() {
-                break;
+        // On PostgreSQL every transaction holds the write gate shared; one
+        // that runs again after a conflict holds it alone, so it cannot meet
+        // the same contention twice (on a project's usage counters, say) and
+        // retries cannot starve. Taken before BEGIN: the snapshot must not
+        // predate the wait.
+        let gate = match (backend, conflicts) {
+            (Backend::Sqlite, _) => None,
+            (Backend::Postgres, 0) => Some(db::GATE_SHARED),
+            (Backend::Postgres, _) => Some(db::GATE_ALONE),
+        };
+        if let Some((lock, _)) = gate {
+            if let Err(e) = exec(conn, lock).await {
+                return fail_all(jobs, e.to_string());
             }
         }
-        match failed {
-            // The job failed on its own: undo the transaction, answer it,
-            // and run the others again without it.
-            Some((i, e)) if !db::is_conflict(&e) => {
-                if let Err(e) = exec(conn, "ROLLBACK").await {
-                    return fail_all(jobs, e.to_string());
-                }
-                jobs.remove(i).finish(Err(e));
+        let attempt = attempt(conn, backend, &mut jobs).await;
+        if let Some((_, unlock)) = gate {
+            if let Err(e) = exec(conn, unlock).await {
+                tracing::error!(error = %e, "releasing the write gate failed; closing the connection");
+                let _ = exec(conn, "SELECT pg_terminate_backend(pg_backend_pid())").await;
             }
-            failed => {
-                let outcome = match failed {
-                    Some((_, conflict)) => Err(conflict),
-                    None => exec(conn, "COMMIT").await.map_err(MetaError::from),
-                };
-                let Err(e) = outcome else {
-                    return jobs.into_iter().for_each(|job| job.finish(Ok(())));
-                };
-                let _ = exec(conn, "ROLLBACK").await;
-                if !db::is_conflict(&e) || conflicts == MAX_CONFLICT_RETRIES {
-                    return fail_all(jobs, e.to_string());
-                }
-                // Another replica's transaction touched what this one read:
-                // the whole batch runs again on fresh data, after a random
-                // pause that spreads the retries of the replicas that collided.
+        }
+        match attempt {
+            Attempt::Committed => return jobs.into_iter().for_each(|job| job.finish(Ok(()))),
+            Attempt::JobFailed(i, e) => jobs.remove(i).finish(Err(e)),
+            Attempt::Failed(e) => return fail_all(jobs, e),
+            Attempt::Conflict(e) if conflicts == MAX_CONFLICT_RETRIES => {
+                return fail_all(jobs, e.to_string())
+            }
+            Attempt::Conflict(e) => {
                 conflicts += 1;
-                let ceiling = 2u32 << conflicts.min(7);
-                let pause = 1 + rand_core::RngCore::next_u32(&mut rand_core::OsRng) % ceiling;
+                tracing::debug!(attempt = conflicts, jobs = jobs.len(), error = %e, "write conflict; running the batch again");
+                let pause = 1 + rand_core::RngCore::next_u32(&mut rand_core::OsRng) % 8;
                 tokio::time::sleep(std::time::Duration::from_millis(pause.into())).await;
             }
         }
+    }
+}
+
+/// Runs the jobs in one transaction.
+async fn attempt(conn: &mut Conn, backend: Backend, jobs: &mut [Box<dyn Job>]) -> Attempt {
+    if let Err(e) = exec(conn, backend.begin()).await {
+        return Attempt::Failed(e.to_string());
+    }
+    let mut failed = None;
+    for (i, job) in jobs.iter_mut().enumerate() {
+        // A panicking job (a bug) must not take the committer, and with
+        // it every later write, down.
+        match AssertUnwindSafe(job.run(conn)).catch_unwind().await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => failed = Some((i, e)),
+            Err(_) => {
+                tracing::error!("a metadata write panicked; it is rolled back");
+                failed = Some((i, MetaError::NotApplied));
+            }
+        }
+        break;
+    }
+    let Some((i, e)) = failed else {
+        // A failed COMMIT has ended the transaction already.
+        return match exec(conn, "COMMIT").await.map_err(MetaError::from) {
+            Ok(()) => Attempt::Committed,
+            Err(e) if db::is_conflict(&e) => Attempt::Conflict(e),
+            Err(e) => Attempt::Failed(e.to_string()),
+        };
+    };
+    if let Err(e) = exec(conn, "ROLLBACK").await {
+        return Attempt::Failed(e.to_string());
+    }
+    if db::is_conflict(&e) {
+        Attempt::Conflict(e)
+    } else {
+        Attempt::JobFailed(i, e)
     }
 }
 
@@ -192,7 +235,7 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        let committer = Committer::start(pool.clone());
+        let committer = Committer::start(pool.clone(), 1);
         (pool, committer)
     }
 

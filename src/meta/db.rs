@@ -55,6 +55,19 @@ impl Backend {
     }
 }
 
+/// The write gate (PostgreSQL): (take, release) statements of a session
+/// advisory lock that every write transaction holds shared, and one that
+/// runs again after a conflict holds alone. The key is fixed and
+/// "BRTH"-prefixed, like the leases'.
+pub const GATE_SHARED: (&str, &str) = (
+    "SELECT pg_advisory_lock_shared(4778974822807896165)",
+    "SELECT pg_advisory_unlock_shared(4778974822807896165)",
+);
+pub const GATE_ALONE: (&str, &str) = (
+    "SELECT pg_advisory_lock(4778974822807896165)",
+    "SELECT pg_advisory_unlock(4778974822807896165)",
+);
+
 /// Whether an error is a write conflict that running the transaction again
 /// resolves: PostgreSQL's serialization failure or deadlock.
 pub fn is_conflict(e: &MetaError) -> bool {
@@ -215,11 +228,11 @@ fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
-/// The one connection the committer writes on, for a database URL:
-/// `sqlite://PATH` (created if missing) or `postgres://…`.
-pub async fn connect_writer(url: &str) -> Result<Pool, MetaError> {
+/// The connections the committer writes on (one for SQLite), for a
+/// database URL: `sqlite://PATH` (created if missing) or `postgres://…`.
+pub async fn connect_writer(url: &str, writers: u32) -> Result<Pool, MetaError> {
     sqlx::any::install_default_drivers();
-    let options = AnyPoolOptions::new().max_connections(1);
+    let options = AnyPoolOptions::new().max_connections(writers);
     Ok(if is_sqlite(url) {
         // WAL: readers never block the writer; FULL: a commit survives power loss.
         options

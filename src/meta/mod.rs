@@ -149,21 +149,28 @@ fn digest(s: String) -> Result<Digest, MetaError> {
 impl MetaStore {
     /// Opens (creating and migrating) the embedded database at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<MetaStore, MetaError> {
-        MetaStore::open(&db::sqlite_url(path), 4).await
+        MetaStore::open(&db::sqlite_url(path), 4, 1).await
     }
 
     /// Opens and migrates the database at `url` (`sqlite://PATH` or
-    /// `postgres://…`), reading on up to `readers` connections. Replicas may
-    /// open one PostgreSQL database at the same moment: the migrator holds
-    /// an advisory lock while it migrates.
-    pub async fn open(url: &str, readers: u32) -> Result<MetaStore, MetaError> {
-        let writer = db::connect_writer(url).await?;
+    /// `postgres://…`), reading on up to `readers` connections and writing
+    /// on `writers` (SQLite: always one). Replicas may open one PostgreSQL
+    /// database at the same moment: the migrator holds an advisory lock
+    /// while it migrates.
+    pub async fn open(url: &str, readers: u32, writers: u32) -> Result<MetaStore, MetaError> {
+        let backend = db::Backend::of_url(url);
+        let writers = if backend == db::Backend::Sqlite {
+            1
+        } else {
+            writers.max(1)
+        };
+        let writer = db::connect_writer(url, writers).await?;
         MIGRATIONS.run(&writer).await?;
         let reader = db::connect_readers(url, readers).await?;
-        let committer = committer::Committer::start(writer.clone());
+        let committer = committer::Committer::start(writer.clone(), writers as usize);
         let store = MetaStore {
             url: url.to_string(),
-            backend: db::Backend::of_url(url),
+            backend,
             reader,
             writer,
             committer,

@@ -326,7 +326,7 @@ fn database_env() -> Vec<(String, String)> {
         ("BERTH_DATABASE_URL".to_string(), url),
         (
             "BERTH_DATABASE_MAX_CONNECTIONS".to_string(),
-            "4".to_string(),
+            "6".to_string(),
         ),
     ]
 }
