@@ -595,9 +595,9 @@ impl Copier<'_> {
                 }
                 Ok(Copied::NoFile) => {
                     first_error.get_or_insert(format!(
-                        "blob {}: the source has a row but no file ({}); run `berth check` on the \
-                         source, and stop its server before the last run. Nothing was written to \
-                         the target database",
+                        "blob {}: the source has a row but no file ({}). Nothing was written to \
+                         the target database. Stop the old server before the last run; \
+                         `berth check` against it lists every blob without a file",
                         row.digest,
                         self.source.blob_location(&row.digest, &row.nonce)
                     ));
@@ -638,7 +638,7 @@ impl Copier<'_> {
             Ok(()) => Ok(Copied::Done),
             Err(e @ CopyError::Mismatch { .. }) => Err(format!(
                 "blob {} is corrupt in the source ({}): {e}. Nothing was written to the target \
-                 database; run `berth check` on the source",
+                 database; restore the file, or delete what uses the blob from the old server",
                 row.digest,
                 self.source.blob_location(&row.digest, &row.nonce)
             )),

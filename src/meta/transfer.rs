@@ -341,14 +341,23 @@ async fn import(
 ) -> Result<BTreeMap<String, u64>, MetaError> {
     let names: Vec<String> = source.tables.iter().map(|t| t.name.clone()).collect();
     if backend == Backend::Postgres {
-        // Nothing else reads or writes the tables until the copy is whole.
+        // Nothing else reads or writes the tables until the copy is whole;
+        // a replica serving the database makes the copy fail, not wait.
+        sqlx::query("SET LOCAL lock_timeout = '10s'")
+            .execute(&mut *conn)
+            .await?;
         let list: Vec<String> = names.iter().map(|n| quoted(n)).collect();
         sqlx::query(&format!(
             "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
             list.join(", ")
         ))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(|e| {
+            MetaError::Refused(format!(
+                "the target database is in use (is a Berth server running on it? stop it                  during the migration): {e}"
+            ))
+        })?;
     }
     let held: Vec<String> = count_rows(conn, &names)
         .await?
