@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod meta;
 pub mod metrics;
+pub mod migrate;
 pub mod oci;
 pub mod policy;
 pub mod registry;

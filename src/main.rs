@@ -30,6 +30,10 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Copy an embedded installation to PostgreSQL and S3 (or any target
+    /// configuration), verified.
+    #[command(long_about = berth::migrate::LONG_ABOUT)]
+    Migrate(berth::migrate::MigrateArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -38,6 +42,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Client(command) => berth::cli::run(command, cli.client),
+        Command::Migrate(args) => {
+            let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn,sqlx=error".into());
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_new(filter)
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            berth::migrate::run(args, cli.client.json)
+        }
         Command::Serve {
             config,
             listen,

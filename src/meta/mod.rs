@@ -24,6 +24,7 @@ mod leases;
 mod quota;
 mod retention;
 mod rules;
+mod transfer;
 mod writes;
 
 pub use access::{
@@ -37,6 +38,7 @@ pub use leases::{Lease, LeasedJob};
 pub use quota::Usage;
 pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
+pub use transfer::{BlobRow, Snapshot, Table};
 
 use std::path::Path;
 use std::str::FromStr;

@@ -78,6 +78,30 @@ pub enum StorageError {
     ObjectStore(#[from] object_store::Error),
 }
 
+/// Why a blob copied in from elsewhere was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The bytes are not the blob's (`actual` is None when there were more
+    /// than `expected_size` and reading stopped there).
+    #[error("{}", mismatch(actual.as_ref(), *actual_size, *expected_size))]
+    Mismatch {
+        actual: Option<Digest>,
+        actual_size: u64,
+        expected_size: u64,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn mismatch(actual: Option<&Digest>, actual_size: u64, expected_size: u64) -> String {
+    match actual {
+        Some(actual) => format!(
+            "its bytes hash to {actual} ({actual_size} bytes; the row says {expected_size} bytes)"
+        ),
+        None => format!("it has more than the {expected_size} bytes its row says"),
+    }
+}
+
 pub struct BlobStore {
     /// Local directory: blob files and the uploads in progress (local
     /// placement); leftovers of older versions only (remote placement).
@@ -341,6 +365,93 @@ impl BlobStore {
         }
         let target = self.file_path(expected, nonce);
         self.uploads.store_bytes(expected, bytes, target).await
+    }
+
+    /// Stores a blob read from elsewhere (another store, during a migration)
+    /// under the key of `nonce`, hashing it on the way: the object is
+    /// completed only if the bytes are `size` bytes hashing to `digest`;
+    /// otherwise the upload is aborted and nothing is stored. Streamed like
+    /// `put_file` (one PUT when small, multipart when large), never whole in
+    /// memory. `copied` is told the length of each chunk as it passes.
+    pub async fn put_verified_stream(
+        &self,
+        digest: &Digest,
+        nonce: &str,
+        size: u64,
+        mut bytes: ByteStream,
+        copied: impl Fn(usize),
+    ) -> Result<(), CopyError> {
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            self.objects.clone(),
+            Self::object_path(digest, nonce),
+            PUT_PART_SIZE,
+        )
+        .with_max_concurrency(PUT_PARTS_IN_FLIGHT);
+        let mut hasher = digest.algorithm().hasher();
+        let mut received = 0u64;
+        let written: Result<(), CopyError> = 'copy: {
+            while let Some(chunk) = bytes.next().await {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => break 'copy Err(StorageError::Io(e).into()),
+                };
+                received += chunk.len() as u64;
+                if received > size {
+                    break 'copy Err(CopyError::Mismatch {
+                        actual: None,
+                        actual_size: received,
+                        expected_size: size,
+                    });
+                }
+                hasher.update(&chunk);
+                copied(chunk.len());
+                if let Err(e) = writer.put(chunk).await {
+                    break 'copy Err(StorageError::from(e).into());
+                }
+            }
+            let actual = hasher.finish();
+            if received != size || actual != *digest {
+                break 'copy Err(CopyError::Mismatch {
+                    actual: Some(actual),
+                    actual_size: received,
+                    expected_size: size,
+                });
+            }
+            Ok(())
+        };
+        match written {
+            Ok(()) => {
+                use tokio::io::AsyncWriteExt;
+                writer.shutdown().await.map_err(StorageError::Io)?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the bytes of one write of a blob are, for messages: the file's
+    /// path (local placement) or the object's key.
+    pub fn blob_location(&self, digest: &Digest, nonce: &str) -> String {
+        if self.remote {
+            Self::object_path(digest, nonce).to_string()
+        } else {
+            self.file_path(digest, nonce).display().to_string()
+        }
+    }
+
+    /// Every blob file or object in the store, with its size (a listing,
+    /// directory by directory).
+    pub async fn all_blob_files(&self) -> Result<Vec<BlobFile>, StorageError> {
+        // Modified before a moment far ahead: everything.
+        let until = SystemTime::now() + std::time::Duration::from_secs(100 * 365 * 86_400);
+        let mut files = Vec::new();
+        for dir in self.blob_dirs().await? {
+            files.extend(self.blob_files(dir, until).await?);
+        }
+        Ok(files)
     }
 
     /// Deletes the file of one write of a blob. Returns its size, or None if

@@ -81,6 +81,26 @@ impl Server {
 
     /// Starts a fresh registry with extra arguments and environment variables.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let env = storage_env()
+            .into_iter()
+            .chain(database_env())
+            .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        Server::start_inner(extra_args, env)
+    }
+
+    /// Starts a fresh registry on the embedded defaults (SQLite file, blobs
+    /// under its data directory) whatever backends the test run sets, with
+    /// extra environment variables.
+    pub fn start_embedded(env: &[(&str, &str)]) -> Server {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Server::start_inner(&[], env)
+    }
+
+    fn start_inner(extra_args: &[&str], env: Vec<(String, String)>) -> Server {
         if let Ok(addr) = std::env::var("BERTH_TEST_EXTERNAL_REGISTRY") {
             return Server {
                 addr: addr
@@ -94,11 +114,7 @@ impl Server {
         let mut server = Server {
             addr: free_port(),
             dir: Some(TempDir::new("berth-test")),
-            env: storage_env()
-                .into_iter()
-                .chain(database_env())
-                .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-                .collect(),
+            env,
             child: None,
         };
         server.child = Some(server.spawn(extra_args));
