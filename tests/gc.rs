@@ -286,7 +286,6 @@ struct Snapshot {
 }
 
 async fn snapshot(db: &AnyPool, server: &common::Server) -> Snapshot {
-    let data = server.data_dir();
     let pairs = |sql: &'static str| async move {
         sqlx::query(sql)
             .fetch_all(db)
@@ -320,10 +319,7 @@ async fn snapshot(db: &AnyPool, server: &common::Server) -> Snapshot {
     .map(|r| (r.get(0), (r.get(1), r.get::<i64, _>(2) != 0)))
     .collect();
     let files = server.stored_blob_names().await;
-    let uploads = std::fs::read_dir(data.join("storage/uploads"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let uploads = server.stored_upload_sessions().await.into_iter().collect();
     Snapshot {
         tags,
         repo_manifests: pairs("SELECT repository, digest FROM repository_manifests")

@@ -14,7 +14,8 @@ use support::*;
 async fn abandoned_uploads_expire_and_their_data_is_removed() {
     let server = common::Server::start_with_env(&[], &[("BERTH_UPLOADS_EXPIRE_AFTER_SECS", "1")]);
     let api = Api::new(server.url());
-    let empty = api.start_upload("exp").await; // never sent data: lives in memory only
+    // Never sent data: in memory only on disk, a session object on S3.
+    let empty = api.start_upload("exp").await;
     let location = api.start_upload("exp").await;
     let r = api
         .http
@@ -24,11 +25,10 @@ async fn abandoned_uploads_expire_and_their_data_is_removed() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let uploads = server.data_dir().join("storage/uploads");
-    assert_eq!(
-        std::fs::read_dir(&uploads).unwrap().count(),
-        1,
-        "one session on disk"
+    let id = location.rsplit('/').next().unwrap().to_string();
+    assert!(
+        server.stored_upload_sessions().await.contains(&id),
+        "the session with data is stored"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -40,11 +40,8 @@ async fn abandoned_uploads_expire_and_their_data_is_removed() {
         assert!(Instant::now() < deadline, "upload never expired");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        std::fs::read_dir(&uploads).unwrap().count(),
-        0,
-        "its data is gone"
-    );
+    let left = server.stored_upload_sessions().await;
+    assert!(left.is_empty(), "its data is gone: {left:?}");
     assert_error(
         api.get(&empty).await,
         StatusCode::NOT_FOUND,

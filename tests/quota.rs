@@ -121,17 +121,7 @@ async fn quotas_count_shared_blobs_once_and_refuse_what_does_not_fit() {
     );
     // A blob file lost on disk is found by the check.
     let lost = sha256(&vec![b'y'; 20_000]);
-    let dir = server
-        .data_dir()
-        .join("storage/blobs/sha256")
-        .join(&lost[7..9]);
-    let file = std::fs::read_dir(&dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::remove_file(file).unwrap();
+    server.remove_stored_blob(&lost).await;
     let check = server.check().await;
     assert_eq!(check["ok"], false);
     assert_eq!(check["missing_files"], json!([lost]));

@@ -386,35 +386,10 @@ impl Server {
     /// The names (`<hex>.<nonce>`) of the blob files or objects the server
     /// has stored, wherever its storage is.
     pub async fn stored_blob_names(&self) -> std::collections::BTreeSet<String> {
-        use futures_util::TryStreamExt;
-        use object_store::ObjectStore;
-        let env = |k: &str| {
-            // The last setting wins, as in the server's environment.
-            self.env
-                .iter()
-                .rev()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-        };
-        if env("BERTH_STORAGE_BACKEND").as_deref() == Some("s3") {
-            let s3 = object_store::aws::AmazonS3Builder::new()
-                .with_endpoint(env("BERTH_S3_ENDPOINT").unwrap())
-                .with_allow_http(true)
-                .with_region(env("BERTH_S3_REGION").unwrap())
-                .with_bucket_name(env("BERTH_S3_BUCKET").unwrap())
-                .with_access_key_id(env("BERTH_S3_ACCESS_KEY_ID").unwrap())
-                .with_secret_access_key(env("BERTH_S3_SECRET_ACCESS_KEY").unwrap())
-                .with_virtual_hosted_style_request(false)
-                .build()
-                .unwrap();
-            let prefix = object_store::path::Path::from(format!(
-                "{}/blobs",
-                env("BERTH_S3_PREFIX").unwrap()
-            ));
-            let objects: Vec<_> = s3.list(Some(&prefix)).try_collect().await.unwrap();
+        if let Some(objects) = self.bucket_listing("blobs").await {
             return objects
                 .iter()
-                .filter_map(|o| o.location.filename().map(str::to_string))
+                .filter_map(|o| o.rsplit('/').next().map(str::to_string))
                 .collect();
         }
         let mut names = std::collections::BTreeSet::new();
@@ -430,6 +405,86 @@ impl Server {
             }
         }
         names
+    }
+
+    /// The ids of the upload sessions the server keeps, wherever its
+    /// storage is (a directory each on disk, objects under `uploads/<id>/`
+    /// in a bucket).
+    pub async fn stored_upload_sessions(&self) -> std::collections::BTreeSet<String> {
+        if let Some(objects) = self.bucket_listing("uploads").await {
+            return objects
+                .iter()
+                .filter_map(|o| o.split('/').rev().nth(1).map(str::to_string))
+                .collect();
+        }
+        std::fs::read_dir(self.data_dir().join("storage/uploads"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Keys of the objects under `dir/` of the server's bucket prefix;
+    /// None when its blobs are on local disk.
+    async fn bucket_listing(&self, dir: &str) -> Option<Vec<String>> {
+        use futures_util::TryStreamExt;
+        use object_store::ObjectStore;
+        let (s3, prefix) = self.bucket()?;
+        let prefix = object_store::path::Path::from(format!("{prefix}/{dir}"));
+        let objects: Vec<_> = s3.list(Some(&prefix)).try_collect().await.unwrap();
+        Some(objects.iter().map(|o| o.location.to_string()).collect())
+    }
+
+    /// Deletes the stored bytes of a blob behind the server's back (a file
+    /// or an object lost), wherever its storage is.
+    pub async fn remove_stored_blob(&self, digest: &str) {
+        use object_store::ObjectStore;
+        let hex = digest.trim_start_matches("sha256:");
+        if let Some((s3, _)) = self.bucket() {
+            let key = self
+                .bucket_listing("blobs")
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|k| k.rsplit('/').next().unwrap().starts_with(hex))
+                .expect("the blob's object");
+            s3.delete(&object_store::path::Path::from(key))
+                .await
+                .unwrap();
+            return;
+        }
+        let dir = self.data_dir().join("storage/blobs/sha256").join(&hex[..2]);
+        let file = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(hex))
+            .expect("the blob's file");
+        std::fs::remove_file(file).unwrap();
+    }
+
+    /// The server's bucket and key prefix, if its blobs are on S3.
+    fn bucket(&self) -> Option<(object_store::aws::AmazonS3, String)> {
+        let env = |k: &str| {
+            // The last setting wins, as in the server's environment.
+            self.env
+                .iter()
+                .rev()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        if env("BERTH_STORAGE_BACKEND").as_deref() != Some("s3") {
+            return None;
+        }
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(env("BERTH_S3_ENDPOINT").unwrap())
+            .with_allow_http(true)
+            .with_region(env("BERTH_S3_REGION").unwrap())
+            .with_bucket_name(env("BERTH_S3_BUCKET").unwrap())
+            .with_access_key_id(env("BERTH_S3_ACCESS_KEY_ID").unwrap())
+            .with_secret_access_key(env("BERTH_S3_SECRET_ACCESS_KEY").unwrap())
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap();
+        Some((s3, env("BERTH_S3_PREFIX").unwrap()))
     }
 }
 
