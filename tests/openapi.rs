@@ -55,6 +55,8 @@ async fn openapi_document_fuzzed_with_schemathesis() {
     let seed = std::env::var("BERTH_FUZZ_SEED").unwrap_or_else(|_| "20261128".into());
     let examples = std::env::var("BERTH_FUZZ_EXAMPLES").unwrap_or_else(|_| "25".into());
     let out = Command::new(&st)
+        .arg("--config-file")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml"))
         .args(["run", &format!("{}/api/v1/openapi.json", server.url())])
         .args([
             "--checks",
