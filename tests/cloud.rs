@@ -67,8 +67,11 @@ impl Azurite {
             endpoint: format!("http://{addr}"),
             dir,
         };
+        // Ready once it says so: a connection alone could reach whatever
+        // took the port meanwhile.
+        let ready = format!("successfully listens on http://{addr}");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(addr).is_err() {
+        while !azurite.log().contains(&ready) {
             if let Ok(Some(status)) = azurite.child.try_wait() {
                 panic!("azurite exited: {status}\n{}", azurite.log());
             }
