@@ -41,14 +41,17 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// Where blob bytes live: `local` (under `data_dir/storage`, the default)
-/// or `s3` (any S3-compatible store; uploads in progress are staged under
-/// `data_dir/storage/uploads` either way).
+/// Where blob bytes live: `local` (under `data_dir/storage`, the default),
+/// or an object store: `s3` (any S3-compatible store), `gcs` (Google Cloud
+/// Storage) or `azure` (Azure Blob Storage). In an object store the upload
+/// sessions are objects too, shared by the replicas.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub backend: StorageBackend,
     pub s3: S3Config,
+    pub gcs: GcsConfig,
+    pub azure: AzureConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -57,6 +60,69 @@ pub enum StorageBackend {
     #[default]
     Local,
     S3,
+    Gcs,
+    Azure,
+}
+
+impl StorageBackend {
+    fn parse(v: &str) -> Option<StorageBackend> {
+        Some(match v {
+            "local" => StorageBackend::Local,
+            "s3" => StorageBackend::S3,
+            "gcs" => StorageBackend::Gcs,
+            "azure" => StorageBackend::Azure,
+            _ => return None,
+        })
+    }
+
+    /// The configuration section of an object store backend.
+    pub fn section(self) -> &'static str {
+        match self {
+            StorageBackend::Local => "storage",
+            StorageBackend::S3 => "storage.s3",
+            StorageBackend::Gcs => "storage.gcs",
+            StorageBackend::Azure => "storage.azure",
+        }
+    }
+}
+
+/// Google Cloud Storage.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcsConfig {
+    pub bucket: String,
+    /// Key prefix inside the bucket (several installations may share one).
+    pub prefix: String,
+    /// A service account key file (JSON); unset, and no `service_account_key`:
+    /// application default credentials, then the instance's metadata server.
+    pub service_account_path: Option<PathBuf>,
+    /// The service account key itself (JSON), instead of a file.
+    pub service_account_key: Option<Secret>,
+    /// Base URL of the storage service (an emulator such as
+    /// `http://127.0.0.1:4443`); unset: `https://storage.googleapis.com`.
+    /// Without a service account key, requests to it are not authenticated.
+    pub endpoint: Option<String>,
+}
+
+/// Azure Blob Storage.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureConfig {
+    /// The storage account (with `use_emulator`, default `devstoreaccount1`).
+    pub account: String,
+    pub container: String,
+    /// Key prefix inside the container (several installations may share one).
+    pub prefix: String,
+    /// The account's shared key; unset: the machine's managed identity
+    /// (with `use_emulator`: the emulator's well-known key).
+    pub access_key: Option<Secret>,
+    /// `http(s)://host:port` of the blob service; unset:
+    /// `https://<account>.blob.core.windows.net` (with `use_emulator`:
+    /// `http://127.0.0.1:10000`).
+    pub endpoint: Option<String>,
+    /// Talk to Azurite (the storage emulator): its development account and
+    /// key unless set, path-style URLs (`<endpoint>/<account>/<container>`).
+    pub use_emulator: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -267,6 +333,8 @@ pub enum ConfigError {
     },
     #[error("environment variable {name}: {message}")]
     Env { name: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Config {
@@ -347,16 +415,10 @@ impl Config {
             config.auth.auto_create_projects = parse("BERTH_AUTH_AUTO_CREATE_PROJECTS", v)?;
         }
         if let Some(v) = env("BERTH_STORAGE_BACKEND") {
-            config.storage.backend = match v.as_str() {
-                "local" => StorageBackend::Local,
-                "s3" => StorageBackend::S3,
-                _ => {
-                    return Err(ConfigError::Env {
-                        name: "BERTH_STORAGE_BACKEND",
-                        message: format!("{v:?} is neither local nor s3"),
-                    })
-                }
-            };
+            config.storage.backend = StorageBackend::parse(&v).ok_or_else(|| ConfigError::Env {
+                name: "BERTH_STORAGE_BACKEND",
+                message: format!("{v:?} is none of local, s3, gcs, azure"),
+            })?;
         }
         let s3 = &mut config.storage.s3;
         if let Some(v) = env("BERTH_S3_ENDPOINT") {
@@ -386,6 +448,41 @@ impl Config {
         if let Some(v) = env("BERTH_S3_PRESIGNED_TTL_SECS") {
             s3.presigned_ttl_secs = parse("BERTH_S3_PRESIGNED_TTL_SECS", v)?;
         }
+        let gcs = &mut config.storage.gcs;
+        if let Some(v) = env("BERTH_GCS_BUCKET") {
+            gcs.bucket = v;
+        }
+        if let Some(v) = env("BERTH_GCS_PREFIX") {
+            gcs.prefix = v;
+        }
+        if let Some(v) = env("BERTH_GCS_SERVICE_ACCOUNT_PATH") {
+            gcs.service_account_path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("BERTH_GCS_SERVICE_ACCOUNT_KEY") {
+            gcs.service_account_key = Some(Secret(v));
+        }
+        if let Some(v) = env("BERTH_GCS_ENDPOINT") {
+            gcs.endpoint = Some(v);
+        }
+        let azure = &mut config.storage.azure;
+        if let Some(v) = env("BERTH_AZURE_ACCOUNT") {
+            azure.account = v;
+        }
+        if let Some(v) = env("BERTH_AZURE_CONTAINER") {
+            azure.container = v;
+        }
+        if let Some(v) = env("BERTH_AZURE_PREFIX") {
+            azure.prefix = v;
+        }
+        if let Some(v) = env("BERTH_AZURE_ACCESS_KEY") {
+            azure.access_key = Some(Secret(v));
+        }
+        if let Some(v) = env("BERTH_AZURE_ENDPOINT") {
+            azure.endpoint = Some(v);
+        }
+        if let Some(v) = env("BERTH_AZURE_USE_EMULATOR") {
+            azure.use_emulator = parse("BERTH_AZURE_USE_EMULATOR", v)?;
+        }
         if let Some(v) = env("BERTH_DATABASE_URL") {
             config.database.url = Some(Secret(v));
         }
@@ -404,7 +501,31 @@ impl Config {
         if let Some(v) = env("BERTH_GC_UNTAGGED_DELAY_SECS") {
             config.gc.untagged_delay_secs = parse("BERTH_GC_UNTAGGED_DELAY_SECS", v)?;
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Settings that contradict each other, refused before anything starts.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let storage = &self.storage;
+        // Presigned redirects are signed S3 URLs: neither GCS (V4 signing
+        // needs a service account's private key, which emulators and
+        // workload identity lack) nor Azure (SAS) is wired to them.
+        if storage.s3.presigned_redirects
+            && !matches!(storage.backend, StorageBackend::S3 | StorageBackend::Local)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "storage.s3.presigned_redirects (BERTH_S3_PRESIGNED_REDIRECTS) is only \
+                 supported with storage.backend = \"s3\", not {:?}; turn it off",
+                storage.backend.section().trim_start_matches("storage."),
+            )));
+        }
+        if storage.gcs.service_account_path.is_some() && storage.gcs.service_account_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "storage.gcs: set service_account_path or service_account_key, not both".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -486,5 +607,89 @@ mod tests {
             (k == "BERTH_STORAGE_BACKEND").then(|| "ftp".into())
         });
         assert!(bad.is_err());
+    }
+
+    /// GCS and Azure settings from the environment, secrets redacted;
+    /// presigned redirects refused for them.
+    #[test]
+    fn gcs_and_azure_from_env() {
+        let c = Config::load(None, |k| {
+            let v = match k {
+                "BERTH_STORAGE_BACKEND" => "gcs",
+                "BERTH_GCS_BUCKET" => "images",
+                "BERTH_GCS_PREFIX" => "berth",
+                "BERTH_GCS_SERVICE_ACCOUNT_KEY" => "{\"private_key\": \"gcs-secret\"}",
+                "BERTH_GCS_ENDPOINT" => "http://127.0.0.1:4443",
+                _ => return None,
+            };
+            Some(v.to_string())
+        })
+        .unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Gcs);
+        assert_eq!(c.storage.gcs.bucket, "images");
+        assert_eq!(c.storage.gcs.prefix, "berth");
+        assert_eq!(
+            c.storage.gcs.endpoint.as_deref(),
+            Some("http://127.0.0.1:4443")
+        );
+        assert!(!format!("{c:?}").contains("gcs-secret"));
+
+        let c = Config::load(None, |k| {
+            let v = match k {
+                "BERTH_STORAGE_BACKEND" => "azure",
+                "BERTH_AZURE_ACCOUNT" => "acct",
+                "BERTH_AZURE_CONTAINER" => "blobs",
+                "BERTH_AZURE_PREFIX" => "p",
+                "BERTH_AZURE_ACCESS_KEY" => "azure-secret",
+                "BERTH_AZURE_ENDPOINT" => "http://127.0.0.1:10000",
+                "BERTH_AZURE_USE_EMULATOR" => "true",
+                _ => return None,
+            };
+            Some(v.to_string())
+        })
+        .unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Azure);
+        assert_eq!(c.storage.azure.account, "acct");
+        assert_eq!(c.storage.azure.container, "blobs");
+        assert!(c.storage.azure.use_emulator);
+        assert!(!format!("{c:?}").contains("azure-secret"));
+
+        for backend in ["gcs", "azure"] {
+            let e = Config::load(None, |k| match k {
+                "BERTH_STORAGE_BACKEND" => Some(backend.into()),
+                "BERTH_S3_PRESIGNED_REDIRECTS" => Some("true".into()),
+                _ => None,
+            })
+            .unwrap_err();
+            assert!(
+                e.to_string().contains("presigned_redirects"),
+                "{backend}: {e}"
+            );
+        }
+        // The same from the file.
+        let dir = std::env::temp_dir().join(format!("berth-config-gcs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("berth.toml");
+        std::fs::write(
+            &file,
+            "[storage]\nbackend = \"azure\"\n[storage.azure]\ncontainer = \"c\"\n\
+             use_emulator = true\n[storage.s3]\npresigned_redirects = true\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Config::load(Some(&file), |_| None),
+            Err(ConfigError::Invalid(_))
+        ));
+        std::fs::write(
+            &file,
+            "[storage]\nbackend = \"gcs\"\n[storage.gcs]\nbucket = \"b\"\n\
+             service_account_path = \"/k.json\"\nservice_account_key = \"{}\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Config::load(Some(&file), |_| None),
+            Err(ConfigError::Invalid(_))
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -258,15 +258,24 @@ pub async fn migrate(args: &MigrateArgs, config: &Config) -> Result<Summary, Str
     let _scratch;
     let target_blobs = match config.storage.backend {
         StorageBackend::Local => BlobStore::open_local(config.data_dir.join("storage")),
-        StorageBackend::S3 => {
-            if config.storage.s3.bucket.is_empty() {
-                return Err("the target's [storage.s3] bucket is not set".into());
+        backend @ (StorageBackend::S3 | StorageBackend::Gcs | StorageBackend::Azure) => {
+            let storage = &config.storage;
+            let (what, unset) = match backend {
+                StorageBackend::Azure => ("container", storage.azure.container.is_empty()),
+                StorageBackend::Gcs => ("bucket", storage.gcs.bucket.is_empty()),
+                _ => ("bucket", storage.s3.bucket.is_empty()),
+            };
+            if unset {
+                return Err(format!(
+                    "the target's [{}] {what} is not set",
+                    backend.section()
+                ));
             }
             // Staging of uploads, which a migration does not use.
             let scratch = std::env::temp_dir()
                 .join(format!("berth-migrate-{}", uuid::Uuid::new_v4().simple()));
             _scratch = Scratch(scratch.clone());
-            BlobStore::open_s3(scratch, &config.storage.s3)
+            BlobStore::open_object_store(scratch, storage)
         }
     }
     .map_err(|e| format!("opening the target's blob store: {e}"))?;

@@ -48,8 +48,8 @@ pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
     });
     let blobs = match config.storage.backend {
         StorageBackend::Local => BlobStore::open_local(config.data_dir.join("storage"))?,
-        StorageBackend::S3 => {
-            BlobStore::open_s3(config.data_dir.join("storage"), &config.storage.s3)?
+        StorageBackend::S3 | StorageBackend::Gcs | StorageBackend::Azure => {
+            BlobStore::open_object_store(config.data_dir.join("storage"), &config.storage)?
         }
     };
     let retention = Duration::from_secs(config.auth.audit_retention_days * 86_400);

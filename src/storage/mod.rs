@@ -40,13 +40,15 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 
-use crate::config::S3Config;
+use crate::config::{AzureConfig, GcsConfig, S3Config, StorageBackend, StorageConfig};
 use crate::oci::range::ByteRange;
 use crate::oci::Digest;
 
@@ -131,18 +133,29 @@ impl BlobStore {
         Self::open(root, objects, false)
     }
 
+    /// Opens a blob store in the object store `config.backend` names (S3,
+    /// GCS or Azure; not `local`): blobs and upload sessions are objects
+    /// there, and `staging` (local) only has leftovers of older versions
+    /// swept.
+    pub fn open_object_store(
+        staging: PathBuf,
+        config: &StorageConfig,
+    ) -> Result<BlobStore, StorageError> {
+        match config.backend {
+            StorageBackend::S3 => Self::open_s3(staging, &config.s3),
+            StorageBackend::Gcs => Self::open_gcs(staging, &config.gcs),
+            StorageBackend::Azure => Self::open_azure(staging, &config.azure),
+            StorageBackend::Local => Err(StorageError::Io(io::Error::other(
+                "storage.backend = \"local\" is not an object store",
+            ))),
+        }
+    }
+
     /// Opens a blob store whose blobs and upload sessions live in an
-    /// S3-compatible bucket; `staging` (local) only has leftovers of older
-    /// versions swept.
+    /// S3-compatible bucket.
     pub fn open_s3(staging: PathBuf, config: &S3Config) -> Result<BlobStore, StorageError> {
         let mut builder = AmazonS3Builder::new()
-            // Ride out a brief hiccup of the store, but answer a client
-            // within seconds, not object_store's default three minutes.
-            .with_retry(object_store::RetryConfig {
-                max_retries: 4,
-                retry_timeout: STORE_RETRY_TIMEOUT,
-                ..Default::default()
-            })
+            .with_retry(store_retry())
             .with_bucket_name(&config.bucket)
             .with_virtual_hosted_style_request(!config.path_style);
         if let Some(endpoint) = &config.endpoint {
@@ -160,19 +173,42 @@ impl BlobStore {
             builder = builder.with_secret_access_key(&secret.0);
         }
         let s3 = Arc::new(builder.build()?);
-        let objects: Arc<dyn ObjectStore> = if config.prefix.is_empty() {
-            s3.clone()
-        } else {
-            let inner: Arc<dyn ObjectStore> = s3.clone();
-            Arc::new(PrefixStore::new(inner, config.prefix.as_str()))
-        };
-        let mut store = Self::open(staging, objects, true)?;
+        let mut store = Self::open_remote(staging, s3.clone(), &config.prefix)?;
         store.presigner = config.presigned_redirects.then(|| Presigner {
             s3,
             prefix: config.prefix.clone(),
             ttl: std::time::Duration::from_secs(config.presigned_ttl_secs),
         });
         Ok(store)
+    }
+
+    /// Opens a blob store whose blobs and upload sessions live in a Google
+    /// Cloud Storage bucket.
+    pub fn open_gcs(staging: PathBuf, config: &GcsConfig) -> Result<BlobStore, StorageError> {
+        let gcs = gcs_builder(config)?.build()?;
+        Self::open_remote(staging, Arc::new(gcs), &config.prefix)
+    }
+
+    /// Opens a blob store whose blobs and upload sessions live in an Azure
+    /// Blob Storage container.
+    pub fn open_azure(staging: PathBuf, config: &AzureConfig) -> Result<BlobStore, StorageError> {
+        let azure = azure_builder(config).build()?;
+        Self::open_remote(staging, Arc::new(azure), &config.prefix)
+    }
+
+    /// Remote placement on `store`, under `prefix`: everything after the
+    /// backend's client is built is the same for every object store.
+    fn open_remote(
+        staging: PathBuf,
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+    ) -> Result<BlobStore, StorageError> {
+        let objects: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        };
+        Self::open(staging, objects, true)
     }
 
     /// A presigned URL to GET the blob's object from, if pulls are
@@ -607,6 +643,121 @@ impl BlobStore {
     }
 }
 
+/// Requests to an object store ride out a brief hiccup of the store, but
+/// answer a client within seconds, not object_store's default three minutes.
+fn store_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: STORE_RETRY_TIMEOUT,
+        ..Default::default()
+    }
+}
+
+/// The account key of Azurite, the Azure storage emulator: the well-known
+/// development key, public (Microsoft documents it).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The client of `[storage.gcs]`, not yet built.
+///
+/// object_store takes a GCS base URL other than Google's only from the
+/// service account JSON (`gcs_base_url`), so with an `endpoint` it goes
+/// there: added to the configured key, or, without one, in a key that turns
+/// authentication off (`disable_oauth`), as emulators want.
+fn gcs_builder(config: &GcsConfig) -> Result<GoogleCloudStorageBuilder, StorageError> {
+    let mut builder = GoogleCloudStorageBuilder::new()
+        .with_retry(store_retry())
+        .with_bucket_name(&config.bucket);
+    let Some(endpoint) = &config.endpoint else {
+        if let Some(path) = &config.service_account_path {
+            builder = builder.with_service_account_path(path.to_string_lossy());
+        }
+        if let Some(key) = &config.service_account_key {
+            builder = builder.with_service_account_key(&key.0);
+        }
+        return Ok(builder);
+    };
+    let bad_key = |e: serde_json::Error| {
+        StorageError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("storage.gcs service account key: {e}"),
+        ))
+    };
+    let key =
+        match (&config.service_account_key, &config.service_account_path) {
+            (Some(key), _) => Some(key.0.clone()),
+            (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))
+            })?),
+            (None, None) => None,
+        };
+    let mut key: serde_json::Map<String, serde_json::Value> = match key {
+        Some(key) => serde_json::from_str(&key).map_err(bad_key)?,
+        None => serde_json::json!({
+            "disable_oauth": true,
+            "client_email": "",
+            "private_key": "",
+            "private_key_id": "",
+        })
+        .as_object()
+        .cloned()
+        .expect("an object"),
+    };
+    key.insert(
+        "gcs_base_url".into(),
+        endpoint.trim_end_matches('/').to_string().into(),
+    );
+    Ok(builder
+        .with_service_account_key(serde_json::Value::Object(key).to_string())
+        .with_client_options(
+            object_store::ClientOptions::new().with_allow_http(endpoint.starts_with("http://")),
+        ))
+}
+
+/// The client of `[storage.azure]`, not yet built.
+///
+/// With `use_emulator` the URLs are path-style, as Azurite wants them
+/// (`<endpoint>/<account>/<container>/<key>`); the endpoint is given to
+/// object_store as the account's URL rather than through its own emulator
+/// switch, which reads the emulator's address from the environment only.
+fn azure_builder(config: &AzureConfig) -> MicrosoftAzureBuilder {
+    let mut builder = MicrosoftAzureBuilder::new()
+        .with_retry(store_retry())
+        .with_container_name(&config.container);
+    if config.use_emulator {
+        let account = if config.account.is_empty() {
+            AZURITE_ACCOUNT
+        } else {
+            config.account.as_str()
+        };
+        let endpoint = config
+            .endpoint
+            .as_deref()
+            .unwrap_or("http://127.0.0.1:10000")
+            .trim_end_matches('/');
+        let key = config
+            .access_key
+            .as_ref()
+            .map_or(AZURITE_KEY, |k| k.0.as_str());
+        return builder
+            .with_account(account)
+            .with_endpoint(format!("{endpoint}/{account}"))
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_access_key(key);
+    }
+    builder = builder.with_account(&config.account);
+    if let Some(endpoint) = &config.endpoint {
+        builder = builder
+            .with_endpoint(endpoint.clone())
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    if let Some(key) = &config.access_key {
+        builder = builder.with_access_key(&key.0);
+    }
+    builder
+}
+
 /// A blob file found by a sweep.
 #[derive(Debug, Clone)]
 pub struct BlobFile {
@@ -660,4 +811,152 @@ fn read_ahead(mut file: std::fs::File, start: u64, len: u64) -> ByteStream {
         rx.recv().await.map(|item| (item, rx))
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use object_store::gcp::GoogleConfigKey;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Accepts one connection on a loopback port, answers 404 and returns
+    /// the request's head (request line and headers, lowercased).
+    async fn one_request() -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed mid-request");
+                head.extend_from_slice(&buf[..n]);
+            }
+            socket
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        (url, task)
+    }
+
+    /// With an endpoint and no service account, requests go to the
+    /// endpoint, path-style, carrying no token.
+    #[tokio::test]
+    async fn gcs_endpoint_without_credentials_reaches_the_emulator() {
+        let (url, request) = one_request().await;
+        let config = GcsConfig {
+            bucket: "images".into(),
+            prefix: "p".into(),
+            endpoint: Some(format!("{url}/")),
+            ..Default::default()
+        };
+        let dir = std::env::temp_dir().join(format!("berth-gcs-unit-{}", new_nonce()));
+        let store = BlobStore::open_gcs(dir.clone(), &config).unwrap();
+        let digest = Digest::of(crate::oci::Algorithm::Sha256, b"x");
+        assert!(matches!(
+            store.remove_blob_file(&digest, "n").await,
+            Ok(None)
+        ));
+        let head = request.await.unwrap();
+        let hex = digest.hex();
+        // object_store escapes the key's slashes (GCS takes both forms).
+        let line = head.lines().next().unwrap();
+        let line = percent_encoding::percent_decode_str(line).decode_utf8_lossy();
+        assert_eq!(
+            line,
+            format!("head /images/p/blobs/sha256/{}/{hex}.n http/1.1", &hex[..2]),
+            "{head}"
+        );
+        assert!(!head.contains("authorization:"), "{head}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A configured key keeps its fields and gains the endpoint as
+    /// `gcs_base_url`; without an endpoint it is passed as it is.
+    #[test]
+    fn gcs_key_gets_the_endpoint() {
+        let key = r#"{"private_key":"k","private_key_id":"i","client_email":"e@x"}"#;
+        let config = GcsConfig {
+            bucket: "b".into(),
+            service_account_key: Some(Secret(key.into())),
+            endpoint: Some("http://127.0.0.1:4443".into()),
+            ..Default::default()
+        };
+        let builder = gcs_builder(&config).unwrap();
+        let got: serde_json::Value = serde_json::from_str(
+            &builder
+                .get_config_value(&GoogleConfigKey::ServiceAccountKey)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(got["gcs_base_url"], "http://127.0.0.1:4443");
+        assert_eq!(got["private_key"], "k");
+        assert_eq!(got["client_email"], "e@x");
+        assert!(got.get("disable_oauth").is_none());
+        assert_eq!(
+            builder
+                .get_config_value(&GoogleConfigKey::Bucket)
+                .as_deref(),
+            Some("b")
+        );
+
+        let config = GcsConfig {
+            endpoint: None,
+            ..config
+        };
+        let builder = gcs_builder(&config).unwrap();
+        assert_eq!(
+            builder
+                .get_config_value(&GoogleConfigKey::ServiceAccountKey)
+                .as_deref(),
+            Some(key)
+        );
+
+        let config = GcsConfig {
+            service_account_key: Some(Secret("not json".into())),
+            endpoint: Some("http://127.0.0.1:4443".into()),
+            ..config
+        };
+        assert!(gcs_builder(&config).is_err());
+    }
+
+    /// The emulator switch with an endpoint: path-style URLs with the
+    /// development account, signed with its shared key.
+    #[tokio::test]
+    async fn azure_emulator_endpoint_is_path_style_and_signed() {
+        let (url, request) = one_request().await;
+        let config = AzureConfig {
+            container: "c".into(),
+            endpoint: Some(url),
+            use_emulator: true,
+            ..Default::default()
+        };
+        let dir = std::env::temp_dir().join(format!("berth-azure-unit-{}", new_nonce()));
+        let store = BlobStore::open_azure(dir.clone(), &config).unwrap();
+        let digest = Digest::of(crate::oci::Algorithm::Sha256, b"x");
+        assert!(matches!(
+            store.remove_blob_file(&digest, "").await,
+            Ok(None)
+        ));
+        let head = request.await.unwrap();
+        let hex = digest.hex();
+        assert!(
+            head.starts_with(&format!(
+                "head /devstoreaccount1/c/blobs/sha256/{}/{hex} http/1.1\r\n",
+                &hex[..2]
+            )),
+            "{head}"
+        );
+        assert!(
+            head.contains("authorization: sharedkey devstoreaccount1:"),
+            "{head}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

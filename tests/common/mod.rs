@@ -461,8 +461,9 @@ impl Server {
         std::fs::remove_file(file).unwrap();
     }
 
-    /// The server's bucket and key prefix, if its blobs are on S3.
-    fn bucket(&self) -> Option<(object_store::aws::AmazonS3, String)> {
+    /// The server's bucket (container) and key prefix, if its blobs are in
+    /// an object store: S3, or Azure through the emulator.
+    fn bucket(&self) -> Option<(std::sync::Arc<dyn object_store::ObjectStore>, String)> {
         let env = |k: &str| {
             // The last setting wins, as in the server's environment.
             self.env
@@ -471,21 +472,56 @@ impl Server {
                 .find(|(key, _)| key == k)
                 .map(|(_, v)| v.clone())
         };
-        if env("BERTH_STORAGE_BACKEND").as_deref() != Some("s3") {
-            return None;
+        match env("BERTH_STORAGE_BACKEND").as_deref() {
+            Some("s3") => {
+                let s3 = object_store::aws::AmazonS3Builder::new()
+                    .with_endpoint(env("BERTH_S3_ENDPOINT").unwrap())
+                    .with_allow_http(true)
+                    .with_region(env("BERTH_S3_REGION").unwrap())
+                    .with_bucket_name(env("BERTH_S3_BUCKET").unwrap())
+                    .with_access_key_id(env("BERTH_S3_ACCESS_KEY_ID").unwrap())
+                    .with_secret_access_key(env("BERTH_S3_SECRET_ACCESS_KEY").unwrap())
+                    .with_virtual_hosted_style_request(false)
+                    .build()
+                    .unwrap();
+                Some((std::sync::Arc::new(s3), env("BERTH_S3_PREFIX").unwrap()))
+            }
+            Some("azure") => {
+                assert_eq!(
+                    env("BERTH_AZURE_USE_EMULATOR").as_deref(),
+                    Some("true"),
+                    "tests reach Azure through the emulator only"
+                );
+                let azure = azurite_store(
+                    &env("BERTH_AZURE_ENDPOINT").unwrap(),
+                    &env("BERTH_AZURE_CONTAINER").unwrap(),
+                );
+                Some((
+                    std::sync::Arc::new(azure),
+                    env("BERTH_AZURE_PREFIX").unwrap(),
+                ))
+            }
+            _ => None,
         }
-        let s3 = object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(env("BERTH_S3_ENDPOINT").unwrap())
-            .with_allow_http(true)
-            .with_region(env("BERTH_S3_REGION").unwrap())
-            .with_bucket_name(env("BERTH_S3_BUCKET").unwrap())
-            .with_access_key_id(env("BERTH_S3_ACCESS_KEY_ID").unwrap())
-            .with_secret_access_key(env("BERTH_S3_SECRET_ACCESS_KEY").unwrap())
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap();
-        Some((s3, env("BERTH_S3_PREFIX").unwrap()))
     }
+}
+
+/// Azurite's development account and its well-known key (public).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A client of a container of the Azurite at `endpoint`
+/// (`http://127.0.0.1:PORT`).
+pub fn azurite_store(endpoint: &str, container: &str) -> object_store::azure::MicrosoftAzure {
+    object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account(AZURITE_ACCOUNT)
+        .with_access_key(AZURITE_KEY)
+        .with_endpoint(format!("{endpoint}/{AZURITE_ACCOUNT}"))
+        .with_allow_http(true)
+        .with_container_name(container)
+        .build()
+        .unwrap()
 }
 
 pub fn free_port() -> SocketAddr {
