@@ -18,56 +18,39 @@ use super::{MetaError, MetaStore};
 const CHANNEL: &str = "berth_changes";
 
 /// Installed at every start (idempotent), under a transaction-level
-/// ("BRTH" << 32 + 100, see `leases.rs`)
-/// advisory lock so replicas starting together do not race on the DDL.
-/// PostgreSQL-only: the embedded database needs no triggers.
+/// advisory lock ("BRTH" << 32 + 100, see `leases.rs`) so replicas starting
+/// together do not race on the DDL. PostgreSQL-only: the embedded database
+/// needs no triggers. One function for every trigger: its arguments are the
+/// payload's kind and, for changes to one thing, the column naming it.
 const TRIGGERS: &str = r#"
 SELECT pg_advisory_xact_lock(4778974822807896164);
-CREATE OR REPLACE FUNCTION berth_notify_repository() RETURNS trigger LANGUAGE plpgsql AS $body$
+CREATE OR REPLACE FUNCTION berth_notify_change() RETURNS trigger LANGUAGE plpgsql AS $body$
+DECLARE
+    changed jsonb := to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
 BEGIN
-    IF TG_OP = 'DELETE' THEN PERFORM pg_notify('berth_changes', 'repository:' || OLD.repository);
-    ELSE PERFORM pg_notify('berth_changes', 'repository:' || NEW.repository); END IF;
-    RETURN NULL;
-END
-$body$;
-CREATE OR REPLACE FUNCTION berth_notify_project() RETURNS trigger LANGUAGE plpgsql AS $body$
-BEGIN
-    IF TG_OP = 'DELETE' THEN PERFORM pg_notify('berth_changes', 'project:' || OLD.project);
-    ELSE PERFORM pg_notify('berth_changes', 'project:' || NEW.project); END IF;
-    RETURN NULL;
-END
-$body$;
-CREATE OR REPLACE FUNCTION berth_notify_project_name() RETURNS trigger LANGUAGE plpgsql AS $body$
-BEGIN
-    IF TG_OP = 'DELETE' THEN PERFORM pg_notify('berth_changes', 'project:' || OLD.name);
-    ELSE PERFORM pg_notify('berth_changes', 'project:' || NEW.name); END IF;
-    RETURN NULL;
-END
-$body$;
-CREATE OR REPLACE FUNCTION berth_notify_kind() RETURNS trigger LANGUAGE plpgsql AS $body$
-BEGIN
-    PERFORM pg_notify('berth_changes', TG_ARGV[0]);
+    PERFORM pg_notify('berth_changes', CASE WHEN TG_NARGS > 1
+        THEN TG_ARGV[0] || ':' || (changed ->> TG_ARGV[1]) ELSE TG_ARGV[0] END);
     RETURN NULL;
 END
 $body$;
 CREATE OR REPLACE TRIGGER berth_tags_changed AFTER INSERT OR UPDATE OR DELETE ON tags
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_repository();
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('repository', 'repository');
 CREATE OR REPLACE TRIGGER berth_manifests_removed AFTER DELETE ON repository_manifests
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_repository();
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('repository', 'repository');
 CREATE OR REPLACE TRIGGER berth_projects_changed AFTER UPDATE OR DELETE ON projects
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_project_name();
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('project', 'name');
 CREATE OR REPLACE TRIGGER berth_rules_changed AFTER INSERT OR UPDATE OR DELETE ON project_rules
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_project();
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('project', 'project');
 CREATE OR REPLACE TRIGGER berth_users_changed AFTER UPDATE OR DELETE ON users
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_kind('access');
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('access');
 CREATE OR REPLACE TRIGGER berth_robots_changed AFTER UPDATE OR DELETE ON robots
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_kind('access');
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('access');
 CREATE OR REPLACE TRIGGER berth_robot_permissions_changed AFTER INSERT OR UPDATE OR DELETE ON robot_permissions
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_kind('access');
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('access');
 CREATE OR REPLACE TRIGGER berth_members_changed AFTER INSERT OR UPDATE OR DELETE ON members
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_kind('access');
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('access');
 CREATE OR REPLACE TRIGGER berth_keys_changed AFTER INSERT OR UPDATE OR DELETE ON signing_keys
-    FOR EACH ROW EXECUTE FUNCTION berth_notify_kind('keys');
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('keys');
 "#;
 
 /// What another replica changed.

@@ -1,14 +1,16 @@
-//! Group commit. Every write is a job run on the single writer connection;
-//! jobs that arrive while a commit is in progress run together in the next
-//! transaction and share one fsync. A job that fails must not disturb the
+//! Group commit. Every write is a job run by a writer worker on its
+//! connection (one on SQLite; several on PostgreSQL); jobs that arrive while
+//! a commit is in progress run together in the next transaction and share
+//! one fsync. A job that fails must not disturb the
 //! others: the transaction is rolled back, the failed job gets its error, and
 //! the others run again in a fresh transaction (jobs are re-runnable, and
 //! failures are rare: refusals are results, not errors). Every job learns its
 //! result only after the commit is durable.
 //!
 //! On PostgreSQL the transaction is SERIALIZABLE: when it conflicts with
-//! another replica's (at a statement or at COMMIT), the whole batch runs
-//! again on fresh data, which is why jobs must be re-runnable in any case.
+//! another (this replica's other workers' or another replica's, at a
+//! statement or at COMMIT), the whole batch runs again on fresh data, alone
+//! behind the write gate, which is why jobs must be re-runnable in any case.
 //!
 //! Rolling back on failure rather than wrapping each job in a savepoint saves
 //! two round trips to the database thread per write, which is most of what a

@@ -231,44 +231,33 @@ fn is_sqlite(url: &str) -> bool {
 /// The connections the committer writes on (one for SQLite), for a
 /// database URL: `sqlite://PATH` (created if missing) or `postgres://…`.
 pub async fn connect_writer(url: &str, writers: u32) -> Result<Pool, MetaError> {
-    sqlx::any::install_default_drivers();
-    let options = AnyPoolOptions::new().max_connections(writers);
-    Ok(if is_sqlite(url) {
-        // WAL: readers never block the writer; FULL: a commit survives power loss.
-        options
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000",
-                    )
-                    .await
-                    .map(|_| ())
-                })
-            })
-            .connect(&format!("{url}?mode=rwc"))
-            .await?
-    } else {
-        options
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?
-    })
+    // WAL: readers never block the writer; FULL: a commit survives power loss.
+    const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                           PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000";
+    connect(url, writers, "rwc", PRAGMAS).await
 }
 
 /// Connections for reads (read-only on SQLite).
-pub async fn connect_readers(url: &str, max_connections: u32) -> Result<Pool, MetaError> {
-    let options = AnyPoolOptions::new().max_connections(max_connections.max(1));
+pub async fn connect_readers(url: &str, readers: u32) -> Result<Pool, MetaError> {
+    connect(url, readers, "ro", "PRAGMA busy_timeout = 10000").await
+}
+
+/// A pool of up to `max` connections; on SQLite opened in `mode` and set up
+/// with `pragmas` (per connection: SQLite settings are not persistent).
+async fn connect(
+    url: &str,
+    max: u32,
+    mode: &str,
+    pragmas: &'static str,
+) -> Result<Pool, MetaError> {
+    sqlx::any::install_default_drivers();
+    let options = AnyPoolOptions::new().max_connections(max.max(1));
     Ok(if is_sqlite(url) {
         options
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000")
-                        .await
-                        .map(|_| ())
-                })
+            .after_connect(move |conn, _| {
+                Box::pin(async move { conn.execute(pragmas).await.map(|_| ()) })
             })
-            .connect(&format!("{url}?mode=ro"))
+            .connect(&format!("{url}?mode={mode}"))
             .await?
     } else {
         options
