@@ -315,13 +315,7 @@ pub async fn migrate(args: &MigrateArgs, config: &Config) -> Result<Summary, Str
     };
 
     eprintln!("listing the blobs in the target store");
-    let mut present: HashMap<(String, String), u64> = target_blobs
-        .all_blob_files()
-        .await
-        .map_err(|e| format!("listing the target's blobs: {e}"))?
-        .into_iter()
-        .map(|f| ((f.digest.to_string(), f.nonce), f.size))
-        .collect();
+    let mut present = object_sizes(&target_blobs).await?;
     let copier = Copier {
         source: &source_blobs,
         target: &target_blobs,
@@ -455,13 +449,7 @@ async fn verify(
             "manifest {digest}: its content does not hash to its digest"
         ));
     }
-    let objects: HashMap<(String, String), u64> = blobs
-        .all_blob_files()
-        .await
-        .map_err(|e| format!("listing the target's blobs: {e}"))?
-        .into_iter()
-        .map(|f| ((f.digest.to_string(), f.nonce), f.size))
-        .collect();
+    let objects = object_sizes(blobs).await?;
     let rows = meta
         .live_blobs()
         .await
@@ -701,4 +689,15 @@ fn print_summary(s: &Summary) {
             println!("  PROBLEM   {p}");
         }
     }
+}
+
+/// The size of every blob object in `store`, by (digest, nonce).
+async fn object_sizes(store: &BlobStore) -> Result<HashMap<(String, String), u64>, String> {
+    Ok(store
+        .all_blob_files()
+        .await
+        .map_err(|e| format!("listing the target's blobs: {e}"))?
+        .into_iter()
+        .map(|f| ((f.digest.to_string(), f.nonce), f.size))
+        .collect())
 }

@@ -589,13 +589,7 @@ pub(super) async fn put_whole(
     bytes: Bytes,
     target: ObjectPath,
 ) -> Result<u64, UploadError> {
-    let actual = Digest::of(expected.algorithm(), &bytes);
-    if actual != *expected {
-        return Err(UploadError::DigestMismatch {
-            expected: expected.clone(),
-            actual,
-        });
-    }
+    super::uploads::verify_whole(expected, &bytes)?;
     let size = bytes.len() as u64;
     objects.put(&target, bytes.into()).await.map_err(store)?;
     Ok(size)

@@ -376,13 +376,7 @@ impl Uploads {
         bytes: Bytes,
         target: PathBuf,
     ) -> Result<u64, UploadError> {
-        let actual = Digest::of(expected.algorithm(), &bytes);
-        if actual != *expected {
-            return Err(UploadError::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-            });
-        }
+        verify_whole(expected, &bytes)?;
         let size = bytes.len() as u64;
         let staging = self.staging_file();
         blocking(move || write_then_rename(&staging, &bytes, &target)).await?;
@@ -556,6 +550,18 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Hash state of the first `len` bytes of a file.
+/// Checks a blob received whole against its digest.
+pub(super) fn verify_whole(expected: &Digest, bytes: &[u8]) -> Result<(), UploadError> {
+    let actual = Digest::of(expected.algorithm(), bytes);
+    if actual != *expected {
+        return Err(UploadError::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 async fn rehash(path: PathBuf, algorithm: Algorithm, len: u64) -> io::Result<Hasher> {
     blocking(move || {
         let mut hasher = algorithm.hasher();
