@@ -205,36 +205,10 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 async fn push_chunked(api: &Api, repo: &str, bytes: &[u8], chunk: usize) -> String {
     let digest = sha256(bytes);
     let mut location = api.start_upload(repo).await;
-    let mut offset = 0;
-    for part in bytes.chunks(chunk) {
-        let r = api
-            .http
-            .patch(api.url(&location))
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(
-                header::CONTENT_RANGE,
-                format!("{offset}-{}", offset + part.len() - 1),
-            )
-            .body(part.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "PATCH at {offset}");
-        offset += part.len();
-        location = support::location(&r);
+    for (i, part) in bytes.chunks(chunk).enumerate() {
+        location = api.patch_chunk(&location, i * chunk, part).await;
     }
-    let r = api
-        .http
-        .put(api.url(&with_query(&location, &format!("digest={digest}"))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap()
-    );
+    api.finish_upload(&location, &digest).await;
     digest
 }
 

@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::{header, StatusCode};
+use reqwest::StatusCode;
 use support::*;
 
 const GC_ENV: [(&str, &str); 3] = [
@@ -43,47 +43,6 @@ fn chunks(data: &[u8], n: usize) -> Vec<&[u8]> {
     data.chunks(data.len().div_ceil(n)).collect()
 }
 
-async fn patch(api: &Api, location: &str, offset: usize, chunk: &[u8]) -> String {
-    let r = api
-        .http
-        .patch(api.url(location))
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(
-            header::CONTENT_RANGE,
-            format!("{}-{}", offset, offset + chunk.len() - 1),
-        )
-        .body(chunk.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::ACCEPTED,
-        "{}",
-        r.text().await.unwrap()
-    );
-    location_of(&r)
-}
-
-fn location_of(r: &reqwest::Response) -> String {
-    support::location(r)
-}
-
-async fn finish(api: &Api, location: &str, digest: &str) {
-    let r = api
-        .http
-        .put(api.url(&with_query(location, &format!("digest={digest}"))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap()
-    );
-}
-
 #[tokio::test]
 async fn a_chunked_upload_continues_on_other_replicas() {
     let Some(servers) = replicas(3, &[]) else {
@@ -97,7 +56,7 @@ async fn a_chunked_upload_continues_on_other_replicas() {
     let mut location = apis[0].start_upload("spread/app").await;
     let mut offset = 0;
     for (i, part) in parts.iter().enumerate() {
-        location = patch(&apis[(i + 1) % 3], &location, offset, part).await;
+        location = apis[(i + 1) % 3].patch_chunk(&location, offset, part).await;
         offset += part.len();
     }
     let status = apis[2].get(&location).await;
@@ -106,7 +65,7 @@ async fn a_chunked_upload_continues_on_other_replicas() {
         header_of(&status, "range"),
         Some(format!("0-{}", data.len() - 1).as_str())
     );
-    finish(&apis[2], &location, &digest).await;
+    apis[2].finish_upload(&location, &digest).await;
     for api in &apis {
         let r = api.get(&format!("/v2/spread/app/blobs/{digest}")).await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -125,8 +84,8 @@ async fn a_replica_killed_mid_upload_leaves_the_session_to_the_others() {
     let digest = sha256(&data);
     let parts = chunks(&data, 4);
     let mut location = first.start_upload("crash/app").await;
-    location = patch(&first, &location, 0, parts[0]).await;
-    location = patch(&first, &location, parts[0].len(), parts[1]).await;
+    location = first.patch_chunk(&location, 0, parts[0]).await;
+    location = first.patch_chunk(&location, parts[0].len(), parts[1]).await;
     servers[0].kill();
     // The client retries against the other replica: asks where the upload
     // stands and goes on from there.
@@ -137,9 +96,11 @@ async fn a_replica_killed_mid_upload_leaves_the_session_to_the_others() {
         header_of(&status, "range"),
         Some(format!("0-{}", done - 1).as_str())
     );
-    location = patch(&second, &location, done, parts[2]).await;
-    location = patch(&second, &location, done + parts[2].len(), parts[3]).await;
-    finish(&second, &location, &digest).await;
+    location = second.patch_chunk(&location, done, parts[2]).await;
+    location = second
+        .patch_chunk(&location, done + parts[2].len(), parts[3])
+        .await;
+    second.finish_upload(&location, &digest).await;
     let r = second.get(&format!("/v2/crash/app/blobs/{digest}")).await;
     assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
     let report = servers[1].check().await;

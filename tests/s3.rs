@@ -654,16 +654,7 @@ async fn an_upload_survives_a_restart_on_an_empty_disk() {
     let digest = sha256(&whole);
 
     let location = api.start_upload("restart/app").await;
-    let r = api
-        .http
-        .patch(api.url(&location))
-        .header(header::CONTENT_RANGE, format!("0-{}", first.len() - 1))
-        .body(first.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let location = header_of(&r, "location").unwrap().to_string();
+    let location = api.patch_chunk(&location, 0, &first).await;
 
     server.kill_and_restart_after(|data| {
         std::fs::remove_dir_all(data.join("storage")).unwrap();
@@ -675,31 +666,13 @@ async fn an_upload_survives_a_restart_on_an_empty_disk() {
         header_of(&r, "range"),
         Some(format!("0-{}", first.len() - 1).as_str())
     );
-    let r = api
-        .http
-        .patch(api.url(&location))
-        .header(
-            header::CONTENT_RANGE,
-            format!("{}-{}", first.len(), whole.len() - 1),
-        )
-        .body(second.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let location = header_of(&r, "location").unwrap().to_string();
+    let location = api.patch_chunk(&location, first.len(), &second).await;
 
     server.kill_and_restart_after(|data| {
         std::fs::remove_dir_all(data.join("storage")).unwrap();
     });
     api = Api::new(server.url()); // the old connections died with the process
-    let r = api
-        .http
-        .put(api.url(&with_query(&location, &format!("digest={digest}"))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    api.finish_upload(&location, &digest).await;
     let r = api.get(&format!("/v2/restart/app/blobs/{digest}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap(), &whole[..]);

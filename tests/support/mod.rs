@@ -95,6 +95,47 @@ impl Api {
         location(&r)
     }
 
+    /// PATCHes `chunk` at `offset` of the upload at `upload` (its
+    /// Location); returns the next Location.
+    pub async fn patch_chunk(&self, upload: &str, offset: usize, chunk: &[u8]) -> String {
+        let r = self
+            .http
+            .patch(self.url(upload))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(
+                header::CONTENT_RANGE,
+                format!("{}-{}", offset, offset + chunk.len() - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::ACCEPTED,
+            "PATCH at {offset}: {}",
+            r.text().await.unwrap()
+        );
+        location(&r)
+    }
+
+    /// Closes the upload at `upload` (its Location) with a PUT ?digest and
+    /// no body.
+    pub async fn finish_upload(&self, upload: &str, digest: &str) {
+        let r = self
+            .http
+            .put(self.url(&with_query(upload, &format!("digest={digest}"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+
     pub async fn put_manifest(
         &self,
         repo: &str,
