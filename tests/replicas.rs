@@ -391,3 +391,43 @@ async fn a_replica_killed_mid_gc_hands_the_pass_over() {
     let report = servers[1].check().await;
     assert_eq!(report["ok"], true, "{report}");
 }
+
+/// A password changed through one replica is refused by the others at once,
+/// although they remember having checked it.
+#[tokio::test]
+async fn a_password_changed_on_one_replica_is_refused_by_the_others() {
+    let Some(servers) = replicas(2, &[("BERTH_AUTH_MODE", "basic")]) else {
+        return;
+    };
+    let created = servers[0]
+        .admin_call(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            serde_json::json!({"name": "dev", "password": "first-password"}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let old = Api::with_basic(servers[1].url(), "dev", "first-password");
+    for _ in 0..3 {
+        // Verified once, then answered from the replica's memory.
+        assert_eq!(old.get("/v2/").await.status(), StatusCode::OK);
+    }
+    let changed = servers[0]
+        .admin_call(
+            reqwest::Method::PATCH,
+            "/api/v1/users/dev",
+            serde_json::json!({"password": "second-password"}),
+        )
+        .await;
+    assert!(changed.status().is_success(), "{}", changed.status());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while old.get("/v2/").await.status() == StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the other replica still takes the old password"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let new = Api::with_basic(servers[1].url(), "dev", "second-password");
+    assert_eq!(new.get("/v2/").await.status(), StatusCode::OK);
+}
