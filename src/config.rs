@@ -11,6 +11,9 @@ use serde::Deserialize;
 pub struct Config {
     /// Address the registry listens on.
     pub listen: SocketAddr,
+    /// Load balancers and proxies in front of Berth: only from these peers is
+    /// `X-Forwarded-For` believed (for the audit log and login throttling).
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Directory holding the embedded database and the blobs.
     pub data_dir: PathBuf,
     pub log: LogConfig,
@@ -19,6 +22,31 @@ pub struct Config {
     pub gc: GcConfig,
     pub storage: StorageConfig,
     pub database: DatabaseConfig,
+}
+
+/// A network, or one address, whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TrustedProxy(pub ipnet::IpNet);
+
+impl std::str::FromStr for TrustedProxy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(TrustedProxy)
+            .map_err(|_| format!("{s:?} is neither an address nor a network like 10.0.0.0/8"))
+    }
+}
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 /// Where metadata lives: the embedded SQLite file `data_dir/berth.db` (the
@@ -291,6 +319,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:5000".parse().expect("valid address"),
+            trusted_proxies: Vec::new(),
             data_dir: PathBuf::from("./berth-data"),
             log: LogConfig::default(),
             uploads: UploadConfig::default(),
@@ -367,6 +396,13 @@ impl Config {
         }
         if let Some(v) = env("BERTH_LISTEN") {
             config.listen = parse("BERTH_LISTEN", v)?;
+        }
+        if let Some(v) = env("BERTH_TRUSTED_PROXIES") {
+            config.trusted_proxies = v
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| parse("BERTH_TRUSTED_PROXIES", p.to_string()))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = env("BERTH_DATA_DIR") {
             config.data_dir = PathBuf::from(v);
@@ -532,6 +568,35 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_from_file_and_env() {
+        let c: Config =
+            toml::from_str("trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\"]\n")
+                .unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(|p| p.0.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+        let e = toml::from_str::<Config>("trusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("neither an address nor a network"),
+            "{e}"
+        );
+        let c = Config::load(None, |k| {
+            (k == "BERTH_TRUSTED_PROXIES").then(|| "127.0.0.1, 10.1.0.0/16".into())
+        })
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let e = Config::load(None, |k| {
+            (k == "BERTH_TRUSTED_PROXIES").then(|| "lb".into())
+        });
+        assert!(matches!(
+            e,
+            Err(ConfigError::Env {
+                name: "BERTH_TRUSTED_PROXIES",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn file_then_env() {

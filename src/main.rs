@@ -49,6 +49,7 @@ fn main() -> ExitCode {
                     tracing_subscriber::EnvFilter::try_new(filter)
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
                 )
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr)
                 .init();
             berth::migrate::run(args, cli.client.json)
@@ -88,8 +89,11 @@ fn main() -> ExitCode {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: escape codes in a log file or a collector
+    // get in the way of every search.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -98,6 +98,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         auth: services.auth.clone(),
         policy: services.policy.clone(),
         metrics: Default::default(),
+        trusted_proxies: config.trusted_proxies.iter().map(|p| p.0).collect(),
     });
     let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)

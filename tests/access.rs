@@ -1116,6 +1116,104 @@ async fn failed_logins_are_throttled() {
     assert!(!server.log().contains(PASSWORD) && !server.log().contains("guess"));
 }
 
+/// A login attempt as if through a proxy that wrote `X-Forwarded-For`.
+async fn login_from(c: &Client, forwarded_for: &str, user: &str, password: &str) -> StatusCode {
+    c.http
+        .get(format!("{}/auth/token?service=berth-registry", c.base))
+        .basic_auth(user, Some(password))
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Failures from one address throttle that address: twenty failed logins
+/// (each to another account) from a client behind a trusted proxy block that
+/// client only, and the audit log names it. Without the proxy trusted, the
+/// header is ignored, so a client cannot dodge the throttle by writing it.
+#[tokio::test]
+async fn client_address_behind_a_trusted_proxy() {
+    let behind_proxy = common::Server::start_with_env(
+        &[],
+        &[
+            ("BERTH_AUTH_MODE", "token"),
+            ("BERTH_TRUSTED_PROXIES", "127.0.0.0/8"),
+            ("BERTH_LOG", "info"),
+        ],
+    );
+    let c = Client::new(&behind_proxy);
+    let pw = common::ADMIN_PASSWORD;
+    for i in 0..20 {
+        // A forged entry left of the proxy's own is ignored.
+        let xff = format!("198.51.100.{i}, 203.0.113.5");
+        assert_eq!(
+            login_from(&c, &xff, &format!("nobody{i}"), "guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&c, "203.0.113.5", "admin", pw).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(&c, "203.0.113.6", "admin", pw).await,
+        StatusCode::OK
+    );
+    assert_eq!(c.token(&admin(), &[]).await.status(), StatusCode::OK);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = c
+        .admin(
+            Method::GET,
+            "/api/v1/audit-logs?action=login&limit=500",
+            None,
+        )
+        .await;
+    let address_of = |actor: &str| {
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["actor"] == actor)
+            .map(|e| e["address"].clone())
+    };
+    assert_eq!(address_of("nobody3"), Some(json!("203.0.113.5")));
+    // Plain text: no colour codes in a log written to a file.
+    assert!(behind_proxy
+        .log()
+        .contains(" client=203.0.113.5 status=401 "));
+
+    let direct = common::Server::start_secured();
+    let c = Client::new(&direct);
+    for i in 0..20 {
+        let xff = format!("203.0.113.{i}");
+        assert_eq!(
+            login_from(&c, &xff, &format!("nobody{i}"), "guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&c, "203.0.113.99", "admin", pw).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = c
+        .admin(
+            Method::GET,
+            "/api/v1/audit-logs?action=login&limit=500",
+            None,
+        )
+        .await;
+    let first = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["actor"] == "nobody3")
+        .cloned()
+        .expect("failed login audited");
+    assert_eq!(first["address"], "127.0.0.1");
+}
+
 /// The OAuth2 POST form (containerd) with refresh tokens.
 #[tokio::test]
 async fn oauth2_form_and_refresh_tokens() {

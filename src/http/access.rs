@@ -2,13 +2,11 @@
 //! `Access` a route needs is stated next to the routes (`v2_access` here for
 //! `/v2/`, `api/policy.rs` for `/api/v1`); the decision is `Auth::authorize`.
 
-use std::net::SocketAddr;
-
-use axum::extract::ConnectInfo;
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 
+use super::client::ClientAddress;
 use super::error::error_response;
 use super::routes::Route;
 use super::AppState;
@@ -19,8 +17,8 @@ use crate::oci::Reference;
 /// Where the request came from, for the audit log and login throttling.
 pub fn client_address(extensions: &Extensions) -> String {
     extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+        .get::<ClientAddress>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.to_string())
 }
 
 /// `user:password` of a Basic `Authorization` value.

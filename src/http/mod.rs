@@ -3,6 +3,7 @@
 
 mod access;
 mod api;
+mod client;
 mod error;
 mod routes;
 mod token;
@@ -13,7 +14,7 @@ pub use api::openapi;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +31,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub policy: Arc<Policy>,
     pub metrics: Metrics,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Counts an upload request in the in-flight gauge while alive.
@@ -98,8 +101,16 @@ fn length(headers: &axum::http::HeaderMap) -> u64 {
 }
 
 /// One structured log line and the metrics of every request.
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let start = Instant::now();
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|peer| client::client_address(peer.0.ip(), request.headers(), &state.trusted_proxies));
+    if let Some(ip) = client {
+        request.extensions_mut().insert(client::ClientAddress(ip));
+    }
+    let client = client.map(tracing::field::display);
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let bytes_in = length(request.headers());
@@ -144,11 +155,11 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .map(|e| e.0.as_str());
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     if status.is_server_error() {
-        tracing::error!(%method, %path, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, error, "request");
+        tracing::error!(%method, %path, client, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, error, "request");
     } else if status.is_client_error() {
-        tracing::info!(%method, %path, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, error, "request");
+        tracing::info!(%method, %path, client, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, error, "request");
     } else {
-        tracing::info!(%method, %path, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, "request");
+        tracing::info!(%method, %path, client, status = status.as_u16(), bytes_in, bytes_out, latency_ms, route, "request");
     }
     response
 }
