@@ -14,7 +14,7 @@
 //! state always describe parts that exist, whatever fails. Two PATCHes of a
 //! misbehaving client racing at the same offset on two replicas both write a
 //! part; the session names one of them (and the state of that one), the
-//! other is an orphan removed with the session.
+//! other is an orphan that expiry removes with the directory.
 //!
 //! The final PUT compares the digest of the saved state with the expected
 //! one before any bytes move. Then the blob's object is made: a server-side
@@ -286,13 +286,13 @@ impl SharedSessions {
 
     pub(super) async fn cancel(&self, id: UploadId, repository: &str) -> Result<(), UploadError> {
         let _held = self.hold(id).await;
-        self.load(id, repository).await?;
-        self.discard(id).await
+        let session = self.load(id, repository).await?;
+        self.end(id, &session).await
     }
 
     /// Verifies the session's bytes against `expected` and makes them the
     /// object `target`. Returns the blob's size. On a mismatch the session
-    /// is discarded.
+    /// ends.
     pub(super) async fn commit(
         &self,
         id: UploadId,
@@ -341,14 +341,14 @@ impl SharedSessions {
         let actual = hasher.finish();
         if actual != *expected {
             out.abort().await;
-            self.discard(id).await?;
+            self.end(id, &session).await?;
             return Err(UploadError::DigestMismatch {
                 expected: expected.clone(),
                 actual,
             });
         }
         out.complete().await?;
-        self.discard_committed(id).await;
+        self.end_committed(id, &session).await;
         Ok(received)
     }
 
@@ -369,9 +369,9 @@ impl SharedSessions {
         }
         let result = put_whole(&self.objects, expected, bytes, target).await;
         if result.is_ok() {
-            self.discard_committed(id).await;
+            self.end_committed(id, &session).await;
         } else {
-            self.discard(id).await?;
+            self.end(id, &session).await?;
         }
         result
     }
@@ -389,7 +389,7 @@ impl SharedSessions {
         if expected.algorithm() == Algorithm::Sha256 {
             let actual = hash.finish();
             if actual != *expected {
-                self.discard(id).await?;
+                self.end(id, &session).await?;
                 return Err(UploadError::DigestMismatch {
                     expected: expected.clone(),
                     actual,
@@ -411,13 +411,13 @@ impl SharedSessions {
             parts => {
                 if let Err(e) = self.concatenate(id, parts, expected, target).await {
                     if matches!(e, UploadError::DigestMismatch { .. }) {
-                        self.discard(id).await?;
+                        self.end(id, &session).await?;
                     }
                     return Err(e);
                 }
             }
         }
-        self.discard_committed(id).await;
+        self.end_committed(id, &session).await;
         Ok(session.size)
     }
 
@@ -476,14 +476,38 @@ impl SharedSessions {
         }
     }
 
-    /// Removes a session's objects: the session object first, so no
-    /// replica finds a session naming removed parts, then every other
-    /// object of its directory (parts, orphans of raced PATCHes).
-    async fn discard(&self, id: UploadId) -> Result<(), UploadError> {
-        match self.objects.delete(&key(id, SESSION)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store(e)),
+    /// Ends a session: removes its object first, so no replica finds a
+    /// session naming removed parts, then the parts it names. Orphans of
+    /// raced PATCHes, which no session names, are left to expiry: listing
+    /// the directory here would cost every push a request.
+    async fn end(&self, id: UploadId, session: &Session) -> Result<(), UploadError> {
+        self.delete(key(id, SESSION)).await?;
+        lock(&self.repositories).remove(&id);
+        for part in &session.parts {
+            self.delete(key(id, &part.name)).await?;
         }
+        Ok(())
+    }
+
+    /// `end` once the blob exists: a failure only leaves objects that
+    /// expiry removes, so the commit still succeeds.
+    async fn end_committed(&self, id: UploadId, session: &Session) {
+        if let Err(e) = self.end(id, session).await {
+            tracing::warn!(upload = %id, error = %e, "could not remove a committed upload's objects");
+        }
+    }
+
+    async fn delete(&self, location: ObjectPath) -> Result<(), UploadError> {
+        match self.objects.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store(e)),
+        }
+    }
+
+    /// Removes every object of a session's directory, the session object
+    /// first (as `end`).
+    async fn discard(&self, id: UploadId) -> Result<(), UploadError> {
+        self.delete(key(id, SESSION)).await?;
         lock(&self.repositories).remove(&id);
         let rest: Vec<ObjectPath> = self
             .objects
@@ -493,20 +517,9 @@ impl SharedSessions {
             .await
             .map_err(store)?;
         for location in rest {
-            match self.objects.delete(&location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(store(e)),
-            }
+            self.delete(location).await?;
         }
         Ok(())
-    }
-
-    /// `discard` once the blob exists: a failure only leaves objects that
-    /// expiry removes, so the commit still succeeds.
-    async fn discard_committed(&self, id: UploadId) {
-        if let Err(e) = self.discard(id).await {
-            tracing::warn!(upload = %id, error = %e, "could not remove a committed upload's objects");
-        }
     }
 
     /// Repositories with a session in the store, whichever replica serves it.
