@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::meta::WriteCounters;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: &'static str,
@@ -32,8 +34,9 @@ pub struct Metrics {
     pub storage_bytes: Gauge<u64, AtomicU64>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The registry's metrics, with the metadata writers' `write` counters.
+    pub fn new(write: &WriteCounters) -> Self {
         let mut registry = Registry::with_prefix("berth");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -75,6 +78,21 @@ impl Default for Metrics {
             "Bytes of blobs and manifests stored",
             storage_bytes.clone(),
         );
+        registry.register(
+            "db_transactions",
+            "Metadata transactions committed",
+            write.transactions.clone(),
+        );
+        registry.register(
+            "db_writes",
+            "Metadata writes committed (grouped into those transactions)",
+            write.writes.clone(),
+        );
+        registry.register(
+            "db_write_conflicts",
+            "Write batches run again after a serialization conflict (PostgreSQL)",
+            write.conflicts.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -85,9 +103,7 @@ impl Default for Metrics {
             storage_bytes,
         }
     }
-}
 
-impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

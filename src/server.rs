@@ -97,7 +97,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         registry: services.registry.clone(),
         auth: services.auth.clone(),
         policy: services.policy.clone(),
-        metrics: Default::default(),
+        metrics: crate::metrics::Metrics::new(services.meta.write_counters()),
         trusted_proxies: config.trusted_proxies.iter().map(|p| p.0).collect(),
     });
     let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

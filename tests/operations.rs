@@ -187,6 +187,14 @@ async fn prometheus_metrics() {
     assert_eq!(value("berth_uploads_in_flight"), 0.0);
     // config blob + layer + manifest
     assert!(value("berth_storage_bytes") > 10.0);
+    // Each of those is at least one metadata write, grouped into transactions.
+    let (writes, transactions) = (
+        value("berth_db_writes_total"),
+        value("berth_db_transactions_total"),
+    );
+    assert!(writes >= 3.0, "{writes}");
+    assert!((1.0..=writes).contains(&transactions), "{transactions}");
+    assert_eq!(value("berth_db_write_conflicts_total"), 0.0);
 }
 
 #[test]

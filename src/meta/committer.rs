@@ -20,6 +20,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, oneshot};
 
 use super::db::{self, Backend, Conn, Pool};
@@ -67,6 +68,19 @@ where
 
 pub(super) struct Committer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    counters: WriteCounters,
+}
+
+/// What the writers did, for `/metrics`: writes per transaction show how
+/// well commits are grouped, conflicts how much replicas contend.
+#[derive(Clone, Default)]
+pub struct WriteCounters {
+    /// Transactions committed.
+    pub transactions: Counter,
+    /// Writes committed, in those transactions.
+    pub writes: Counter,
+    /// Batches run again after a write conflict (PostgreSQL).
+    pub conflicts: Counter,
 }
 
 impl Committer {
@@ -76,10 +90,15 @@ impl Committer {
     pub(super) fn start(pool: Pool, writers: usize) -> Committer {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let counters = WriteCounters::default();
         for _ in 0..writers.max(1) {
-            tokio::spawn(run(pool.clone(), rx.clone()));
+            tokio::spawn(run(pool.clone(), rx.clone(), counters.clone()));
         }
-        Committer { jobs }
+        Committer { jobs, counters }
+    }
+
+    pub(super) fn counters(&self) -> &WriteCounters {
+        &self.counters
     }
 
     /// Runs `f` in a transaction shared with concurrent writes; returns its
@@ -105,12 +124,16 @@ impl Committer {
     }
 }
 
-async fn run(pool: Pool, rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Box<dyn Job>>>>) {
+async fn run(
+    pool: Pool,
+    rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Box<dyn Job>>>>,
+    counters: WriteCounters,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // A worker takes the jobs waiting (while another commits) as one batch.
     while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match pool.acquire().await {
-            Ok(mut conn) => commit_batch(&mut conn, std::mem::take(&mut batch)).await,
+            Ok(mut conn) => commit_batch(&mut conn, std::mem::take(&mut batch), &counters).await,
             Err(e) => {
                 tracing::error!(error = %e, "metadata writer connection unavailable");
                 batch.clear(); // dropping a job tells its caller it was not applied
@@ -135,7 +158,7 @@ enum Attempt {
     Failed(String),
 }
 
-async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>) {
+async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>, counters: &WriteCounters) {
     let backend = Backend::of(conn);
     let mut conflicts = 0;
     while !jobs.is_empty() {
@@ -162,7 +185,11 @@ async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>) {
             }
         }
         match attempt {
-            Attempt::Committed => return jobs.into_iter().for_each(|job| job.finish(Ok(()))),
+            Attempt::Committed => {
+                counters.transactions.inc();
+                counters.writes.inc_by(jobs.len() as u64);
+                return jobs.into_iter().for_each(|job| job.finish(Ok(())));
+            }
             Attempt::JobFailed(i, e) => jobs.remove(i).finish(Err(e)),
             Attempt::Failed(e) => return fail_all(jobs, e),
             Attempt::Conflict(e) if conflicts == MAX_CONFLICT_RETRIES => {
@@ -170,6 +197,7 @@ async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>) {
             }
             Attempt::Conflict(e) => {
                 conflicts += 1;
+                counters.conflicts.inc();
                 tracing::debug!(attempt = conflicts, jobs = jobs.len(), error = %e, "write conflict; running the batch again");
                 let pause = 1 + rand_core::RngCore::next_u32(&mut rand_core::OsRng) % 8;
                 tokio::time::sleep(std::time::Duration::from_millis(pause.into())).await;

@@ -32,6 +32,7 @@ pub use access::{
 };
 pub use audit::{AuditFilter, AuditRecord};
 pub use changes::Change;
+pub use committer::WriteCounters;
 pub use gc::{Cursor, DoomedBlob, GcBatch, GcCounts, GcRunRecord, QueuePhase};
 pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
 pub use leases::{Lease, LeasedJob};
@@ -179,6 +180,11 @@ impl MetaStore {
         };
         store.install_change_triggers().await?;
         Ok(store)
+    }
+
+    /// The writers' counters, for `/metrics`.
+    pub fn write_counters(&self) -> &WriteCounters {
+        self.committer.counters()
     }
 
     pub async fn close(&self) {
