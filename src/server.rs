@@ -172,6 +172,9 @@ async fn background_jobs(
                     Ok(n) => tracing::info!(removed = n, "pruned old audit entries"),
                     Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
                 }
+                if let Err(e) = auth.prune_login_failures().await {
+                    tracing::warn!(error = %e, "pruning old failed logins failed");
+                }
             }
             _ = flush.tick() => {
                 if let Err(e) = registry.flush_pulls().await {

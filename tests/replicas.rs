@@ -431,3 +431,40 @@ async fn a_password_changed_on_one_replica_is_refused_by_the_others() {
     let new = Api::with_basic(servers[1].url(), "dev", "second-password");
     assert_eq!(new.get("/v2/").await.status(), StatusCode::OK);
 }
+
+/// Failed logins count on every replica: five wrong passwords spread over
+/// three replicas block the account on all of them (each counting only its
+/// own would allow fifteen), and the right password then waits too.
+#[tokio::test]
+async fn failed_logins_spread_over_replicas_count_together() {
+    let Some(servers) = replicas(3, &[("BERTH_AUTH_MODE", "basic")]) else {
+        return;
+    };
+    let created = servers[0]
+        .admin_call(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            serde_json::json!({"name": "dev", "password": "right-password"}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    for i in 0..5 {
+        let wrong = Api::with_basic(servers[i % 3].url(), "dev", "wrong-password");
+        assert_eq!(wrong.get("/v2/").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    for server in &servers {
+        let right = Api::with_basic(server.url(), "dev", "right-password");
+        let r = right.get("/v2/").await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers().contains_key("retry-after"));
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Blocked for a second after the fifth failure; then the right password
+    // works on any replica and clears the account's record for all.
+    let right = Api::with_basic(servers[2].url(), "dev", "right-password");
+    assert_eq!(right.get("/v2/").await.status(), StatusCode::OK);
+    let wrong = Api::with_basic(servers[1].url(), "dev", "wrong-password");
+    assert_eq!(wrong.get("/v2/").await.status(), StatusCode::UNAUTHORIZED);
+    let right = Api::with_basic(servers[0].url(), "dev", "right-password");
+    assert_eq!(right.get("/v2/").await.status(), StatusCode::OK);
+}

@@ -180,10 +180,10 @@ impl Auth {
     ) -> Result<Auth, MetaError> {
         let auth = Auth {
             keys: KeyRing::new(&config.issuer, &config.service),
-            meta,
             audit,
             config,
-            throttle: Default::default(),
+            throttle: throttle::Throttle::new(meta.clone()),
+            meta,
             verified: quick_cache::sync::Cache::new(10_000),
             tokens: quick_cache::sync::Cache::new(10_000),
             last_key_reload: Mutex::new(Instant::now()),
@@ -227,6 +227,11 @@ impl Auth {
 
     // ---- authentication ------------------------------------------------------
 
+    /// Forgets failed logins older than the throttle counts; returns how many.
+    pub async fn prune_login_failures(&self) -> Result<u64, MetaError> {
+        self.throttle.prune().await
+    }
+
     /// Checks a user's password or a robot's secret. Failures are throttled
     /// and audited.
     pub async fn login(
@@ -247,7 +252,8 @@ impl Auth {
                 return Ok(principal);
             }
         }
-        if let Some(wait) = self.throttle.check(username, address) {
+        let before = self.throttle.check(username, address).await?;
+        if let Some(wait) = before.wait {
             return Err(LoginError::Throttled(wait));
         }
         let principal = if username.starts_with(ROBOT_PREFIX) {
@@ -257,12 +263,16 @@ impl Auth {
         };
         match principal {
             Some(p) => {
-                self.throttle.succeeded(username);
+                if before.account_failed {
+                    self.throttle.succeeded(username).await?;
+                }
                 self.verified.insert(key, (p.clone(), Instant::now()));
                 Ok(p)
             }
             None => {
-                self.throttle.failed(username, address);
+                if let Err(e) = self.throttle.failed(username, address).await {
+                    tracing::warn!(error = %e, "could not record a failed login");
+                }
                 let actor = Actor {
                     name: username.to_string(),
                     kind: if username.starts_with(ROBOT_PREFIX) {
