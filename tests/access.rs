@@ -1128,10 +1128,39 @@ async fn login_from(c: &Client, forwarded_for: &str, user: &str, password: &str)
         .status()
 }
 
+/// Twenty failed logins, each to another account (`nobody<i>`), with the
+/// `X-Forwarded-For` that `forwarded_for(i)` gives.
+async fn fail_twenty_logins(c: &Client, forwarded_for: impl Fn(u32) -> String) {
+    for i in 0..20 {
+        let status = login_from(c, &forwarded_for(i), &format!("nobody{i}"), "guess").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+/// The address the audit log gives for `actor`'s login.
+async fn audited_login_address(c: &Client, actor: &str) -> Value {
+    // Audit events are written within a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = c
+        .admin(
+            Method::GET,
+            "/api/v1/audit-logs?action=login&limit=500",
+            None,
+        )
+        .await;
+    log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["actor"] == actor)
+        .map(|e| e["address"].clone())
+        .expect("login audited")
+}
+
 /// Failures from one address throttle that address: twenty failed logins
-/// (each to another account) from a client behind a trusted proxy block that
-/// client only, and the audit log names it. Without the proxy trusted, the
-/// header is ignored, so a client cannot dodge the throttle by writing it.
+/// from a client behind a trusted proxy block that client only, and the
+/// audit log names it. Without the proxy trusted, the header is ignored, so
+/// a client cannot dodge the throttle by writing it.
 #[tokio::test]
 async fn client_address_behind_a_trusted_proxy() {
     let behind_proxy = common::Server::start_with_env(
@@ -1144,14 +1173,8 @@ async fn client_address_behind_a_trusted_proxy() {
     );
     let c = Client::new(&behind_proxy);
     let pw = common::ADMIN_PASSWORD;
-    for i in 0..20 {
-        // A forged entry left of the proxy's own is ignored.
-        let xff = format!("198.51.100.{i}, 203.0.113.5");
-        assert_eq!(
-            login_from(&c, &xff, &format!("nobody{i}"), "guess").await,
-            StatusCode::UNAUTHORIZED
-        );
-    }
+    // A forged entry left of the proxy's own is ignored.
+    fail_twenty_logins(&c, |i| format!("198.51.100.{i}, 203.0.113.5")).await;
     assert_eq!(
         login_from(&c, "203.0.113.5", "admin", pw).await,
         StatusCode::TOO_MANY_REQUESTS
@@ -1161,23 +1184,7 @@ async fn client_address_behind_a_trusted_proxy() {
         StatusCode::OK
     );
     assert_eq!(c.token(&admin(), &[]).await.status(), StatusCode::OK);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let log = c
-        .admin(
-            Method::GET,
-            "/api/v1/audit-logs?action=login&limit=500",
-            None,
-        )
-        .await;
-    let address_of = |actor: &str| {
-        log["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["actor"] == actor)
-            .map(|e| e["address"].clone())
-    };
-    assert_eq!(address_of("nobody3"), Some(json!("203.0.113.5")));
+    assert_eq!(audited_login_address(&c, "nobody3").await, "203.0.113.5");
     // Plain text: no colour codes in a log written to a file.
     assert!(behind_proxy
         .log()
@@ -1185,33 +1192,12 @@ async fn client_address_behind_a_trusted_proxy() {
 
     let direct = common::Server::start_secured();
     let c = Client::new(&direct);
-    for i in 0..20 {
-        let xff = format!("203.0.113.{i}");
-        assert_eq!(
-            login_from(&c, &xff, &format!("nobody{i}"), "guess").await,
-            StatusCode::UNAUTHORIZED
-        );
-    }
+    fail_twenty_logins(&c, |i| format!("203.0.113.{i}")).await;
     assert_eq!(
         login_from(&c, "203.0.113.99", "admin", pw).await,
         StatusCode::TOO_MANY_REQUESTS
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let log = c
-        .admin(
-            Method::GET,
-            "/api/v1/audit-logs?action=login&limit=500",
-            None,
-        )
-        .await;
-    let first = log["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["actor"] == "nobody3")
-        .cloned()
-        .expect("failed login audited");
-    assert_eq!(first["address"], "127.0.0.1");
+    assert_eq!(audited_login_address(&c, "nobody3").await, "127.0.0.1");
 }
 
 /// The OAuth2 POST form (containerd) with refresh tokens.
