@@ -8,97 +8,38 @@ mod support;
 
 use std::process::Command;
 
+use common::postgres::Cluster;
 use reqwest::StatusCode;
 use support::*;
 
-struct Cluster {
-    dir: common::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = common::TempDir::new("berth-pg-tls");
-        let out = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/start-postgres"
-        ))
-        .arg("--tls")
-        .arg(dir.path().join("cluster"))
+/// TLS connections open now.
+fn encrypted_connections(cluster: &Cluster) -> u32 {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-tA",
+            cluster.get("DATABASE_URL"),
+            "-c",
+            "SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()",
+        ])
         .output()
         .unwrap();
-        assert!(
-            out.status.success(),
-            "start-postgres: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let (k, v) = l.split_once('=').unwrap();
-                (k.to_string(), v.to_string())
-            })
-            .collect();
-        Cluster { dir, env }
-    }
-
-    fn get(&self, key: &str) -> &str {
-        &self.env.iter().find(|(k, _)| k == key).unwrap().1
-    }
-
-    /// Creates a database; returns its URL (without TLS parameters).
-    fn database(&self, name: &str) -> String {
-        let admin = self.get("DATABASE_URL");
-        let status = Command::new("psql")
-            .args(["-q", "-X", admin, "-c", &format!("CREATE DATABASE {name}")])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
-    }
-
-    /// TLS connections open now.
-    fn encrypted_connections(&self) -> u32 {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-tA",
-                self.get("DATABASE_URL"),
-                "-c",
-                "SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/start-postgres"
-        ))
-        .arg("--stop")
-        .arg(self.dir.path().join("cluster"))
-        .status();
-    }
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn metadata_over_verified_tls() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(&["--tls"]);
     let url = cluster.database("tls");
     let verified = format!(
         "{url}?sslmode=verify-full&sslrootcert={}",
         cluster.get("CA_CERT")
     );
-    let before = cluster.encrypted_connections();
+    let before = encrypted_connections(&cluster);
     let server = common::Server::start_with_env(&[], &[("BERTH_DATABASE_URL", &verified)]);
     let api = Api::new(server.url());
     let (_, digest) = api.push_image("tls/app", "v1", b"a layer over TLS").await;
@@ -109,7 +50,7 @@ async fn metadata_over_verified_tls() {
         Some(digest.as_str())
     );
     assert!(
-        cluster.encrypted_connections() > before,
+        encrypted_connections(&cluster) > before,
         "Berth's connections are not encrypted"
     );
     drop(server);
@@ -117,9 +58,10 @@ async fn metadata_over_verified_tls() {
     // The same database without the CA: the server's certificate is
     // unknown, and Berth refuses to start rather than talk in the clear.
     let unverified = format!("{url}?sslmode=verify-full");
+    let data = common::TempDir::new("berth-tls-data");
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(cluster.dir.path().join("data"))
+        .arg(data.path())
         .env("BERTH_DATABASE_URL", &unverified)
         .env("BERTH_STORAGE_BACKEND", "local")
         .output()

@@ -6,6 +6,8 @@
 //! implementation); nothing is started then.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
