@@ -468,3 +468,116 @@ async fn failed_logins_spread_over_replicas_count_together() {
     let right = Api::with_basic(servers[0].url(), "dev", "right-password");
     assert_eq!(right.get("/v2/").await.status(), StatusCode::OK);
 }
+
+/// Listening connections (one per replica) open on `url`'s server.
+fn listeners(url: &str) -> u32 {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-tA",
+            url,
+            "-c",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+async fn digest_of(api: &Api, path: &str) -> String {
+    let r = api.get(path).await;
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    header_of(&r, "docker-content-digest").unwrap().to_string()
+}
+
+/// PostgreSQL stopped under two replicas (as by a crash or a failover) and
+/// started again. While it is down, writes answer 503 with the spec's error
+/// body within seconds and `/readyz` says so; once it is back, both replicas
+/// write and read again without a restart, and see each other's changes
+/// again (each listens anew).
+#[tokio::test]
+async fn replicas_ride_out_a_postgresql_restart() {
+    if std::env::var_os("BERTH_TEST_S3_ENDPOINT").is_none() {
+        eprintln!("replicas: skipped here; they run in scripts/test's PostgreSQL + S3 pass");
+        return;
+    }
+    // A cluster of its own: the shared one is not stopped under other tests.
+    // Durable: the stop is a crash, which a cluster without fsync and
+    // synchronous commit may answer by losing committed transactions.
+    let cluster = common::postgres::Cluster::start(&["--durable"]);
+    let database = cluster.database("restart");
+    let prefix = format!("replicas-{}", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("BERTH_DATABASE_URL", database.as_str()),
+        ("BERTH_S3_PREFIX", prefix.as_str()),
+    ];
+    let servers: Vec<common::Server> = (0..2)
+        .map(|_| common::Server::start_with_env(&[], &env))
+        .collect();
+    let (a, b) = (Api::new(servers[0].url()), Api::new(servers[1].url()));
+    let (manifest, first) = a.push_image("team/app", "v1", b"first").await;
+    assert_eq!(digest_of(&b, "/v2/team/app/manifests/v1").await, first);
+
+    cluster.stop();
+    for api in [&a, &b] {
+        assert_eq!(
+            api.get("/readyz").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    let started = Instant::now();
+    let r = a
+        .put_manifest("team/app", "while-down", OCI_MANIFEST, &manifest)
+        .await;
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered after {:?}",
+        started.elapsed()
+    );
+
+    cluster.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.get("/readyz").await.status() != StatusCode::OK
+        || b.get("/readyz").await.status() != StatusCode::OK
+    {
+        assert!(Instant::now() < deadline, "not ready after the restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, second) = a.push_image("team/app", "v2", b"second").await;
+    assert_eq!(digest_of(&b, "/v2/team/app/manifests/v2").await, second);
+    while listeners(&database) < 2 {
+        assert!(Instant::now() < deadline, "replicas do not listen again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // b caches v1 again; a moves it: b sees the move through its new LISTEN.
+    assert_eq!(digest_of(&b, "/v2/team/app/manifests/v1").await, first);
+    let second_manifest = b
+        .get("/v2/team/app/manifests/v2")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = a
+        .put_manifest("team/app", "v1", OCI_MANIFEST, &second_manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let moved = Instant::now() + Duration::from_secs(5);
+    while digest_of(&b, "/v2/team/app/manifests/v1").await != second {
+        assert!(Instant::now() < moved, "b still serves the old v1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The refused push left nothing; what was stored before is all there.
+    assert_eq!(
+        a.get("/v2/team/app/manifests/while-down").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        digest_of(&b, &format!("/v2/team/app/manifests/{first}")).await,
+        first
+    );
+    assert_eq!(servers[0].check().await["ok"], true);
+}

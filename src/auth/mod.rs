@@ -127,6 +127,19 @@ pub enum Denial {
     Unauthenticated,
     /// Signed in, but not allowed.
     Forbidden,
+    /// The check could not be made: the database is unreachable.
+    Unavailable,
+}
+
+/// The denial for an access check that failed on `e`: refused, or (when the
+/// database is unreachable) "try again".
+fn check_failed(e: MetaError) -> Denial {
+    tracing::error!(error = %e, "access check failed");
+    if e.is_unavailable() {
+        Denial::Unavailable
+    } else {
+        Denial::Forbidden
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -414,10 +427,7 @@ impl Auth {
                         Err(Denial::Unauthenticated)
                     };
                 }
-                self.principal(claims).await.map_err(|e| {
-                    tracing::error!(error = %e, "access check failed");
-                    Denial::Forbidden
-                })?
+                self.principal(claims).await.map_err(check_failed)?
             }
         };
         let allowed = match (access, &principal) {
@@ -439,17 +449,11 @@ impl Auth {
             (Access::Project(project, action), p) => self
                 .project_allows(p.as_ref(), project, *action)
                 .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "access check failed");
-                    Denial::Forbidden
-                })?,
+                .map_err(check_failed)?,
             (Access::Repository(repo, action), p) => self
                 .repository_allows(p.as_ref(), repo, *action, caller)
                 .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "access check failed");
-                    Denial::Forbidden
-                })?,
+                .map_err(check_failed)?,
             _ => false,
         };
         match (allowed, principal) {

@@ -7,7 +7,7 @@ use axum::response::Response;
 use base64::Engine;
 
 use super::client::ClientAddress;
-use super::error::error_response;
+use super::error::{database_failure, error_response, UNAVAILABLE};
 use super::routes::Route;
 use super::AppState;
 use crate::auth::{Access, Action, Caller, Denial, LoginError};
@@ -98,14 +98,7 @@ pub fn login_failed(state: &AppState, headers: &HeaderMap, e: LoginError) -> Res
             );
             r
         }
-        LoginError::Meta(e) => {
-            tracing::error!(error = %e, "login failed on a database error");
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNKNOWN",
-                "internal server error",
-            )
-        }
+        LoginError::Meta(e) => database_failure(&e, "login"),
     }
 }
 
@@ -196,6 +189,9 @@ pub fn refusal(
             "DENIED",
             "requested access to the resource is denied",
         ),
+        Denial::Unavailable => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN", UNAVAILABLE)
+        }
     }
 }
 

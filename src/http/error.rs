@@ -4,7 +4,27 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::meta::MetaError;
 use crate::registry::RegistryError;
+
+/// What a client is told when the metadata database cannot be reached.
+pub const UNAVAILABLE: &str = "metadata database is unavailable; retry later";
+
+/// The answer to a metadata failure outside the registry service (logins,
+/// tokens, the management API), logged with `context`: 503 when the
+/// database cannot be reached (a retry may work), else 500.
+pub fn database_failure(e: &MetaError, context: &'static str) -> Response {
+    tracing::error!(error = %e, context, "metadata request failed");
+    if e.is_unavailable() {
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN", UNAVAILABLE)
+    } else {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            "internal server error",
+        )
+    }
+}
 
 /// An error answer, with any headers the spec requires alongside it.
 pub struct ApiError {
@@ -56,7 +76,9 @@ impl ApiError {
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             QueryInvalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
-            StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN"),
+            StorageUnavailable(_) | MetadataUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN")
+            }
         }
     }
 }
@@ -86,6 +108,7 @@ impl IntoResponse for ApiError {
             RegistryError::StorageUnavailable(_) => {
                 "blob storage is unavailable; retry later".to_string()
             }
+            RegistryError::MetadataUnavailable(_) => UNAVAILABLE.to_string(),
             e => e.to_string(),
         };
         let detail = match &self.error {

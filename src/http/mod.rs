@@ -65,8 +65,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// A probe waits this long at most: while the database is unreachable,
+/// taking a connection would wait for the pool's timeout (10 s), longer than
+/// probes wait.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.registry.ready().await {
+    let checked = tokio::time::timeout(READY_TIMEOUT, state.registry.ready())
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::registry::RegistryError::MetadataUnavailable(
+                "no connection within 2 s".into(),
+            ))
+        });
+    match checked {
         Ok(()) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::access::{basic_credentials, client_address, login_failed};
-use super::error::error_response;
+use super::error::{database_failure, error_response};
 use super::AppState;
 use crate::audit::Outcome;
 use crate::auth::{Caller, Principal, Scope};
@@ -83,14 +83,7 @@ pub async fn token(State(state): State<Arc<AppState>>, request: Request) -> Resp
         .await
     {
         Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "issuing a token failed");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNKNOWN",
-                "internal server error",
-            );
-        }
+        Err(e) => return database_failure(&e, "issuing a token"),
     };
     if let Some(p) = &principal {
         let caller = Caller::Principal(p.clone());
@@ -163,14 +156,7 @@ async fn form_grant(
                     "UNAUTHORIZED",
                     "the refresh token is not valid",
                 )),
-                Err(e) => {
-                    tracing::error!(error = %e, "redeeming a refresh token failed");
-                    Err(error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "UNKNOWN",
-                        "internal server error",
-                    ))
-                }
+                Err(e) => Err(database_failure(&e, "redeeming a refresh token")),
             }
         }
         _ => Err(bad_request("grant_type must be password or refresh_token")),

@@ -389,6 +389,7 @@ impl Cx<'_> {
         match self.state.policy.check_push(repo, tag).await {
             Ok(()) => Ok(()),
             Err(PolicyError::Violation(m)) => Err(RegistryError::Denied(m).into()),
+            Err(PolicyError::Meta(e)) => Err(RegistryError::from(e).into()),
             Err(e) => Err(RegistryError::Internal(e.to_string()).into()),
         }
     }

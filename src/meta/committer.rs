@@ -134,10 +134,7 @@ async fn run(
     while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match pool.acquire().await {
             Ok(mut conn) => commit_batch(&mut conn, std::mem::take(&mut batch), &counters).await,
-            Err(e) => {
-                tracing::error!(error = %e, "metadata writer connection unavailable");
-                batch.clear(); // dropping a job tells its caller it was not applied
-            }
+            Err(e) => fail_all(std::mem::take(&mut batch), MetaError::from(e)),
         }
     }
 }
@@ -155,7 +152,7 @@ enum Attempt {
     /// A write conflict: the whole batch runs again.
     Conflict(MetaError),
     /// The database failed: every job fails.
-    Failed(String),
+    Failed(MetaError),
 }
 
 async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>, counters: &WriteCounters) {
@@ -174,7 +171,7 @@ async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>, counters: &W
         };
         if let Some((lock, _)) = gate {
             if let Err(e) = exec(conn, lock).await {
-                return fail_all(jobs, e.to_string());
+                return fail_all(jobs, e.into());
             }
         }
         let attempt = attempt(conn, backend, &mut jobs).await;
@@ -192,9 +189,7 @@ async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>, counters: &W
             }
             Attempt::JobFailed(i, e) => jobs.remove(i).finish(Err(e)),
             Attempt::Failed(e) => return fail_all(jobs, e),
-            Attempt::Conflict(e) if conflicts == MAX_CONFLICT_RETRIES => {
-                return fail_all(jobs, e.to_string())
-            }
+            Attempt::Conflict(e) if conflicts == MAX_CONFLICT_RETRIES => return fail_all(jobs, e),
             Attempt::Conflict(e) => {
                 conflicts += 1;
                 counters.conflicts.inc();
@@ -209,7 +204,7 @@ async fn commit_batch(conn: &mut Conn, mut jobs: Vec<Box<dyn Job>>, counters: &W
 /// Runs the jobs in one transaction.
 async fn attempt(conn: &mut Conn, backend: Backend, jobs: &mut [Box<dyn Job>]) -> Attempt {
     if let Err(e) = exec(conn, backend.begin()).await {
-        return Attempt::Failed(e.to_string());
+        return Attempt::Failed(e.into());
     }
     let mut failed = None;
     for (i, job) in jobs.iter_mut().enumerate() {
@@ -230,11 +225,11 @@ async fn attempt(conn: &mut Conn, backend: Backend, jobs: &mut [Box<dyn Job>]) -
         return match exec(conn, "COMMIT").await.map_err(MetaError::from) {
             Ok(()) => Attempt::Committed,
             Err(e) if db::is_conflict(&e) => Attempt::Conflict(e),
-            Err(e) => Attempt::Failed(e.to_string()),
+            Err(e) => Attempt::Failed(e),
         };
     };
     if let Err(e) = exec(conn, "ROLLBACK").await {
-        return Attempt::Failed(e.to_string());
+        return Attempt::Failed(e.into());
     }
     if db::is_conflict(&e) {
         Attempt::Conflict(e)
@@ -243,10 +238,18 @@ async fn attempt(conn: &mut Conn, backend: Backend, jobs: &mut [Box<dyn Job>]) -
     }
 }
 
-fn fail_all(jobs: Vec<Box<dyn Job>>, error: String) {
+/// Fails every job with `error` (each gets its own copy: "unavailable"
+/// stays distinguishable from other failures).
+fn fail_all(jobs: Vec<Box<dyn Job>>, error: MetaError) {
     tracing::error!(error = %error, "metadata commit failed; the batch is rolled back");
+    let unavailable = error.is_unavailable();
+    let message = error.to_string();
     for job in jobs {
-        job.finish(Err(MetaError::Commit(error.clone())));
+        job.finish(Err(if unavailable {
+            MetaError::Unavailable(message.clone())
+        } else {
+            MetaError::Commit(message.clone())
+        }));
     }
 }
 

@@ -70,6 +70,25 @@ pub const GATE_ALONE: (&str, &str) = (
 
 /// Whether an error is a write conflict that running the transaction again
 /// resolves: PostgreSQL's serialization failure or deadlock.
+/// Whether `e` says the database could not be reached or went away (a
+/// restart, a failover, the network), rather than refused a statement: a
+/// retry later may succeed.
+pub fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P0x: the server is shutting
+        // down or starting up.
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 pub fn is_conflict(e: &MetaError) -> bool {
     match e {
         MetaError::Db(sqlx::Error::Database(e)) => {
@@ -300,5 +319,20 @@ impl sqlx::Type<Any> for Flag {
 impl<'r> sqlx::Decode<'r, Any> for Flag {
     fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
         Ok(Flag(<i64 as sqlx::Decode<Any>>::decode(value)? != 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_databases_are_told_apart_from_failed_statements() {
+        assert!(is_unreachable(&sqlx::Error::PoolTimedOut));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(is_unreachable(&sqlx::Error::Io(refused)));
+        assert!(!is_unreachable(&sqlx::Error::RowNotFound));
+        assert!(MetaError::Unavailable("down".into()).is_unavailable());
+        assert!(!MetaError::Commit("constraint".into()).is_unavailable());
     }
 }

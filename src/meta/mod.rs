@@ -69,6 +69,21 @@ pub enum MetaError {
     /// A check made after the change refused it (a quota): the change was rolled back.
     #[error("{0}")]
     Refused(String),
+    /// The database could not be reached: nothing was done, a retry may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl MetaError {
+    /// The database could not be reached (rather than refused or failed a
+    /// statement): callers answer "unavailable, retry", not "internal error".
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            MetaError::Unavailable(_) => true,
+            MetaError::Db(e) => db::is_unreachable(e),
+            _ => false,
+        }
+    }
 }
 
 /// A manifest as served: its bytes and media type.

@@ -54,6 +54,9 @@ pub enum RegistryError {
     /// The blob store (an object store) did not answer: worth a retry.
     #[error("blob storage is unavailable: {0}")]
     StorageUnavailable(String),
+    /// The metadata database could not be reached: worth a retry.
+    #[error("metadata database is unavailable: {0}")]
+    MetadataUnavailable(String),
 }
 
 fn list(digests: &[Digest]) -> String {
@@ -68,6 +71,7 @@ impl From<MetaError> for RegistryError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::Refused(m) => RegistryError::Denied(m),
+            e if e.is_unavailable() => RegistryError::MetadataUnavailable(e.to_string()),
             e => RegistryError::Internal(e.to_string()),
         }
     }

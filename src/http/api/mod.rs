@@ -30,7 +30,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::access;
-use super::error::error_response;
+use super::error::{error_response, UNAVAILABLE};
 use super::AppState;
 use crate::audit::Outcome;
 use crate::auth::{Caller, ManageError};
@@ -47,6 +47,8 @@ pub enum ApiFailure {
     Conflict(String),
     Invalid(String),
     Internal(String),
+    /// The metadata database could not be reached.
+    Unavailable(String),
 }
 
 impl IntoResponse for ApiFailure {
@@ -55,6 +57,14 @@ impl IntoResponse for ApiFailure {
             ApiFailure::NotFound(m) => (StatusCode::NOT_FOUND, "NOT_FOUND", m),
             ApiFailure::Conflict(m) => (StatusCode::CONFLICT, "CONFLICT", m),
             ApiFailure::Invalid(m) => (StatusCode::BAD_REQUEST, "INVALID", m),
+            ApiFailure::Unavailable(m) => {
+                tracing::error!(error = %m, "management API request failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNKNOWN",
+                    UNAVAILABLE.to_string(),
+                )
+            }
             ApiFailure::Internal(m) => {
                 tracing::error!(error = %m, "management API request failed");
                 (
@@ -74,14 +84,18 @@ impl From<ManageError> for ApiFailure {
             ManageError::NotFound(m) => ApiFailure::NotFound(m),
             ManageError::Conflict(m) => ApiFailure::Conflict(m),
             ManageError::Invalid(m) => ApiFailure::Invalid(m),
-            ManageError::Meta(e) => ApiFailure::Internal(e.to_string()),
+            ManageError::Meta(e) => e.into(),
         }
     }
 }
 
 impl From<crate::meta::MetaError> for ApiFailure {
     fn from(e: crate::meta::MetaError) -> Self {
-        ApiFailure::Internal(e.to_string())
+        if e.is_unavailable() {
+            ApiFailure::Unavailable(e.to_string())
+        } else {
+            ApiFailure::Internal(e.to_string())
+        }
     }
 }
 
@@ -93,7 +107,8 @@ impl From<RegistryError> for ApiFailure {
                 ApiFailure::NotFound(e.to_string())
             }
             Referenced(m) | Denied(m) => ApiFailure::Conflict(m),
-            Internal(m) | StorageUnavailable(m) => ApiFailure::Internal(m),
+            Internal(m) => ApiFailure::Internal(m),
+            StorageUnavailable(m) | MetadataUnavailable(m) => ApiFailure::Unavailable(m),
             e => ApiFailure::Invalid(e.to_string()),
         }
     }

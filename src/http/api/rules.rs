@@ -57,7 +57,7 @@ impl From<PolicyError> for ApiFailure {
         match e {
             PolicyError::NotFound(m) => ApiFailure::NotFound(m),
             PolicyError::Invalid(m) | PolicyError::Violation(m) => ApiFailure::Invalid(m),
-            PolicyError::Meta(e) => ApiFailure::Internal(e.to_string()),
+            PolicyError::Meta(e) => e.into(),
         }
     }
 }
