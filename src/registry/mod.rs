@@ -243,7 +243,7 @@ impl Registry {
         match content_length {
             Some(len) if len <= SMALL_BLOB => {
                 let bytes = read_body(body, len).await?;
-                if self.link_if_stored(repo, blob, &bytes).await? {
+                if self.link_if_stored(repo, blob, &bytes, None).await? {
                     return Ok(());
                 }
                 let writing = self.gc.writes.begin(blob);
@@ -305,20 +305,17 @@ impl Registry {
                     .commit_upload(id, repo.as_str(), blob, nonce)
                     .await?
             }
-            // The whole blob in one small request: no session file at all.
-            Some(len)
-                if len <= SMALL_BLOB
-                    && start.is_none_or(|s| s == 0)
-                    && uploads.is_empty(id, repo.as_str()).await? =>
-            {
+            // A small final request, read whole: the whole blob (then no
+            // session file at all), or a last chunk.
+            Some(len) if len <= SMALL_BLOB => {
                 let bytes = read_body(body, len).await?;
-                if self.link_if_stored(repo, blob, &bytes).await? {
+                if self.link_if_stored(repo, blob, &bytes, Some(id)).await? {
                     writing.settled(); // no file was written
                     uploads.cancel(id, repo.as_str()).await?;
                     return Ok(());
                 }
                 self.blobs
-                    .commit_upload_bytes(id, repo.as_str(), blob, nonce, bytes)
+                    .commit_upload_bytes(id, repo.as_str(), start, blob, nonce, bytes)
                     .await?
             }
             _ => {
@@ -339,16 +336,23 @@ impl Registry {
     }
 
     /// A small blob received whole whose bytes are stored already: once the
-    /// received bytes are checked against the digest, linking it is enough
-    /// (no file written, no sync). False when it must be written.
+    /// received bytes are checked against the digest (and `upload`, if any,
+    /// has received nothing before them), linking it is enough (no file
+    /// written, no sync). False when it must be written.
     async fn link_if_stored(
         &self,
         repo: &RepositoryName,
         blob: &Digest,
         bytes: &Bytes,
+        upload: Option<UploadId>,
     ) -> Result<bool> {
         if !self.meta.blob_stored(blob).await? || Digest::of(blob.algorithm(), bytes) != *blob {
             return Ok(false); // a mismatch is reported by the normal path
+        }
+        if let Some(id) = upload {
+            if !self.blobs.uploads().is_empty(id, repo.as_str()).await? {
+                return Ok(false);
+            }
         }
         Ok(self.meta.link_stored_blob(repo, blob).await?.is_some())
     }

@@ -365,20 +365,31 @@ impl BlobStore {
         self.commit_upload(id, repository, expected, nonce).await
     }
 
-    /// Completes an upload that received nothing before with its whole
-    /// content, sent in the final request.
+    /// Completes an upload with the small body of its final request, read
+    /// whole: the blob, or (when chunks came before) its last chunk, starting
+    /// at `start` if given.
     pub async fn commit_upload_bytes(
         &self,
         id: UploadId,
         repository: &str,
+        start: Option<u64>,
         expected: &Digest,
         nonce: &str,
         bytes: Bytes,
     ) -> Result<u64, UploadError> {
         if let Some(shared) = self.uploads.shared() {
+            // One read of the session object decides, not two.
             let target = Self::object_path(expected, nonce);
             return shared
-                .commit_bytes(id, repository, expected, bytes, target)
+                .commit_bytes(id, repository, start, expected, bytes, target)
+                .await;
+        }
+        // Anything but a whole blob takes the chunk path, which checks `start`.
+        if start.is_some_and(|s| s != 0) || !self.uploads.is_empty(id, repository).await? {
+            let len = bytes.len() as u64;
+            let body = futures_util::stream::once(async move { Ok(bytes) }).boxed();
+            return self
+                .commit_upload_stream(id, repository, start, Some(len), body, expected, nonce)
                 .await;
         }
         let target = self.file_path(expected, nonce);

@@ -352,20 +352,29 @@ impl SharedSessions {
         Ok(received)
     }
 
-    /// Completes a session that has received nothing with `bytes`, its
-    /// whole content. The session ends whatever the outcome.
+    /// Completes a session with `bytes`, the final request's body: its last
+    /// chunk (starting at `start` if given) when parts came before, else the
+    /// whole content, which goes to the blob's object in one PUT. The
+    /// session ends whatever the outcome of that PUT.
     pub(super) async fn commit_bytes(
         &self,
         id: UploadId,
         repository: &str,
+        start: Option<u64>,
         expected: &Digest,
         bytes: Bytes,
         target: ObjectPath,
     ) -> Result<u64, UploadError> {
         let _held = self.hold(id).await;
         let session = self.load(id, repository).await?;
-        if session.size != 0 {
+        if start.is_some_and(|s| s != session.size) {
             return Err(UploadError::OutOfOrder { size: session.size });
+        }
+        if !session.parts.is_empty() {
+            let len = bytes.len() as u64;
+            let body = futures_util::stream::once(async move { Ok(bytes) }).boxed();
+            let session = self.add_part(id, session, None, Some(len), body).await?;
+            return self.finish(id, session, expected, target).await;
         }
         let result = put_whole(&self.objects, expected, bytes, target).await;
         if result.is_ok() {
