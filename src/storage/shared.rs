@@ -492,10 +492,8 @@ impl SharedSessions {
     async fn end(&self, id: UploadId, session: &Session) -> Result<(), UploadError> {
         self.delete(key(id, SESSION)).await?;
         lock(&self.repositories).remove(&id);
-        for part in &session.parts {
-            self.delete(key(id, &part.name)).await?;
-        }
-        Ok(())
+        self.delete_all(session.parts.iter().map(|p| key(id, &p.name)).collect())
+            .await
     }
 
     /// `end` once the blob exists: a failure only leaves objects that
@@ -513,6 +511,21 @@ impl SharedSessions {
         }
     }
 
+    /// Deletes `locations` together: in batches where the store has them
+    /// (S3's DeleteObjects), else several at a time, not one after another
+    /// (a session of a 1 GiB chunked push has 64 parts).
+    async fn delete_all(&self, locations: Vec<ObjectPath>) -> Result<(), UploadError> {
+        let locations = futures_util::stream::iter(locations.into_iter().map(Ok)).boxed();
+        let mut deleted = self.objects.delete_stream(locations);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every object of a session's directory, the session object
     /// first (as `end`).
     async fn discard(&self, id: UploadId) -> Result<(), UploadError> {
@@ -525,10 +538,7 @@ impl SharedSessions {
             .try_collect()
             .await
             .map_err(store)?;
-        for location in rest {
-            self.delete(location).await?;
-        }
-        Ok(())
+        self.delete_all(rest).await
     }
 
     /// Repositories with a session in the store, whichever replica serves it.
