@@ -552,8 +552,8 @@ impl Config {
         {
             return Err(ConfigError::Invalid(format!(
                 "storage.s3.presigned_redirects (BERTH_S3_PRESIGNED_REDIRECTS) is only \
-                 supported with storage.backend = \"s3\", not {:?}; turn it off",
-                storage.backend.section().trim_start_matches("storage."),
+                 supported with storage.backend = \"s3\", not with [{}]; turn it off",
+                storage.backend.section(),
             )));
         }
         if storage.gcs.service_account_path.is_some() && storage.gcs.service_account_key.is_some() {

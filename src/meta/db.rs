@@ -68,8 +68,6 @@ pub const GATE_ALONE: (&str, &str) = (
     "SELECT pg_advisory_unlock(4778974822807896165)",
 );
 
-/// Whether an error is a write conflict that running the transaction again
-/// resolves: PostgreSQL's serialization failure or deadlock.
 /// Whether `e` says the database could not be reached or went away (a
 /// restart, a failover, the network), rather than refused a statement: a
 /// retry later may succeed.
@@ -89,6 +87,8 @@ pub fn is_unreachable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether an error is a write conflict that running the transaction again
+/// resolves: PostgreSQL's serialization failure or deadlock.
 pub fn is_conflict(e: &MetaError) -> bool {
     match e {
         MetaError::Db(sqlx::Error::Database(e)) => {

@@ -549,7 +549,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(io::Error::other)?
 }
 
-/// Hash state of the first `len` bytes of a file.
 /// Checks a blob received whole against its digest.
 pub(super) fn verify_whole(expected: &Digest, bytes: &[u8]) -> Result<(), UploadError> {
     let actual = Digest::of(expected.algorithm(), bytes);
@@ -562,6 +561,7 @@ pub(super) fn verify_whole(expected: &Digest, bytes: &[u8]) -> Result<(), Upload
     Ok(())
 }
 
+/// Hash state of the first `len` bytes of a file.
 async fn rehash(path: PathBuf, algorithm: Algorithm, len: u64) -> io::Result<Hasher> {
     blocking(move || {
         let mut hasher = algorithm.hasher();
