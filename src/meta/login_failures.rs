@@ -5,7 +5,7 @@
 use super::{MetaError, MetaStore};
 
 /// The failures recorded under one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct LoginFailures {
     pub failures: i64,
     /// Unix milliseconds.
@@ -18,6 +18,9 @@ pub struct LoginFailures {
 /// previous record, if any, given).
 pub type NextFailure = fn(key: &str, previous: Option<LoginFailures>, now: i64) -> LoginFailures;
 
+/// One key's record.
+const SELECT: &str = "SELECT failures, blocked_until, last_at FROM login_failures WHERE key = $1";
+
 impl MetaStore {
     /// The records of those of `keys` that have one.
     pub async fn login_failures(
@@ -26,20 +29,11 @@ impl MetaStore {
     ) -> Result<Vec<(String, LoginFailures)>, MetaError> {
         let mut found = Vec::new();
         for key in keys {
-            let row: Option<(i64, i64, i64)> = sqlx::query_as(
-                "SELECT failures, blocked_until, last_at FROM login_failures WHERE key = $1",
-            )
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await?;
-            if let Some((failures, blocked_until, last_at)) = row {
-                let record = LoginFailures {
-                    failures,
-                    blocked_until,
-                    last_at,
-                };
-                found.push((key.clone(), record));
-            }
+            let record: Option<LoginFailures> = sqlx::query_as(SELECT)
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?;
+            found.extend(record.map(|r| (key.clone(), r)));
         }
         Ok(found)
     }
@@ -58,19 +52,10 @@ impl MetaStore {
                 let keys = keys.clone();
                 Box::pin(async move {
                     for key in &keys {
-                        let previous: Option<(i64, i64, i64)> = sqlx::query_as(
-                            "SELECT failures, blocked_until, last_at \
-                             FROM login_failures WHERE key = $1",
-                        )
-                        .bind(key)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                        let previous =
-                            previous.map(|(failures, blocked_until, last_at)| LoginFailures {
-                                failures,
-                                blocked_until,
-                                last_at,
-                            });
+                        let previous: Option<LoginFailures> = sqlx::query_as(SELECT)
+                            .bind(key)
+                            .fetch_optional(&mut *conn)
+                            .await?;
                         let record = next(key, previous, now);
                         sqlx::query(
                             "INSERT INTO login_failures (key, failures, blocked_until, last_at) \
