@@ -23,13 +23,12 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     if !is_trusted(&client) {
         return client;
     }
-    let hops: Vec<&str> = headers
+    let hops = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
-    for hop in hops.iter().rev() {
+        .flat_map(|v| v.split(','));
+    for hop in hops.rev() {
         // An unreadable hop was written by a trusted proxy's client: stop at
         // the last address known good.
         let Some(ip) = parse_hop(hop.trim()) else {
