@@ -188,19 +188,6 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     outer.finalize().into()
 }
 
-/// `len` bytes that differ with `seed` and do not repeat within a MiB.
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 /// POST, a PATCH per `chunk` bytes, then PUT ?digest with no body.
 async fn push_chunked(api: &Api, repo: &str, bytes: &[u8], chunk: usize) -> String {
     let digest = sha256(bytes);

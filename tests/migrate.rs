@@ -207,18 +207,6 @@ struct Image {
     blobs: Vec<(String, Vec<u8>)>,
 }
 
-fn layer(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 async fn push(api: &Api, repo: &str, tag: &str, layers: &[&[u8]]) -> Image {
     let config =
         format!(r#"{{"architecture":"amd64","os":"linux","repo":"{repo}","tag":"{tag}"}}"#);
@@ -347,13 +335,13 @@ async fn embedded_installation_migrates_to_postgres_and_s3() {
     // Images sharing layers across tags and repositories; one layer larger
     // than a multipart part (8 MiB).
     let api = Api::with_basic(old.url(), "admin", common::ADMIN_PASSWORD);
-    let base = layer(1, 300_000);
-    let big = layer(2, 9 * 1024 * 1024 + 17);
+    let base = pattern(300_000, 1);
+    let big = pattern(9 * 1024 * 1024 + 17, 2);
     let mut images = vec![
-        push(&api, "team/app", "v1", &[&base, &layer(3, 50_000)]).await,
-        push(&api, "team/app", "v2", &[&base, &layer(4, 60_000)]).await,
+        push(&api, "team/app", "v1", &[&base, &pattern(50_000, 3)]).await,
+        push(&api, "team/app", "v2", &[&base, &pattern(60_000, 4)]).await,
         push(&api, "team/tools", "latest", &[&base, &big]).await,
-        push(&api, "open/web", "v1", &[&base, &layer(5, 1000)]).await,
+        push(&api, "open/web", "v1", &[&base, &pattern(1000, 5)]).await,
     ];
     // An index over two of them.
     let children: Vec<(String, usize)> = images[..2]
@@ -390,7 +378,7 @@ async fn embedded_installation_migrates_to_postgres_and_s3() {
     let first_pass = s["blobs"]["rows"].as_u64().unwrap();
 
     // Pushed after the first pass; then the old server stops.
-    let late = push(&api, "open/web", "v2", &[&base, &layer(6, 200_000)]).await;
+    let late = push(&api, "open/web", "v2", &[&base, &pattern(200_000, 6)]).await;
     // Its own layer (blobs[1] is the base layer, copied already).
     let late_layer = late.blobs[2].0.clone();
     images.push(late);
@@ -586,5 +574,5 @@ async fn embedded_installation_migrates_to_postgres_and_s3() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["blobs_checked"].as_u64().unwrap(), rows);
     // New pushes work on the target.
-    push(&api, "team/app", "v3", &[&base, &layer(7, 10_000)]).await;
+    push(&api, "team/app", "v3", &[&base, &pattern(10_000, 7)]).await;
 }

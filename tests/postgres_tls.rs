@@ -14,21 +14,7 @@ use support::*;
 
 /// TLS connections open now.
 fn encrypted_connections(cluster: &Cluster) -> u32 {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-tA",
-            cluster.get("DATABASE_URL"),
-            "-c",
-            "SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    cluster.count("SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()")
 }
 
 #[tokio::test]

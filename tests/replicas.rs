@@ -469,24 +469,6 @@ async fn failed_logins_spread_over_replicas_count_together() {
     assert_eq!(right.get("/v2/").await.status(), StatusCode::OK);
 }
 
-/// Listening connections (one per replica) open on `url`'s server.
-fn listeners(url: &str) -> u32 {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-tA",
-            url,
-            "-c",
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
-}
-
 async fn digest_of(api: &Api, path: &str) -> String {
     let r = api.get(path).await;
     assert_eq!(r.status(), StatusCode::OK, "{path}");
@@ -549,7 +531,8 @@ async fn replicas_ride_out_a_postgresql_restart() {
     }
     let (_, second) = a.push_image("team/app", "v2", b"second").await;
     assert_eq!(digest_of(&b, "/v2/team/app/manifests/v2").await, second);
-    while listeners(&database) < 2 {
+    // Listening connections, one per replica.
+    while cluster.count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'") < 2 {
         assert!(Instant::now() < deadline, "replicas do not listen again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

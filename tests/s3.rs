@@ -343,12 +343,6 @@ fn body_of(bytes: &[u8]) -> ByteStream {
     futures_util::stream::iter(pieces).boxed()
 }
 
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
-        .collect()
-}
-
 fn digest_of(bytes: &[u8]) -> Digest {
     sha256(bytes).parse().unwrap()
 }

@@ -353,14 +353,7 @@ fn database_env() -> Vec<(String, String)> {
 pub fn new_test_database() -> Option<String> {
     let admin = std::env::var("BERTH_TEST_DATABASE_URL").ok()?;
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let status = Command::new("psql")
-        .args(["-q", "-X", &admin, "-c", &format!("CREATE DATABASE {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "CREATE DATABASE on {admin}");
-    let base = admin.rsplit_once('/').expect("a URL ending in /DATABASE").0;
-    Some(format!("{base}/{name}"))
+    Some(postgres::create_database(&admin, &name))
 }
 
 impl Server {

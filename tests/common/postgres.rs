@@ -2,7 +2,7 @@
 //! that do to it what they must not do to the shared one: TLS only, stopped
 //! and started again.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use super::TempDir;
 
@@ -45,13 +45,17 @@ impl Cluster {
 
     /// Creates a database; returns its URL.
     pub fn database(&self, name: &str) -> String {
-        let admin = self.get("DATABASE_URL");
-        let status = Command::new("psql")
-            .args(["-q", "-X", admin, "-c", &format!("CREATE DATABASE {name}")])
-            .status()
+        create_database(self.get("DATABASE_URL"), name)
+    }
+
+    /// The number a counting query (`SELECT count(*) …`) answers.
+    pub fn count(&self, sql: &str) -> u32 {
+        let out = Command::new("psql")
+            .args(["-X", "-tA", self.get("DATABASE_URL"), "-c", sql])
+            .output()
             .unwrap();
-        assert!(status.success());
-        format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+        assert!(out.status.success(), "psql -c {sql:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     }
 
     /// Stops the server at once (`pg_ctl -m immediate`: like a crash, every
@@ -73,6 +77,19 @@ impl Cluster {
             .unwrap();
         assert!(status.success(), "start-postgres {verb}");
     }
+}
+
+/// Creates the database `name` on the server `admin` (a URL ending in
+/// `/DATABASE`) reaches; returns the new database's URL.
+pub fn create_database(admin: &str, name: &str) -> String {
+    let status = Command::new("psql")
+        .args(["-q", "-X", admin, "-c", &format!("CREATE DATABASE {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "CREATE DATABASE on {admin}");
+    let base = admin.rsplit_once('/').expect("a URL ending in /DATABASE").0;
+    format!("{base}/{name}")
 }
 
 impl Drop for Cluster {
