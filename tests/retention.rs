@@ -258,6 +258,8 @@ async fn a_killed_retention_run_is_completed_after_restart() {
     }
     server.kill_and_restart();
     let _ = request.await;
+    // The old connections died with the process.
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
     // After the restart the interrupted run is finished by a new one.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
