@@ -8,8 +8,11 @@ pub mod http;
 pub mod meta;
 pub mod metrics;
 pub mod migrate;
-pub mod oci;
 pub mod policy;
 pub mod registry;
 pub mod server;
 pub mod storage;
+
+/// The OCI vocabulary (digests, names, references, manifests, ranges): the
+/// `berth-oci` crate, which does no I/O.
+pub use berth_oci as oci;
