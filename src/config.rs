@@ -22,6 +22,23 @@ pub struct Config {
     pub gc: GcConfig,
     pub storage: StorageConfig,
     pub database: DatabaseConfig,
+    pub events: EventsConfig,
+}
+
+/// The outbox of domain events (see ARCHITECTURE.md, "Events").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events are kept this long after every consumer has read them.
+    pub retention_hours: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention_hours: 24,
+        }
+    }
 }
 
 /// A network, or one address, whose `X-Forwarded-For` is believed.
@@ -327,6 +344,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             storage: StorageConfig::default(),
             database: DatabaseConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -536,6 +554,9 @@ impl Config {
         }
         if let Some(v) = env("BERTH_GC_UNTAGGED_DELAY_SECS") {
             config.gc.untagged_delay_secs = parse("BERTH_GC_UNTAGGED_DELAY_SECS", v)?;
+        }
+        if let Some(v) = env("BERTH_EVENTS_RETENTION_HOURS") {
+            config.events.retention_hours = parse("BERTH_EVENTS_RETENTION_HOURS", v)?;
         }
         config.validate()?;
         Ok(config)

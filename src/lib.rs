@@ -4,7 +4,9 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod http;
+pub mod journal;
 pub mod meta;
 pub mod metrics;
 pub mod migrate;
@@ -12,6 +14,7 @@ pub mod policy;
 pub mod registry;
 pub mod server;
 pub mod storage;
+pub mod workers;
 
 /// The OCI vocabulary (digests, names, references, manifests, ranges): the
 /// `berth-oci` crate, which does no I/O.

@@ -1,36 +1,39 @@
-//! Starting and stopping the registry: open the stores, run the background
-//! jobs, serve HTTP until a signal, then finish in-flight requests.
+//! Starting and stopping the registry: open the stores, start the workers,
+//! serve HTTP until a signal, then finish in-flight requests, stop the
+//! workers at a safe point and flush the journal.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::AuditLog;
-use crate::auth::Auth;
-use crate::config::{Config, GcConfig, StorageBackend};
-use crate::http::{self, AppState};
-use crate::meta::{Change, Lease, LeasedJob, MetaStore};
-use crate::policy::Policy;
-use crate::registry::{GcSettings, Registry};
-use crate::storage::BlobStore;
+use tokio::sync::{mpsc, Notify};
 
-/// How often buffered pull statistics are written.
-const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+use crate::audit::{self, AuditLog};
+use crate::auth::Auth;
+use crate::config::{Config, StorageBackend};
+use crate::http::{self, AppState};
+use crate::journal::{self, Journal};
+use crate::meta::{now_millis, Change, LeasedJob, MetaStore};
+use crate::policy::{Policy, PolicyError};
+use crate::registry::{GcSettings, GcWorker, Registry};
+use crate::storage::BlobStore;
+use crate::workers::{Periodic, Progress, State, Stop, Worker, Workers};
+
 /// How often abandoned uploads are looked for, at most.
 const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 /// How often scheduled retention policies are checked for a due run.
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(2);
-/// How often a replica without a job's lease tries to take it over.
-const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(15);
-/// How often buffered audit events are written.
-const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// How often audit entries past their retention are deleted.
-const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often the audit log, the outbox and failed logins are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long workers get at shutdown to end their unit of work.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// The services a running registry is made of.
 pub struct Services {
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
     pub policy: Arc<Policy>,
+    pub audit: Arc<AuditLog>,
+    pub journal: Arc<Journal>,
     meta: Arc<MetaStore>,
 }
 
@@ -52,17 +55,21 @@ pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
             BlobStore::open_object_store(config.data_dir.join("storage"), &config.storage)?
         }
     };
+    let journal = Arc::new(Journal::open(&config.data_dir.join("journal"))?);
     let retention = Duration::from_secs(config.auth.audit_retention_days * 86_400);
     let audit = Arc::new(AuditLog::new(meta.clone(), retention));
-    let auth = Arc::new(Auth::open(meta.clone(), audit, config.auth.clone()).await?);
+    let auth = Arc::new(Auth::open(meta.clone(), journal.clone(), config.auth.clone()).await?);
+    let policy = Arc::new(Policy::new(meta.clone()));
     let gc = GcSettings {
         grace: Duration::from_secs(config.gc.grace_secs),
         untagged_delay: Duration::from_secs(config.gc.untagged_delay_secs),
     };
     Ok(Services {
-        registry: Registry::with_gc(meta.clone(), blobs, gc),
+        registry: Registry::new(meta.clone(), blobs, journal.clone(), policy.clone(), gc),
         auth,
-        policy: Arc::new(Policy::new(meta.clone())),
+        policy,
+        audit,
+        journal,
         meta,
     })
 }
@@ -72,31 +79,14 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), auth = ?config.auth.mode, storage = ?config.storage.backend, "berth is serving");
 
-    let background = tokio::spawn(background_jobs(
-        services.meta.clone(),
-        services.registry.clone(),
-        services.auth.clone(),
-        services.policy.clone(),
-        Duration::from_secs(config.uploads.expire_after_secs),
-    ));
-    let changes = services.meta.changes().map(|changes| {
-        tokio::spawn(follow_changes(
-            changes,
-            services.registry.clone(),
-            services.auth.clone(),
-            services.policy.clone(),
-        ))
-    });
-    let gc = config.gc.enabled.then(|| {
-        tokio::spawn(garbage_collection(
-            services.registry.clone(),
-            config.gc.clone(),
-        ))
-    });
+    let workers = start_workers(&services, &config);
     let state = Arc::new(AppState {
         registry: services.registry.clone(),
         auth: services.auth.clone(),
         policy: services.policy.clone(),
+        audit: services.audit.clone(),
+        journal: services.journal.clone(),
+        workers: workers.status(),
         metrics: crate::metrics::Metrics::new(services.meta.write_counters()),
         trusted_proxies: config.trusted_proxies.iter().map(|p| p.0).collect(),
     });
@@ -104,114 +94,182 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    background.abort();
-    if let Some(changes) = changes {
-        changes.abort();
-    }
-    if let Some(gc) = gc {
-        // A pass stopped here is like one killed: its record reads as
-        // interrupted, and the next pass finishes its work.
-        gc.abort();
-    }
-    if let Err(e) = services.registry.flush_pulls().await {
-        tracing::warn!(error = %e, "could not record the last pull statistics");
-    }
-    if let Err(e) = services.auth.audit().flush().await {
-        tracing::warn!(error = %e, "could not record the last audit events");
+    workers.shutdown(SHUTDOWN_GRACE).await;
+    // What the last requests journaled, recorded now rather than at the next start.
+    if let Err(e) = journal::Flush::new(services.journal.clone(), services.meta.clone())
+        .flush()
+        .await
+    {
+        tracing::warn!(error = %e, "could not flush the journal; the next start will");
     }
     services.meta.close().await;
     tracing::info!("berth stopped");
     Ok(())
 }
 
-async fn background_jobs(
-    meta: Arc<MetaStore>,
-    registry: Arc<Registry>,
-    auth: Arc<Auth>,
-    policy: Arc<Policy>,
-    upload_ttl: Duration,
-) {
-    // Retention and audit pruning run in the one replica that holds their
-    // lease, until it dies; the others keep trying to take it over.
-    let mut retention_lease = Leader::new(LeasedJob::Retention);
-    let mut pruning_lease = Leader::new(LeasedJob::AuditPruning);
-    let mut retention = tokio::time::interval(RETENTION_CHECK_INTERVAL);
-    let mut audit_flush = tokio::time::interval(AUDIT_FLUSH_INTERVAL);
-    let mut audit_prune = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
-    let mut flush = tokio::time::interval(PULL_FLUSH_INTERVAL);
+/// Every background job, each a worker of its own.
+fn start_workers(services: &Services, config: &Config) -> Workers {
+    let mut workers = Workers::default();
+    let meta = &services.meta;
+    // The audit log reads the outbox as soon as the journal has written to it.
+    let flushed = Arc::new(Notify::new());
+    workers
+        .spawn(journal::Flush::new(services.journal.clone(), meta.clone()).waking(flushed.clone()));
+    workers.spawn_leased(
+        meta.clone(),
+        LeasedJob::AuditLog,
+        audit::Consumer::new(meta.clone(), flushed),
+    );
+    workers.spawn(GcWorker::new(
+        services.registry.clone(),
+        config
+            .gc
+            .enabled
+            .then(|| Duration::from_secs(config.gc.interval_secs.max(1))),
+    ));
+    workers.spawn_leased(
+        meta.clone(),
+        LeasedJob::Retention,
+        Retention {
+            policy: services.policy.clone(),
+            registry: services.registry.clone(),
+            resume: false,
+            ran: 0,
+        },
+    );
+    let (audit, auth, events_meta) = (services.audit.clone(), services.auth.clone(), meta.clone());
+    let events_kept = Duration::from_secs(config.events.retention_hours * 3600);
+    workers.spawn_leased(
+        meta.clone(),
+        LeasedJob::Pruning,
+        Periodic::new("pruning", PRUNE_INTERVAL, move || {
+            let (audit, auth, meta) = (audit.clone(), auth.clone(), events_meta.clone());
+            async move {
+                let entries = audit.prune().await.map_err(|e| e.to_string())?;
+                let before = now_millis() - events_kept.as_millis() as i64;
+                let events = meta.prune_events(before).await.map_err(|e| e.to_string())?;
+                auth.prune_login_failures()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Progress {
+                    queue: None,
+                    detail: Some(format!(
+                        "removed {entries} audit entries and {events} events"
+                    )),
+                })
+            }
+        }),
+    );
+    let upload_ttl = Duration::from_secs(config.uploads.expire_after_secs);
     // Sweep at least twice per expiry period, so a session outlives it by half at most.
     let sweep_every = (upload_ttl / 2).clamp(Duration::from_secs(1), UPLOAD_SWEEP_INTERVAL);
-    let mut sweep = tokio::time::interval(sweep_every);
-    loop {
-        tokio::select! {
-            _ = retention.tick() => {
-                let Some(taken) = retention_lease.hold(&meta).await else {
-                    continue;
-                };
-                // Runs left running belong to a holder that died (or stopped).
-                if taken {
-                    if let Err(e) = policy.resume_interrupted_retention(&registry).await {
-                        tracing::warn!(error = %e, "resuming interrupted retention runs failed");
-                    }
-                }
-                if let Err(e) = policy.run_due_retention(&registry).await {
-                    tracing::warn!(error = %e, "scheduled retention failed");
-                }
+    let registry = services.registry.clone();
+    workers.spawn(Periodic::new("upload-expiry", sweep_every, move || {
+        let registry = registry.clone();
+        async move {
+            let removed = registry
+                .expire_uploads(upload_ttl)
+                .await
+                .map_err(|e| e.to_string())?;
+            if removed > 0 {
+                tracing::info!(removed, "removed abandoned uploads");
             }
-            _ = audit_flush.tick() => {
-                if let Err(e) = auth.audit().flush().await {
-                    tracing::warn!(error = %e, "recording audit events failed");
-                }
+            Ok(Progress {
+                queue: None,
+                detail: Some(format!("removed {removed} abandoned uploads")),
+            })
+        }
+    }));
+    if let Some(changes) = meta.changes() {
+        workers.spawn(FollowChanges {
+            changes,
+            next: None,
+            registry: services.registry.clone(),
+            auth: services.auth.clone(),
+            policy: services.policy.clone(),
+            applied: 0,
+        });
+    }
+    workers
+}
+
+/// Scheduled retention, in the replica holding the retention lease. A run
+/// the previous holder left unfinished is resumed when the lease is taken.
+struct Retention {
+    policy: Arc<Policy>,
+    registry: Arc<Registry>,
+    resume: bool,
+    ran: u64,
+}
+
+impl Worker for Retention {
+    fn name(&self) -> &'static str {
+        "retention"
+    }
+
+    async fn work(&mut self, stop: &Stop) -> Result<State, String> {
+        let result = async {
+            if self.resume {
+                self.policy
+                    .resume_interrupted_retention(&self.registry, stop)
+                    .await?;
+                self.resume = false;
             }
-            _ = audit_prune.tick() => {
-                if pruning_lease.hold(&meta).await.is_none() {
-                    continue;
-                }
-                match auth.audit().prune().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "pruned old audit entries"),
-                    Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
-                }
-                if let Err(e) = auth.prune_login_failures().await {
-                    tracing::warn!(error = %e, "pruning old failed logins failed");
-                }
+            self.policy.run_due_retention(&self.registry, stop).await
+        };
+        match result.await {
+            Ok(ran) => {
+                self.ran += ran as u64;
+                Ok(State::Idle)
             }
-            _ = flush.tick() => {
-                if let Err(e) = registry.flush_pulls().await {
-                    tracing::warn!(error = %e, "recording pull statistics failed");
-                }
-            }
-            _ = sweep.tick() => match registry.expire_uploads(upload_ttl).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
-                Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),
-            },
+            Err(PolicyError::Stopped) => Ok(State::Idle),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(RETENTION_CHECK_INTERVAL).await
+    }
+
+    fn lease_taken(&mut self) {
+        // Runs left running belong to a holder that died (or stopped).
+        self.resume = true;
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            queue: None,
+            detail: Some(format!("{} scheduled runs", self.ran)),
         }
     }
 }
 
-/// Applies other replicas' changes to this one's caches.
-async fn follow_changes(
-    mut changes: tokio::sync::mpsc::Receiver<Change>,
+/// Applies other replicas' changes to this one's caches (PostgreSQL).
+struct FollowChanges {
+    changes: mpsc::Receiver<Change>,
+    next: Option<Change>,
     registry: Arc<Registry>,
     auth: Arc<Auth>,
     policy: Arc<Policy>,
-) {
-    while let Some(change) = changes.recv().await {
+    applied: u64,
+}
+
+impl FollowChanges {
+    async fn apply(&self, change: Change) {
         match change {
-            Change::Repository(repo) => registry.repository_changed(&repo),
-            Change::Project(project) => policy.forget(&project),
-            Change::Access => auth.forget_verified(),
+            Change::Repository(repo) => self.registry.repository_changed(&repo),
+            Change::Project(project) => self.policy.forget(&project),
+            Change::Access => self.auth.forget_verified(),
             Change::Keys => {
-                if let Err(e) = auth.reload_keys().await {
+                if let Err(e) = self.auth.reload_keys().await {
                     tracing::warn!(error = %e, "could not reload signing keys");
                 }
             }
             Change::All => {
-                registry.forget_cached();
-                policy.forget_all();
-                auth.forget_verified();
-                if let Err(e) = auth.reload_keys().await {
+                self.registry.forget_cached();
+                self.policy.forget_all();
+                self.auth.forget_verified();
+                if let Err(e) = self.auth.reload_keys().await {
                     tracing::warn!(error = %e, "could not reload signing keys");
                 }
             }
@@ -219,62 +277,31 @@ async fn follow_changes(
     }
 }
 
-/// A job this replica runs while it holds the job's lease.
-struct Leader {
-    job: LeasedJob,
-    lease: Option<Lease>,
-    /// A replica without the lease asks again no sooner than this (each
-    /// attempt costs a PostgreSQL connection).
-    next_attempt: std::time::Instant,
-}
-
-impl Leader {
-    fn new(job: LeasedJob) -> Leader {
-        Leader {
-            job,
-            lease: None,
-            next_attempt: std::time::Instant::now(),
-        }
+impl Worker for FollowChanges {
+    fn name(&self) -> &'static str {
+        "replica-changes"
     }
 
-    /// Keeps (or takes) the lease; None if another replica holds it,
-    /// `Some(true)` if it was just taken.
-    async fn hold(&mut self, meta: &MetaStore) -> Option<bool> {
-        let job = self.job;
-        if let Some(lease) = &mut self.lease {
-            if lease.holds().await {
-                return Some(false);
-            }
-            tracing::warn!(job = ?job, "lost the lease of a background job; taking it again");
-            self.lease = None;
+    async fn work(&mut self, _stop: &Stop) -> Result<State, String> {
+        while let Some(change) = self.next.take().or_else(|| self.changes.try_recv().ok()) {
+            self.apply(change).await;
+            self.applied += 1;
         }
-        if std::time::Instant::now() < self.next_attempt {
-            return None;
-        }
-        self.next_attempt = std::time::Instant::now() + LEASE_RETRY_INTERVAL;
-        match meta.try_lease(job).await {
-            Ok(Some(lease)) => {
-                tracing::info!(job = ?job, "this replica now runs the job");
-                self.lease = Some(lease);
-                Some(true)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(job = ?job, error = %e, "could not take the lease of a background job");
-                None
-            }
-        }
+        Ok(if self.changes.is_closed() && self.changes.is_empty() {
+            State::Done
+        } else {
+            State::Idle
+        })
     }
-}
 
-/// A garbage-collection pass every `interval_secs` (after the previous one ends).
-async fn garbage_collection(registry: Arc<Registry>, config: GcConfig) {
-    let interval = Duration::from_secs(config.interval_secs.max(1));
-    loop {
-        tokio::time::sleep(interval).await;
-        match registry.try_collect_garbage(false).await {
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "garbage collection pass failed"),
+    async fn wait_for_work(&mut self) {
+        self.next = self.changes.recv().await;
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            queue: Some(self.changes.len() as u64),
+            detail: Some(format!("{} changes applied", self.applied)),
         }
     }
 }

@@ -1582,3 +1582,119 @@ async fn basic_mode() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// The scopes a `WWW-Authenticate` Bearer challenge names.
+fn challenged_scopes(r: &reqwest::Response) -> Vec<String> {
+    let value = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    value
+        .split("scope=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|s| s.split(' ').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A cross-repository mount through the token flow, made as a client that
+/// builds its token request from the challenge makes it (oras-go, the OCI
+/// conformance suite): the challenge names pull on the source as well, so
+/// the token can mount and the answer is 201, not a 202 upload. A token
+/// without that scope is challenged again; a user who may not read the
+/// source gets a token without it, and uploads instead.
+#[tokio::test]
+async fn cross_repository_mount_through_the_token_flow() {
+    let server = common::Server::start_secured();
+    let c = Client::new(&server);
+    populate(&server, &c).await;
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    let blob = api.push_blob("team/app", b"a layer to mount").await;
+    let dev = Cred::Basic("dev".into(), PASSWORD.into());
+    let mount = |to: &str| format!("/v2/{to}/blobs/uploads/?mount={blob}&from=team/app");
+
+    // Unauthenticated: the challenge names both repositories.
+    let r = c
+        .send(Method::POST, &mount("team/copy"), &Cred::Anonymous, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let scopes = challenged_scopes(&r);
+    assert_eq!(
+        scopes,
+        ["repository:team/copy:pull,push", "repository:team/app:pull"]
+    );
+    // A token for exactly what the challenge lists mounts.
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let token = c.token_for(&dev, &scopes).await;
+    let r = c
+        .send(
+            Method::POST,
+            &mount("team/copy"),
+            &Cred::Bearer(token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/v2/team/copy/blobs/{blob}")
+    );
+    let r = api.get(&format!("/v2/team/copy/blobs/{blob}")).await;
+    assert_eq!(r.bytes().await.unwrap(), &b"a layer to mount"[..]);
+
+    // A token asked for the target alone is challenged for the source.
+    let token = c
+        .token_for(&dev, &["repository:team/other:pull,push"])
+        .await;
+    let r = c
+        .send(
+            Method::POST,
+            &mount("team/other"),
+            &Cred::Bearer(token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("repository:team/app:pull"),
+        "{challenge}"
+    );
+
+    // Someone who may push to the target but not read the source: the
+    // token leaves the source out, the mount is refused, an upload works.
+    c.admin(
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": "solo", "public": false})),
+    )
+    .await;
+    c.admin(
+        Method::PUT,
+        "/api/v1/projects/solo/members/outsider",
+        Some(json!({"role": "developer"})),
+    )
+    .await;
+    let outsider = Cred::Basic("outsider".into(), PASSWORD.into());
+    let token = c
+        .token_for(
+            &outsider,
+            &["repository:solo/app:pull,push", "repository:team/app:pull"],
+        )
+        .await;
+    assert!(!claims(&token)["access"].to_string().contains("team/app"));
+    let bearer = Cred::Bearer(token);
+    let r = c
+        .send(Method::POST, &mount("solo/app"), &bearer, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .send(Method::POST, "/v2/solo/app/blobs/uploads/", &bearer, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}

@@ -273,6 +273,12 @@ async fn pull_blobs_with_ranges() {
             Some("bytes */100000"),
             "{bad}"
         );
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            body["errors"][0]["code"], "RANGE_INVALID",
+            "{bad}: the blob exists"
+        );
+        assert_eq!(body["errors"][0]["detail"]["size"], 100000, "{bad}");
     }
 }
 

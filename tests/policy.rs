@@ -260,3 +260,89 @@ async fn immutable_tags_cannot_be_moved_or_deleted() {
     let r = api.delete("/v2/team/apps/web/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
+
+/// Every path that removes a tag reaches the same admission point, so one
+/// rule refuses all of them the same way: the registry API, the management
+/// API, and a retention run (dry or real), which reports the tag protected
+/// and leaves its artifact (and the artifact's tag) alone.
+#[tokio::test]
+async fn every_write_path_meets_the_same_refusal() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    server
+        .admin_call(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
+    let r = server
+        .admin_call(
+            Method::POST,
+            "/api/v1/projects/team/rules",
+            json!({"kind": "immutable", "repositories": "app", "tags": "v*"}),
+        )
+        .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    let (_, digest) = api.push_image("team/app", "v1", b"kept").await;
+    let message = |body: Value| body["errors"][0]["message"].as_str().unwrap().to_string();
+
+    // The registry API: the tag, and the artifact that carries it.
+    let r = api.delete("/v2/team/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let by_tag = message(r.json().await.unwrap());
+    assert!(
+        by_tag.contains(&id) && by_tag.contains("\"v1\""),
+        "{by_tag}"
+    );
+    let r = api
+        .delete(&format!("/v2/team/app/manifests/{digest}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let by_digest = message(r.json().await.unwrap());
+    // The management API: word for word the same refusals.
+    let r = server
+        .admin_call(
+            Method::DELETE,
+            "/api/v1/repositories/team%2Fapp/tags/v1",
+            json!(null),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(message(r.json().await.unwrap()), by_tag);
+    let r = server
+        .admin_call(
+            Method::DELETE,
+            &format!("/api/v1/repositories/team%2Fapp/artifacts/{digest}"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(message(r.json().await.unwrap()), by_digest);
+
+    // Retention: a policy that keeps no tag of `app`, and untagged
+    // artifacts go too. v1 is protected, so its artifact is not untagged.
+    let policy = server
+        .admin(
+            Method::POST,
+            "/api/v1/projects/team/retention-policies",
+            json!({"rules": [{"repositories": "app", "tags": "none-*", "keep": {"latest_pushed": 1}}], "untagged": true}),
+        )
+        .await;
+    let runs = format!(
+        "/api/v1/projects/team/retention-policies/{}/runs",
+        policy["id"].as_str().unwrap()
+    );
+    for dry_run in [true, false] {
+        let run = server
+            .admin(Method::POST, &runs, json!({ "dry_run": dry_run }))
+            .await;
+        assert_eq!(run["protected"], json!(["team/app:v1"]), "{run}");
+        assert_eq!(run["removed"], json!([]), "{run}");
+    }
+    let r = api.head("/v2/team/app/manifests/v1").await;
+    assert_eq!(
+        header_of(&r, "docker-content-digest"),
+        Some(digest.as_str())
+    );
+}

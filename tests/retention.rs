@@ -133,7 +133,7 @@ async fn retention_keeps_what_its_rules_keep() {
         .admin(Method::POST, &runs, json!({"dry_run": true}))
         .await;
     let real = server.admin(Method::POST, &runs, json!({})).await;
-    assert_eq!(real["removed"], dry["removed"]);
+    assert_eq!(real["removed"], dry["removed"], "{}", server.log());
     let removed: Vec<&str> = real["removed"]
         .as_array()
         .unwrap()

@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth::events::Actor;
+use berth::journal::Journal;
 use berth::meta::MetaStore;
 use berth::oci::{Digest, Reference, RepositoryName};
-use berth::registry::{GcReport, GcSettings, Registry};
+use berth::registry::{AdmitAll, GcReport, GcSettings, Registry};
 use berth::storage::BlobStore;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -68,6 +70,11 @@ fn manifest_json(blobs: &[(Digest, usize)]) -> String {
     )
 }
 
+/// Who the benchmark's writes are recorded as.
+fn builder() -> Actor {
+    Actor::system("berth-bench")
+}
+
 /// Pushes manifest `m` with its ten blobs.
 async fn push_image(registry: &Registry, m: usize) -> Result<()> {
     let r = repo(m);
@@ -78,14 +85,14 @@ async fn push_image(registry: &Registry, m: usize) -> Result<()> {
         let len = bytes.len();
         let body = futures_util::stream::once(async move { Ok(bytes) }).boxed();
         registry
-            .push_blob(&r, &digest, Some(len as u64), body)
+            .push_blob(&builder(), &r, &digest, Some(len as u64), body)
             .await
             .map_err(|e| format!("blob push: {e}"))?;
         blobs.push((digest, len));
     }
     let json = manifest_json(&blobs);
     registry
-        .put_manifest(&r, &tag(m), None, json.as_bytes(), None)
+        .put_manifest(&builder(), &r, &tag(m), None, json.as_bytes())
         .await
         .map_err(|e| format!("manifest push: {e}"))?;
     Ok(())
@@ -169,7 +176,14 @@ pub async fn run(args: GcArgs) -> Result<()> {
         untagged_delay: Duration::ZERO,
     };
     let meta = std::sync::Arc::new(meta);
-    let registry = Registry::with_gc(meta.clone(), blobs, settings);
+    let journal = Journal::open(&dir.join("journal")).map_err(|e| e.to_string())?;
+    let registry = Registry::new(
+        meta.clone(),
+        blobs,
+        std::sync::Arc::new(journal),
+        std::sync::Arc::new(AdmitAll),
+        settings,
+    );
     let n = args.manifests;
     log(format!(
         "building {} blobs and {n} manifests in {} ({CONCURRENCY} in flight)",
@@ -205,7 +219,7 @@ pub async fn run(args: GcArgs) -> Result<()> {
         untagged += count;
         for_all(&registry, victims, |r, m| {
             Box::pin(async move {
-                r.delete_manifest(&repo(m), &tag(m), None)
+                r.delete_manifest(&builder(), &repo(m), &tag(m))
                     .await
                     .map_err(|e| format!("untag: {e}").into())
             })

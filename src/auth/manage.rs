@@ -5,6 +5,7 @@
 
 use super::permissions::{Action, Role};
 use super::{secrets, Auth, ROBOT_PREFIX};
+use crate::events::{Actor, Event, Kind};
 use crate::meta::{
     now_millis, MemberRecord, MetaError, ProjectRecord, Refusal, RobotRecord, UserRecord,
     Visibility,
@@ -99,10 +100,20 @@ pub struct RobotCreated {
 impl Auth {
     // ---- projects ------------------------------------------------------------
 
-    pub async fn create_project(&self, name: &str, public: bool, owner: &str) -> Result<()> {
+    /// Creates a project owned by `owner`, as `actor`'s change.
+    pub async fn create_project(
+        &self,
+        name: &str,
+        public: bool,
+        owner: &str,
+        actor: &Actor,
+    ) -> Result<()> {
         check_component("project name", name)?;
+        let created = Event::new(Kind::ProjectCreated, actor, now_millis())
+            .about(Some(name), name)
+            .with_detail(if public { "public" } else { "private" });
         self.meta
-            .create_project(name, public, Some(owner))
+            .create_project(name, public, Some(owner), created)
             .await?
             .map_err(|r| refused("project", name, r))
     }
@@ -131,9 +142,10 @@ impl Auth {
         }
     }
 
-    pub async fn delete_project(&self, name: &str) -> Result<()> {
+    pub async fn delete_project(&self, name: &str, actor: &Actor) -> Result<()> {
+        let deleted = Event::new(Kind::ProjectDeleted, actor, now_millis()).about(Some(name), name);
         self.meta
-            .delete_project(name)
+            .delete_project(name, deleted)
             .await?
             .map_err(|r| refused("project", name, r))?;
         self.forget_verified(); // its robots are gone
@@ -250,7 +262,7 @@ impl Auth {
 
     // ---- robots ----------------------------------------------------------------
 
-    pub async fn create_robot(&self, robot: NewRobot) -> Result<RobotCreated> {
+    pub async fn create_robot(&self, robot: NewRobot, actor: &Actor) -> Result<RobotCreated> {
         check_component("robot name", &robot.name)?;
         let name = match &robot.project {
             Some(p) => format!("{ROBOT_PREFIX}{p}+{}", robot.name),
@@ -301,8 +313,19 @@ impl Auth {
                 })
                 .collect(),
         };
+        let created = Event::new(Kind::RobotCreated, actor, now_millis())
+            .about(robot.project.as_deref(), &name)
+            .with_detail(format!(
+                "permissions: {}",
+                record
+                    .permissions
+                    .iter()
+                    .map(|(p, a)| format!("{p}: {a}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
         self.meta
-            .create_robot(record)
+            .create_robot(record, created)
             .await?
             .map_err(|r| refused("robot", &name, r))?;
         Ok(RobotCreated { name, secret })
@@ -352,9 +375,15 @@ impl Auth {
         Ok(secret)
     }
 
-    pub async fn delete_robot(&self, name: &str, project: Option<&str>) -> Result<()> {
+    pub async fn delete_robot(
+        &self,
+        name: &str,
+        project: Option<&str>,
+        actor: &Actor,
+    ) -> Result<()> {
         self.robot(name, project).await?;
-        self.meta.delete_robot(name).await?;
+        let deleted = Event::new(Kind::RobotDeleted, actor, now_millis()).about(project, name);
+        self.meta.delete_robot(name, deleted).await?;
         self.forget_verified();
         Ok(())
     }

@@ -23,8 +23,9 @@ pub use manage::{ManageError, NewRobot, RobotCreated};
 pub use permissions::{Action, Role};
 pub use tokens::{Claims, Scope};
 
-use crate::audit::{Actor, AuditLog, Outcome};
 use crate::config::{AuthConfig, AuthMode};
+use crate::events::{Actor, Event, Kind};
+use crate::journal::Journal;
 use crate::meta::{now_millis, MetaError, MetaStore, Visibility};
 use crate::oci::RepositoryName;
 use tokens::{Grant, KeyRing, TokenError, TokenUse};
@@ -92,7 +93,7 @@ impl Caller {
         };
         Actor {
             name,
-            kind,
+            kind: kind.into(),
             address: address.to_string(),
         }
     }
@@ -161,7 +162,8 @@ pub struct IssuedToken {
 
 pub struct Auth {
     meta: Arc<MetaStore>,
-    audit: Arc<AuditLog>,
+    /// Where logins are recorded.
+    journal: Arc<Journal>,
     config: AuthConfig,
     keys: KeyRing,
     throttle: throttle::Throttle,
@@ -188,12 +190,12 @@ impl Auth {
     /// administrator.
     pub async fn open(
         meta: Arc<MetaStore>,
-        audit: Arc<AuditLog>,
+        journal: Arc<Journal>,
         config: AuthConfig,
     ) -> Result<Auth, MetaError> {
         let auth = Auth {
             keys: KeyRing::new(&config.issuer, &config.service),
-            audit,
+            journal,
             config,
             throttle: throttle::Throttle::new(meta.clone()),
             meta,
@@ -234,8 +236,11 @@ impl Auth {
         &self.config
     }
 
-    pub fn audit(&self) -> &AuditLog {
-        &self.audit
+    /// Records a successful login (at the token endpoint) in the journal.
+    pub fn record_login(&self, actor: &Actor, detail: Option<String>) {
+        let mut event = Event::new(Kind::Login, actor, now_millis()).about(None, &actor.name);
+        event.detail = detail;
+        self.journal.event(event);
     }
 
     // ---- authentication ------------------------------------------------------
@@ -292,11 +297,15 @@ impl Auth {
                         "robot"
                     } else {
                         "user"
-                    },
+                    }
+                    .into(),
                     address: address.to_string(),
                 };
-                self.audit
-                    .record(&actor, "login", None, username, Outcome::Failure, None);
+                self.journal.event(
+                    Event::new(Kind::Login, &actor, now_millis())
+                        .about(None, username)
+                        .failed(),
+                );
                 tracing::info!(username, address, "login failed");
                 Err(LoginError::Invalid)
             }
@@ -505,22 +514,15 @@ impl Auth {
         let project = repo.project();
         if action == Action::Push && self.config.auto_create_projects {
             if let Some(Principal::User { name, .. }) = principal {
-                if self.meta.project(project).await?.is_none()
-                    && self
+                if self.meta.project(project).await?.is_none() {
+                    let created = Event::new(Kind::ProjectCreated, &caller.actor(""), now_millis())
+                        .about(Some(project), project)
+                        .with_detail("private, created by a push");
+                    // Lost to a concurrent push that created it: fine either way.
+                    let _ = self
                         .meta
-                        .create_project(project, false, Some(name))
-                        .await?
-                        .is_ok()
-                {
-                    let actor = caller.actor("");
-                    self.audit.record(
-                        &actor,
-                        "project.create",
-                        Some(project),
-                        project,
-                        Outcome::Success,
-                        Some("created by a push".into()),
-                    );
+                        .create_project(project, false, Some(name), created)
+                        .await?;
                 }
             }
         }

@@ -101,6 +101,9 @@ pub enum ClientCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The background workers of the server that answers: state, last run,
+    /// last error, queue (administrators).
+    Workers,
 }
 
 #[derive(Debug, Subcommand)]
@@ -775,6 +778,31 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                     }
                 }
             }
+        }
+        ClientCommand::Workers => {
+            let v = api()?.get("/api/v1/system/workers").await?;
+            let mut items = v.as_array().cloned().unwrap_or_default();
+            for w in &mut items {
+                // When, for people: seconds ago.
+                let ago = w["last_run_finished"]
+                    .as_i64()
+                    .map(|at| format!("{}s ago", (crate::meta::now_millis() - at).max(0) / 1000));
+                w["last_run"] = json!(ago);
+            }
+            table(
+                o,
+                &items,
+                &[
+                    ("WORKER", "name"),
+                    ("STATE", "state"),
+                    ("RUNS", "runs"),
+                    ("ERRORS", "errors"),
+                    ("LAST RUN", "last_run"),
+                    ("QUEUE", "queue"),
+                    ("LAST ERROR", "last_error"),
+                    ("DETAIL", "detail"),
+                ],
+            );
         }
         ClientCommand::Tag(TagCommand::Ls { repository }) => {
             let items = api()?

@@ -236,6 +236,27 @@ pub fn v2_access(route: &Route, method: &Method) -> Vec<Access> {
     }
 }
 
+/// The repository a blob upload asks to mount from (`POST
+/// …/blobs/uploads/?mount=<digest>&from=<repository>`), if any.
+///
+/// A token that lacks pull there cannot mount, and the mount would quietly
+/// become an upload; so, as CNCF Distribution does, a token caller needs
+/// that scope too, and the challenge names it: a client that asks for the
+/// scopes the challenge lists (oras-go, the conformance suite) gets a token
+/// that can mount. Whether the caller may pull there is still decided when
+/// the token is issued; without it the client's retry fails and it uploads.
+pub fn mount_source(
+    route: &Route,
+    method: &Method,
+    mount: Option<&str>,
+    from: Option<&str>,
+) -> Option<crate::oci::RepositoryName> {
+    match (route, method) {
+        (Route::UploadStart(_), &Method::POST) if mount.is_some() => from?.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Checks every access a request needs; the first refusal answers it.
 pub async fn require(
     state: &AppState,

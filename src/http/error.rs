@@ -69,14 +69,14 @@ impl ApiError {
             UploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
             UploadOutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
             SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
-            // The spec has no code for this; the status says it all.
-            RangeNotSatisfiable(..) => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
+            // The spec has no code for this: not BLOB_UNKNOWN, the blob exists.
+            RangeNotSatisfiable(..) => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
             Referenced(_) => (StatusCode::CONFLICT, "DENIED"),
             Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             QueryInvalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
-            StorageUnavailable(_) | MetadataUnavailable(_) => {
+            StorageUnavailable(_) | MetadataUnavailable(_) | Stopped => {
                 (StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN")
             }
         }

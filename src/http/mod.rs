@@ -21,15 +21,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 
+use crate::audit::AuditLog;
 use crate::auth::Auth;
+use crate::journal::Journal;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::policy::Policy;
 use crate::registry::Registry;
+use crate::workers::StatusTable;
 
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
     pub policy: Arc<Policy>,
+    pub audit: Arc<AuditLog>,
+    /// Where management requests are recorded.
+    pub journal: Arc<Journal>,
+    /// Every background worker's state.
+    pub workers: StatusTable,
     pub metrics: Metrics,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,

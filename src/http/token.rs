@@ -14,7 +14,6 @@ use serde_json::json;
 use super::access::{basic_credentials, client_address, login_failed};
 use super::error::{database_failure, error_response};
 use super::AppState;
-use crate::audit::Outcome;
 use crate::auth::{Caller, Principal, Scope};
 
 /// Largest token request body read.
@@ -92,12 +91,8 @@ pub async fn token(State(state): State<Arc<AppState>>, request: Request) -> Resp
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str())
             .collect();
-        state.auth.audit().record(
+        state.auth.record_login(
             &caller.actor(&address),
-            "login",
-            None,
-            p.name(),
-            Outcome::Success,
             (!asked.is_empty()).then(|| format!("scope: {}", asked.join(" "))),
         );
     }

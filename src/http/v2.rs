@@ -14,8 +14,8 @@ use super::access;
 use super::error::ApiError;
 use super::routes::{self, Route};
 use super::AppState;
-use crate::audit::Outcome;
 use crate::auth::{Access, Action, Caller};
+use crate::events::Actor;
 use crate::oci::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use crate::oci::{Digest, Reference, RepositoryName};
 use crate::registry::RegistryError;
@@ -88,65 +88,37 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> R
         Ok(caller) => caller,
         Err(response) => return labelled(response),
     };
-    let needed = access::v2_access(&route, method);
+    let params = Query::<Params>::try_from_uri(uri).map(|q| q.0);
+    let mut needed = access::v2_access(&route, method);
+    if let (Ok(p), Caller::Token(_) | Caller::Anonymous) = (&params, &caller) {
+        let from = access::mount_source(&route, method, p.mount.as_deref(), p.from.as_deref());
+        needed.extend(from.map(|from| Access::Repository(from, Action::Pull)));
+    }
     if let Err(response) = access::require(&state, headers, &caller, &needed).await {
         return labelled(response);
     }
-    let params = match Query::<Params>::try_from_uri(uri) {
-        Ok(q) => q.0,
+    let params = match params {
+        Ok(params) => params,
         Err(e) => {
             let e = RegistryError::QueryInvalid(format!("malformed query string: {e}"));
             return labelled(ApiError::from(e).into_response());
         }
     };
-    let event = audit_event(&route, method);
+    // Pushes, deletes and pulls are recorded by the registry itself (as
+    // events in their transaction, pulls in the journal).
     let cx = Cx {
         state: &state,
         method,
         headers,
         params,
         caller: &caller,
+        actor: caller.actor(&address),
     };
     let response = cx
         .handle(route, body)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    if let Some((action, project, resource)) = event {
-        if response.status().is_success() {
-            let digest = response
-                .headers()
-                .get(DOCKER_CONTENT_DIGEST)
-                .and_then(|d| d.to_str().ok())
-                .map(str::to_string);
-            state.auth.audit().record(
-                &caller.actor(&address),
-                action,
-                Some(&project),
-                &resource,
-                Outcome::Success,
-                digest,
-            );
-        }
-    }
     labelled(response)
-}
-
-/// The audit entry a `/v2/` request makes when it succeeds: pulls and pushes
-/// of manifests (not of each blob: a pull is one manifest GET) and deletes.
-fn audit_event(route: &Route, method: &Method) -> Option<(&'static str, String, String)> {
-    let (action, repo, what) = match (route, method) {
-        (Route::Manifest(repo, r), &Method::GET) => ("pull", repo, r.to_string()),
-        (Route::Manifest(repo, r), &Method::PUT) => ("push", repo, r.to_string()),
-        (Route::Manifest(repo, r), &Method::DELETE) => ("delete", repo, r.to_string()),
-        (Route::Blob(repo, d), &Method::DELETE) => ("delete", repo, d.to_string()),
-        _ => return None,
-    };
-    let separator = if what.contains(':') { "@" } else { ":" };
-    Some((
-        action,
-        repo.project().to_string(),
-        format!("{repo}{separator}{what}"),
-    ))
 }
 
 struct Cx<'a> {
@@ -155,6 +127,8 @@ struct Cx<'a> {
     headers: &'a HeaderMap,
     params: Params,
     caller: &'a Caller,
+    /// The caller as events name them.
+    actor: Actor,
 }
 
 fn not_allowed(method: &Method) -> ApiError {
@@ -303,10 +277,9 @@ impl Cx<'_> {
             }
             Route::Manifest(repo, r) if m == Method::PUT => self.put_manifest(repo, r, body).await,
             Route::Manifest(repo, r) if m == Method::DELETE => {
-                let guard = self.repository_rules(&repo).await?;
                 self.state
                     .registry
-                    .delete_manifest(&repo, &r, guard)
+                    .delete_manifest(&self.actor, &repo, &r)
                     .await?;
                 Ok(StatusCode::ACCEPTED.into_response())
             }
@@ -314,7 +287,10 @@ impl Cx<'_> {
                 self.get_blob(repo, d).await
             }
             Route::Blob(repo, d) if m == Method::DELETE => {
-                self.state.registry.delete_blob(&repo, &d).await?;
+                self.state
+                    .registry
+                    .delete_blob(&self.actor, &repo, &d)
+                    .await?;
                 Ok(StatusCode::ACCEPTED.into_response())
             }
             Route::UploadStart(repo) if m == Method::POST => self.start_upload(repo, body).await,
@@ -377,30 +353,6 @@ impl Cx<'_> {
             }
         }
         response
-    }
-
-    /// Refuses a push the project's naming rules forbid.
-    async fn check_naming(
-        &self,
-        repo: &RepositoryName,
-        tag: Option<&crate::oci::Tag>,
-    ) -> Result<()> {
-        use crate::policy::PolicyError;
-        match self.state.policy.check_push(repo, tag).await {
-            Ok(()) => Ok(()),
-            Err(PolicyError::Violation(m)) => Err(RegistryError::Denied(m).into()),
-            Err(PolicyError::Meta(e)) => Err(RegistryError::from(e).into()),
-            Err(e) => Err(RegistryError::Internal(e.to_string()).into()),
-        }
-    }
-
-    /// The project's immutability rules and quota for changes in `repo`.
-    async fn repository_rules(&self, repo: &RepositoryName) -> Result<crate::registry::Guard> {
-        self.state
-            .policy
-            .repository_rules(repo)
-            .await
-            .map_err(|e| RegistryError::from(e).into())
     }
 
     /// May the caller pull from `repo`? (Choosing a mount source: a
@@ -471,7 +423,7 @@ impl Cx<'_> {
         let manifest = self
             .state
             .registry
-            .manifest(&repo, &reference, !head)
+            .manifest(&self.actor, &repo, &reference, !head)
             .await?;
         if !accepts(self.headers, &manifest.media_type) {
             return Err(RegistryError::NoSuchManifest(format!(
@@ -502,22 +454,11 @@ impl Cx<'_> {
     ) -> Result<Response> {
         // hyper holds the body to its Content-Length: a short one is a read error.
         let bytes = read_manifest_body(body).await?;
-        let tag = match &reference {
-            Reference::Tag(t) => Some(t),
-            Reference::Digest(_) => None,
-        };
-        self.check_naming(&repo, tag).await?;
         let content_type = header_str(self.headers, header::CONTENT_TYPE);
         let pushed = self
             .state
             .registry
-            .put_manifest(
-                &repo,
-                &reference,
-                content_type,
-                &bytes,
-                self.repository_rules(&repo).await?,
-            )
+            .put_manifest(&self.actor, &repo, &reference, content_type, &bytes)
             .await?;
         let mut response = (
             StatusCode::CREATED,
@@ -589,7 +530,6 @@ impl Cx<'_> {
     }
 
     async fn start_upload(&self, repo: RepositoryName, body: Body) -> Result<Response> {
-        self.check_naming(&repo, None).await?;
         let registry = &self.state.registry;
         if let Some(mount) = self.params.mount.as_deref() {
             // What cannot be mounted (including a malformed `mount` or
@@ -601,7 +541,10 @@ impl Cx<'_> {
             };
             if let (Some(digest), Some(from)) = (digest, from) {
                 if let Some(source) = self.mount_source(&digest, from).await? {
-                    if registry.mount_blob(&repo, &digest, &source).await? {
+                    if registry
+                        .mount_blob(&self.actor, &repo, &digest, &source)
+                        .await?
+                    {
                         return Ok(blob_created(&repo, &digest));
                     }
                 }
@@ -611,11 +554,11 @@ impl Cx<'_> {
             let _in_flight = self.state.upload_in_flight();
             let length = content_length(self.headers)?;
             registry
-                .push_blob(&repo, &digest, length, body_stream(body))
+                .push_blob(&self.actor, &repo, &digest, length, body_stream(body))
                 .await?;
             return Ok(blob_created(&repo, &digest));
         }
-        let id = registry.start_upload(&repo).await?;
+        let id = registry.start_upload(&self.actor, &repo).await?;
         Ok(upload_response(StatusCode::ACCEPTED, &repo, id, 0))
     }
 

@@ -6,6 +6,7 @@ use super::db::Conn;
 use futures_util::future::BoxFuture;
 
 use super::{now_millis, MetaError, MetaStore};
+use crate::events::Event;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProjectRecord {
@@ -262,15 +263,17 @@ impl MetaStore {
     }
 
     /// Creates a project; `owner` (a user) becomes its project admin.
+    /// `event` is written to the outbox with it.
     pub async fn create_project(
         &self,
         name: &str,
         public: bool,
         owner: Option<&str>,
+        event: Event,
     ) -> Result<Result<(), Refusal>, MetaError> {
         let (name, owner) = (name.to_string(), owner.map(str::to_string));
         self.access_write(Box::new(move |conn| {
-            let (name, owner) = (name.clone(), owner.clone());
+            let (name, owner, event) = (name.clone(), owner.clone(), event.clone());
             Box::pin(async move {
                 let created = sqlx::query(
                     "INSERT INTO projects (name, public, created_at, created_by) VALUES ($1, $2, $3, $4)
@@ -295,6 +298,7 @@ impl MetaStore {
                             .await?;
                     }
                 }
+                super::outbox::append(conn, &[event]).await?;
                 Ok(Ok(()))
             })
         }))
@@ -318,11 +322,16 @@ impl MetaStore {
         .await
     }
 
-    /// Deletes a project that holds no repositories, with its members and robots.
-    pub async fn delete_project(&self, name: &str) -> Result<Result<(), Refusal>, MetaError> {
+    /// Deletes a project that holds no repositories, with its members and
+    /// robots; `deleted` is written to the outbox with it.
+    pub async fn delete_project(
+        &self,
+        name: &str,
+        deleted: Event,
+    ) -> Result<Result<(), Refusal>, MetaError> {
         let name = name.to_string();
         self.access_write(Box::new(move |conn| {
-            let name = name.clone();
+            let (name, deleted) = (name.clone(), deleted.clone());
             Box::pin(async move {
                 let repos: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM repositories WHERE project = $1")
@@ -337,11 +346,11 @@ impl MetaStore {
                     .execute(&mut *conn)
                     .await?
                     .rows_affected();
-                Ok(if n == 1 {
-                    Ok(())
-                } else {
-                    Err(Refusal::NotFound("project"))
-                })
+                if n == 0 {
+                    return Ok(Err(Refusal::NotFound("project")));
+                }
+                super::outbox::append(conn, &[deleted]).await?;
+                Ok(Ok(()))
             })
         }))
         .await
@@ -435,22 +444,6 @@ impl MetaStore {
         .await
     }
 
-    async fn delete_by_key(&self, sql: &'static str, key: &str) -> Result<bool, MetaError> {
-        let key = key.to_string();
-        self.access_write(Box::new(move |conn| {
-            let key = key.clone();
-            Box::pin(async move {
-                let n = sqlx::query(sql)
-                    .bind(&key)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                Ok(n > 0)
-            })
-        }))
-        .await
-    }
-
     /// Gives a user a role in a project (replacing any role they had).
     pub async fn set_member(
         &self,
@@ -501,9 +494,14 @@ impl MetaStore {
         .await
     }
 
-    pub async fn create_robot(&self, robot: RobotRecord) -> Result<Result<(), Refusal>, MetaError> {
+    /// Creates a robot account; `created` is written to the outbox with it.
+    pub async fn create_robot(
+        &self,
+        robot: RobotRecord,
+        created: Event,
+    ) -> Result<Result<(), Refusal>, MetaError> {
         self.access_write(Box::new(move |conn| {
-            let robot = robot.clone();
+            let (robot, created) = (robot.clone(), created.clone());
             Box::pin(async move {
                 for (project, _) in &robot.permissions {
                     if !exists(conn, "SELECT 1 FROM projects WHERE name = $1", project).await? {
@@ -536,6 +534,7 @@ impl MetaStore {
                         .execute(&mut *conn)
                         .await?;
                 }
+                super::outbox::append(conn, &[created]).await?;
                 Ok(Ok(()))
             })
         }))
@@ -576,9 +575,24 @@ impl MetaStore {
         .await
     }
 
-    pub async fn delete_robot(&self, name: &str) -> Result<bool, MetaError> {
-        self.delete_by_key("DELETE FROM robots WHERE name = $1", name)
-            .await
+    /// Deletes a robot account; `deleted` is written to the outbox with it.
+    pub async fn delete_robot(&self, name: &str, deleted: Event) -> Result<bool, MetaError> {
+        let name = name.to_string();
+        self.access_write(Box::new(move |conn| {
+            let (name, deleted) = (name.clone(), deleted.clone());
+            Box::pin(async move {
+                let n = sqlx::query("DELETE FROM robots WHERE name = $1")
+                    .bind(&name)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if n > 0 {
+                    super::outbox::append(conn, &[deleted]).await?;
+                }
+                Ok(n > 0)
+            })
+        }))
+        .await
     }
 
     /// Makes `kid` the signing key: the others are retired now, and keys

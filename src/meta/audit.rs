@@ -1,17 +1,18 @@
 //! The audit log: appended in batches, read newest first with filters.
 
 use super::db::{fetch_all_with, Args};
+use super::outbox::EventCursor;
 use super::{MetaError, MetaStore};
 
-/// One audit entry, as stored and as the API lists it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// One audit entry, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRecord {
-    /// UUIDv7: unique and ordered by time.
+    /// Ordered by time (shaped like a UUIDv7).
     pub id: String,
-    /// Unix milliseconds.
+    /// Unix milliseconds (pulls: the minute they were counted in).
     pub at: i64,
     pub actor: String,
-    /// user, robot or anonymous.
+    /// user, robot, anonymous or system.
     pub actor_kind: String,
     pub address: String,
     /// pull, push, delete, login, or a management operation (project.create, ...).
@@ -21,6 +22,8 @@ pub struct AuditRecord {
     /// success or failure.
     pub outcome: String,
     pub detail: Option<String>,
+    /// How many times (pulls of one minute share an entry).
+    pub count: i64,
 }
 
 /// Conditions on audit entries; None matches anything.
@@ -39,17 +42,23 @@ pub struct AuditFilter {
 }
 
 impl MetaStore {
-    /// Appends entries, many per statement: pulls are audited, and a busy
-    /// registry serves tens of thousands a second.
+    /// Writes audit entries made of the events up to `to` and moves
+    /// `consumer`'s cursor there from `from`, in one transaction. An entry
+    /// that exists (pulls of the same minute) adds its count.
     pub async fn append_audit(
         &self,
-        records: std::sync::Arc<Vec<AuditRecord>>,
+        records: Vec<AuditRecord>,
+        consumer: &str,
+        from: EventCursor,
+        to: EventCursor,
     ) -> Result<(), MetaError> {
-        // 10 parameters a row; SQLite allows 32,766 per statement.
+        // 11 parameters a row; SQLite allows 32,766 per statement.
         const ROWS_PER_STATEMENT: usize = 1000;
+        let records = std::sync::Arc::new(records);
+        let consumer = consumer.to_string();
         self.committer
             .write(move |conn| {
-                let records = records.clone();
+                let (records, consumer) = (records.clone(), consumer.clone());
                 Box::pin(async move {
                     for chunk in records.chunks(ROWS_PER_STATEMENT) {
                         let mut args = Args::default();
@@ -67,19 +76,20 @@ impl MetaStore {
                                     args.push(r.resource.as_str()),
                                     args.push(r.outcome.as_str()),
                                     args.push(r.detail.as_deref()),
+                                    args.push(r.count),
                                 ];
                                 let values: Vec<String> = values.iter().map(|n| format!("${n}")).collect();
                                 format!("({})", values.join(", "))
                             })
                             .collect();
                         let sql = format!(
-                            "INSERT INTO audit_log (id, at, actor, actor_kind, address, action, project, resource, outcome, detail)
-                             VALUES {} ON CONFLICT DO NOTHING",
+                            "INSERT INTO audit_log (id, at, actor, actor_kind, address, action, project, resource, outcome, detail, count)
+                             VALUES {} ON CONFLICT (id) DO UPDATE SET count = audit_log.count + excluded.count",
                             rows.join(", ")
                         );
                         fetch_all_with(conn, &sql, &args).await?;
                     }
-                    Ok(())
+                    super::outbox::advance(conn, &consumer, from, to, super::now_millis()).await
                 })
             })
             .await
@@ -92,7 +102,7 @@ impl MetaStore {
         limit: u32,
     ) -> Result<Vec<AuditRecord>, MetaError> {
         Ok(sqlx::query_as(
-            "SELECT id, at, actor, actor_kind, address, action, project, resource, outcome, detail
+            "SELECT id, at, actor, actor_kind, address, action, project, resource, outcome, detail, count
              FROM audit_log
              WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2)
                AND ($3 IS NULL OR project = $3) AND ($4 IS NULL OR substr(resource, 1, length($4)) = $4)

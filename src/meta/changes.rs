@@ -83,11 +83,15 @@ impl Change {
 }
 
 impl MetaStore {
-    /// Installs the triggers that announce changes (PostgreSQL).
-    pub(super) async fn install_change_triggers(&self) -> Result<(), MetaError> {
+    /// Installs the PostgreSQL-only objects: the triggers that announce
+    /// changes, and the outbox's column defaults.
+    pub(super) async fn install_postgres_objects(&self) -> Result<(), MetaError> {
         if self.backend == Backend::Postgres {
             let mut tx = self.writer.begin().await?;
             sqlx::raw_sql(TRIGGERS).execute(&mut *tx).await?;
+            sqlx::raw_sql(super::outbox::POSTGRES_OBJECTS)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         }
         Ok(())

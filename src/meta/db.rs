@@ -156,6 +156,7 @@ pub struct Args<'a>(Vec<Arg<'a>>);
 pub enum Arg<'a> {
     Text(Option<Cow<'a, str>>),
     Int(i64),
+    MaybeInt(Option<i64>),
 }
 
 impl<'a> From<&'a str> for Arg<'a> {
@@ -182,6 +183,12 @@ impl From<i64> for Arg<'_> {
     }
 }
 
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Arg::MaybeInt(v)
+    }
+}
+
 impl<'a> Args<'a> {
     /// Adds an argument; returns how many there are.
     pub fn push(&mut self, value: impl Into<Arg<'a>>) -> usize {
@@ -199,6 +206,7 @@ impl<'a> Args<'a> {
             query = match arg {
                 Arg::Text(v) => query.bind(v.as_deref()),
                 Arg::Int(v) => query.bind(*v),
+                Arg::MaybeInt(v) => query.bind(*v),
             };
         }
         query

@@ -659,11 +659,12 @@ impl MetaStore {
         counts: GcCounts,
         status: &'static str,
         error: Option<String>,
+        announce: Option<crate::events::Event>,
     ) -> Result<(), MetaError> {
         let id = id.to_string();
         self.committer
             .write(move |conn| {
-                let (id, error) = (id.clone(), error.clone());
+                let (id, error, announce) = (id.clone(), error.clone(), announce.clone());
                 Box::pin(async move {
                     let now = now_millis();
                     let finished = (status != "running").then_some(now);
@@ -690,6 +691,9 @@ impl MetaStore {
                     .bind(counts.orphan_bytes as i64)
                     .execute(&mut *conn)
                     .await?;
+                    if let Some(event) = announce {
+                        super::outbox::append(conn, &[event]).await?;
+                    }
                     Ok(())
                 })
             })
@@ -741,6 +745,7 @@ impl MetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Actor;
     use crate::meta::{BlobLinked, PutManifestRefusal};
     use crate::oci::{Descriptor, Digest, Manifest, RepositoryName, Tag};
 
@@ -810,7 +815,7 @@ mod tests {
         let d = Digest::sha256_of(name.as_bytes());
         let tag: Option<Tag> = tag.map(|t| t.parse().unwrap());
         let stored = meta
-            .put_manifest(r, &d, m, name, tag.as_ref(), None)
+            .put_manifest(r, &d, m, name, tag.as_ref(), None, &Actor::system("test"))
             .await
             .unwrap();
         assert!(!matches!(stored, Err(PutManifestRefusal::Missing(_))));
@@ -879,7 +884,7 @@ mod tests {
             GcCounts::default()
         );
         assert!(meta
-            .delete_tag(&r, &"v2".parse().unwrap(), None)
+            .delete_tag(&r, &"v2".parse().unwrap(), None, &Actor::system("test"))
             .await
             .unwrap()
             .unwrap()
@@ -930,7 +935,10 @@ mod tests {
             meta.add_blob(&r, &blob(0), 5, "old").await.unwrap(),
             BlobLinked::Stored
         );
-        meta.delete_blob(&r, &blob(0)).await.unwrap().unwrap();
+        meta.delete_blob(&r, &blob(0), &Actor::system("test"))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             nonce_of(meta, &blob(0)).await.unwrap().1.is_some(),
             "doomed"
@@ -960,7 +968,10 @@ mod tests {
         let s = store().await;
         let (meta, r) = (&s.meta, repo("a/b"));
         meta.add_blob(&r, &blob(0), 5, "old").await.unwrap();
-        meta.delete_blob(&r, &blob(0)).await.unwrap().unwrap();
+        meta.delete_blob(&r, &blob(0), &Actor::system("test"))
+            .await
+            .unwrap()
+            .unwrap();
         let deleting = meta
             .gc_begin_blob_deletes(now_passed().await, 10)
             .await
@@ -995,7 +1006,10 @@ mod tests {
         let s = store().await;
         let (meta, r) = (&s.meta, repo("a/b"));
         meta.add_blob(&r, &blob(0), 5, "n").await.unwrap();
-        meta.delete_blob(&r, &blob(0)).await.unwrap().unwrap();
+        meta.delete_blob(&r, &blob(0), &Actor::system("test"))
+            .await
+            .unwrap()
+            .unwrap();
         let deleting = meta
             .gc_begin_blob_deletes(now_passed().await, 10)
             .await
@@ -1070,7 +1084,7 @@ mod tests {
             .unwrap()
             .is_none());
         // Untagging the index takes it; its child and referrer follow one delay later.
-        meta.delete_tag(&r, &"latest".parse().unwrap(), None)
+        meta.delete_tag(&r, &"latest".parse().unwrap(), None, &Actor::system("test"))
             .await
             .unwrap()
             .unwrap();
@@ -1111,7 +1125,7 @@ mod tests {
             blob_bytes: 30,
             ..GcCounts::default()
         };
-        meta.gc_run_update("live", counts, "finished", None)
+        meta.gc_run_update("live", counts, "finished", None, None)
             .await
             .unwrap();
         let runs = meta.gc_runs(10).await.unwrap();

@@ -31,8 +31,8 @@ pub struct ArtifactSummary {
     pub pull_count: i64,
 }
 
-/// A tag, as stored and as the API lists it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// A tag, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TagRecord {
     pub name: String,
     pub digest: String,

@@ -1,5 +1,5 @@
 //! Leases for background jobs that must run in one replica at a time (GC,
-//! scheduled retention, audit pruning). On PostgreSQL a lease is a
+//! scheduled retention, pruning, the audit log's consumer). On PostgreSQL a lease is a
 //! session-level advisory lock held on a connection of its own: it ends when
 //! the lease is dropped, or when the holder dies and PostgreSQL closes its
 //! connection, so the job resumes in another replica at its next attempt.
@@ -15,7 +15,10 @@ use super::{MetaError, MetaStore};
 pub enum LeasedJob {
     GarbageCollection,
     Retention,
-    AuditPruning,
+    /// Pruning the audit log, the outbox and old failed logins.
+    Pruning,
+    /// The audit log's consumption of the outbox.
+    AuditLog,
 }
 
 impl LeasedJob {
@@ -26,7 +29,8 @@ impl LeasedJob {
         BASE + match self {
             LeasedJob::GarbageCollection => 1,
             LeasedJob::Retention => 2,
-            LeasedJob::AuditPruning => 3,
+            LeasedJob::Pruning => 3,
+            LeasedJob::AuditLog => 4,
         }
     }
 }

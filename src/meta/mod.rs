@@ -22,6 +22,7 @@ mod gc;
 mod inventory;
 mod leases;
 mod login_failures;
+mod outbox;
 mod quota;
 mod retention;
 mod rules;
@@ -38,6 +39,7 @@ pub use gc::{Cursor, DoomedBlob, GcBatch, GcCounts, GcRunRecord, QueuePhase};
 pub use inventory::{ArtifactSummary, RepositorySummary, TagRecord};
 pub use leases::{Lease, LeasedJob};
 pub use login_failures::{LoginFailures, NextFailure};
+pub use outbox::{EventCursor, JournalBatch, PullCount, StoredEvent};
 pub use quota::Usage;
 pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
@@ -195,7 +197,7 @@ impl MetaStore {
             writer,
             committer,
         };
-        store.install_change_triggers().await?;
+        store.install_postgres_objects().await?;
         Ok(store)
     }
 

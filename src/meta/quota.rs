@@ -145,6 +145,32 @@ pub(super) fn check_quota(
     Ok(())
 }
 
+/// The share of a limit at which a push that crosses it is announced
+/// (`quota.warning`).
+const WARNING_PERCENT: i64 = 80;
+
+/// A warning when this change took the project's usage across
+/// `WARNING_PERCENT` of a limit (None otherwise: each crossing is
+/// announced once, not every push above it).
+pub(super) fn warning(project: &str, quota: Quota, before: Usage, after: Usage) -> Option<String> {
+    let crossed = |limit: Option<i64>, before: i64, after: i64| {
+        limit.filter(|&l| before * 100 < l * WARNING_PERCENT && after * 100 >= l * WARNING_PERCENT)
+    };
+    if let Some(limit) = crossed(quota.bytes, before.bytes, after.bytes) {
+        return Some(format!(
+            "project {project:?} uses {} of its {limit} bytes ({}%)",
+            after.bytes,
+            after.bytes * 100 / limit.max(1)
+        ));
+    }
+    crossed(quota.artifacts, before.artifacts, after.artifacts).map(|limit| {
+        format!(
+            "project {project:?} holds {} of its {limit} artifacts",
+            after.artifacts
+        )
+    })
+}
+
 impl MetaStore {
     pub async fn project_usage(&self, project: &str) -> Result<Usage, MetaError> {
         let mut conn = self.reader.acquire().await?;

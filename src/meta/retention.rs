@@ -180,10 +180,16 @@ impl MetaStore {
     }
 
     /// Writes a run's record (inserted when it starts, replaced when it ends).
-    pub async fn record_retention_run(&self, run: RetentionRunRecord) -> Result<(), MetaError> {
+    /// Records a run's state; `finished`, the event announcing its end, is
+    /// written in the same transaction.
+    pub async fn record_retention_run(
+        &self,
+        run: RetentionRunRecord,
+        finished: Option<crate::events::Event>,
+    ) -> Result<(), MetaError> {
         self.committer
             .write(move |conn| {
-                let r = run.clone();
+                let (r, finished) = (run.clone(), finished.clone());
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO retention_runs (id, policy, project, started_at, finished_at, dry_run, status, removed, protected, error)
@@ -203,6 +209,9 @@ impl MetaStore {
                     .bind(&r.error)
                     .execute(&mut *conn)
                     .await?;
+                    if let Some(event) = finished {
+                        super::outbox::append(conn, &[event]).await?;
+                    }
                     Ok(())
                 })
             })

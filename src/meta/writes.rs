@@ -7,6 +7,7 @@ use sqlx::Row;
 use super::{
     digest, now_millis, BlobLinked, Guard, MetaError, MetaStore, PutManifestRefusal, RemoveRefusal,
 };
+use crate::events::{Actor, Event, Kind};
 use crate::oci::{Digest, Manifest, RepositoryName, Tag};
 
 use super::db::{fetch_all_with, Arg, Args, Conn};
@@ -379,7 +380,9 @@ impl MetaStore {
     }
 
     /// Stores a manifest in a repository (and tags it), provided every blob and
-    /// child manifest it references is already in that repository.
+    /// child manifest it references is already in that repository; the
+    /// push is an `artifact.pushed` event by `actor` in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_manifest(
         &self,
         repo: &RepositoryName,
@@ -388,7 +391,19 @@ impl MetaStore {
         content: &str,
         tag: Option<&Tag>,
         guard: Guard,
+        actor: &Actor,
     ) -> Result<Result<(), PutManifestRefusal>, MetaError> {
+        let mut pushed = Event::new(Kind::ArtifactPushed, actor, 0).in_repository(repo.as_str());
+        pushed.digest = Some(manifest_digest.to_string());
+        pushed.reference = Some(tag.map_or_else(|| manifest_digest.to_string(), Tag::to_string));
+        pushed.media_type = Some(manifest.media_type.clone());
+        let referenced: u64 = manifest
+            .blobs
+            .iter()
+            .chain(&manifest.manifests)
+            .map(|d| d.size)
+            .sum();
+        pushed.size = Some((content.len() as u64 + referenced) as i64);
         let (repo, manifest_digest) = (repo.clone(), manifest_digest.clone());
         let manifest = std::sync::Arc::new(manifest.clone());
         let (content, tag): (std::sync::Arc<str>, _) = (content.into(), tag.cloned());
@@ -397,6 +412,7 @@ impl MetaStore {
                 // The job may run again (see the committer): it owns copies.
                 let (repo, manifest_digest, manifest, content, tag) = (repo.clone(), manifest_digest.clone(), manifest.clone(), content.clone(), tag.clone());
                 let guard = guard.clone();
+                let mut pushed = pushed.clone();
                 Box::pin(async move {
                     // An immutable tag may be pushed again, but not moved.
                     if let (Some(tag), Some(guard)) = (&tag, &guard) {
@@ -436,9 +452,11 @@ impl MetaStore {
                     // One round trip for the whole change (see `Script`); the
                     // graph edges are idempotent, so re-pushing rewrites nothing.
                     let mut script = Script::new();
+                    pushed.at = now_millis();
+                    let pushed = [pushed];
                     let digest = script.arg(manifest_digest.as_str());
                     let subject = script.arg(manifest.subject.as_ref().map(Digest::as_str));
-                    let now = script.arg(now_millis());
+                    let now = script.arg(pushed[0].at);
                     let repository = script.arg(repo.as_str());
                     // Anything referenced is in the repository, which therefore exists.
                     if blobs.is_empty() && children.is_empty() {
@@ -468,6 +486,12 @@ impl MetaStore {
                     // Queued for garbage collection: the manifest if pushed
                     // untagged, else the one its tag leaves.
                     let tag_arg = tag.as_ref().map(|t| script.arg(t.as_str()));
+                    // The event reads what the tag named before it moves.
+                    let previous = tag_arg.as_ref().map(|tag| {
+                        format!("(SELECT digest FROM tags WHERE repository = {repository} AND name = {tag})")
+                    });
+                    let event = super::outbox::insert_sql(&pushed, previous.as_deref(), &mut |a| script.arg(a));
+                    script.push(event);
                     match &tag_arg {
                         None => script.push(format!(
                             "INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('manifest', {repository}, {digest}, {now})
@@ -504,6 +528,13 @@ impl MetaStore {
                     if let Some(quota) = quota {
                         let (before, after) = super::quota::before_and_after(usage)?;
                         super::quota::check_quota(repo.project(), quota, before, after)?;
+                        if let Some(warning) = super::quota::warning(repo.project(), quota, before, after) {
+                            let mut event = Event::new(Kind::QuotaWarning, &pushed[0].actor, pushed[0].at)
+                                .in_repository(repo.as_str())
+                                .with_detail(warning);
+                            event.resource = Some(repo.project().to_string());
+                            super::outbox::append(conn, &[event]).await?;
+                        }
                     }
                     Ok(Ok(()))
                 })
@@ -518,12 +549,13 @@ impl MetaStore {
         repo: &RepositoryName,
         tag: &Tag,
         guard: Guard,
+        actor: &Actor,
     ) -> Result<Result<Option<Digest>, RemoveRefusal>, MetaError> {
-        let (repo, tag) = (repo.clone(), tag.clone());
+        let (repo, tag, actor) = (repo.clone(), tag.clone(), actor.clone());
         self.committer
             .write(move |conn| {
                 // The job may run again (see the committer): it owns copies.
-                let (repo, tag, guard) = (repo.clone(), tag.clone(), guard.clone());
+                let (repo, tag, guard, actor) = (repo.clone(), tag.clone(), guard.clone(), actor.clone());
                 Box::pin(async move {
                     if let Some(rule) = guard.and_then(|g| g.protecting(tag.as_str())) {
                         return Ok(Err(RemoveRefusal::Protected(tag.to_string(), rule)));
@@ -536,15 +568,20 @@ impl MetaStore {
                     .fetch_optional(&mut *conn)
                     .await?;
                     if let Some(untagged) = &removed {
+                        let now = now_millis();
                         sqlx::query(
                             "INSERT INTO gc_candidates (kind, repository, digest, queued_at) VALUES ('manifest', $1, $2, $3)
                              ON CONFLICT (kind, repository, digest) DO UPDATE SET queued_at = excluded.queued_at",
                         )
                         .bind(repo.as_str())
                         .bind(untagged)
-                        .bind(now_millis())
+                        .bind(now)
                         .execute(&mut *conn)
                         .await?;
+                        let mut event = Event::new(Kind::TagDeleted, &actor, now).in_repository(repo.as_str());
+                        event.digest = Some(untagged.clone());
+                        event.reference = Some(tag.to_string());
+                        super::outbox::append(conn, &[event]).await?;
                     }
                     removed.map(digest).transpose().map(Ok)
                 })
@@ -559,12 +596,14 @@ impl MetaStore {
         repo: &RepositoryName,
         manifest: &Digest,
         guard: Guard,
+        actor: &Actor,
     ) -> Result<Result<Vec<String>, RemoveRefusal>, MetaError> {
-        let (repo, manifest) = (repo.clone(), manifest.clone());
+        let (repo, manifest, actor) = (repo.clone(), manifest.clone(), actor.clone());
         self.committer
             .write(move |conn| {
                 // The job may run again (see the committer): it owns copies.
-                let (repo, manifest, guard) = (repo.clone(), manifest.clone(), guard.clone());
+                let (repo, manifest, guard, actor) =
+                    (repo.clone(), manifest.clone(), guard.clone(), actor.clone());
                 Box::pin(async move {
                     if !has_manifest(conn, &repo, &manifest).await? {
                         return Ok(Err(RemoveRefusal::NotFound));
@@ -603,13 +642,15 @@ impl MetaStore {
                     .bind(manifest.as_str())
                     .fetch_all(&mut *conn)
                     .await?;
-                    remove_repository_manifest(
-                        conn,
-                        repo.as_str(),
-                        manifest.as_str(),
-                        now_millis(),
-                    )
-                    .await?;
+                    let now = now_millis();
+                    remove_repository_manifest(conn, repo.as_str(), manifest.as_str(), now).await?;
+                    let mut event =
+                        Event::new(Kind::ArtifactDeleted, &actor, now).in_repository(repo.as_str());
+                    event.digest = Some(manifest.to_string());
+                    if !tags.is_empty() {
+                        event.detail = Some(format!("tags: {}", tags.join(", ")));
+                    }
+                    super::outbox::append(conn, &[event]).await?;
                     Ok(Ok(tags))
                 })
             })
@@ -621,12 +662,13 @@ impl MetaStore {
         &self,
         repo: &RepositoryName,
         blob: &Digest,
+        actor: &Actor,
     ) -> Result<Result<(), RemoveRefusal>, MetaError> {
-        let (repo, blob) = (repo.clone(), blob.clone());
+        let (repo, blob, actor) = (repo.clone(), blob.clone(), actor.clone());
         self.committer
             .write(move |conn| {
                 // The job may run again (see the committer): it owns copies.
-                let (repo, blob) = (repo.clone(), blob.clone());
+                let (repo, blob, actor) = (repo.clone(), blob.clone(), actor.clone());
                 Box::pin(async move {
                     let users: Vec<String> = sqlx::query_scalar(
                         "SELECT mb.manifest FROM manifest_blobs mb JOIN repository_manifests rm
@@ -649,45 +691,18 @@ impl MetaStore {
                     .await?
                     .rows_affected();
                     if removed == 1 {
-                        doom_if_unlinked(conn, blob.as_str(), now_millis()).await?;
+                        let now = now_millis();
+                        doom_if_unlinked(conn, blob.as_str(), now).await?;
+                        let mut event =
+                            Event::new(Kind::BlobDeleted, &actor, now).in_repository(repo.as_str());
+                        event.digest = Some(blob.to_string());
+                        super::outbox::append(conn, &[event]).await?;
                     }
                     Ok(if removed == 1 {
                         Ok(())
                     } else {
                         Err(RemoveRefusal::NotFound)
                     })
-                })
-            })
-            .await
-    }
-
-    /// Adds pull counts gathered since the last flush (see `registry::pulls`).
-    pub async fn record_pulls(
-        &self,
-        manifests: Vec<(String, String, u64)>,
-        blobs: Vec<(String, String, u64)>,
-        at: i64,
-    ) -> Result<(), MetaError> {
-        self.committer
-            .write(move |conn| {
-                // The job may run again (see the committer): it owns copies.
-                let (manifests, blobs) = (manifests.clone(), blobs.clone());
-                Box::pin(async move {
-                    for (table, rows) in [("repository_manifests", manifests), ("repository_blobs", blobs)] {
-                        let sql = format!(
-                            "UPDATE {table} SET pull_count = pull_count + $1, last_pulled_at = $2 WHERE repository = $3 AND digest = $4"
-                        );
-                        for (repo, digest, count) in rows {
-                            sqlx::query(&sql)
-                                .bind(count as i64)
-                                .bind(at)
-                                .bind(repo)
-                                .bind(digest)
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                    }
-                    Ok(())
                 })
             })
             .await
@@ -707,6 +722,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let meta = MetaStore::open_sqlite(&dir.join("berth.db")).await.unwrap();
         let repo: RepositoryName = "big/layers".parse().unwrap();
+        let actor = Actor::system("test");
         let layers: Vec<Descriptor> = (0..16_000u32)
             .map(|i| Descriptor {
                 media_type: "application/vnd.oci.image.layer.v1.tar".into(),
@@ -733,7 +749,7 @@ mod tests {
         };
         let digest = Digest::sha256_of(b"the manifest");
         let tag: Tag = "v1".parse().unwrap();
-        meta.put_manifest(&repo, &digest, &manifest, "{}", Some(&tag), None)
+        meta.put_manifest(&repo, &digest, &manifest, "{}", Some(&tag), None, &actor)
             .await
             .unwrap()
             .unwrap();
@@ -780,6 +796,7 @@ mod tests {
                 "{ }",
                 None,
                 limit(usage.bytes + 2),
+                &actor,
             )
             .await;
         assert!(
@@ -793,6 +810,7 @@ mod tests {
             "{ }",
             None,
             limit(usage.bytes + 3),
+            &actor,
         )
         .await
         .unwrap()

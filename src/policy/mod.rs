@@ -1,7 +1,11 @@
-//! Project rules applied to pushes and deletes: naming conventions (a push
-//! that breaks one is refused with the rule and the offending part) and tag
-//! immutability (a matching tag cannot be moved or deleted; the registry
-//! checks it inside the transaction that would move or delete the tag).
+//! The policy layer: it provides the registry's admission point
+//! (`registry::Admission`), deciding every upload, push, delete and
+//! manifest read from the project's rules: naming conventions (a push that
+//! breaks one is refused with the rule and the offending part), tag
+//! immutability and the quota (both handed to the metadata transaction that
+//! makes the change, which alone can check them without a race). Retention
+//! (`retention.rs`) removes tags through the registry, so through the same
+//! admission point.
 
 pub mod retention;
 
@@ -12,7 +16,10 @@ use std::time::{Duration, Instant};
 use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
 
+use futures_util::future::BoxFuture;
+
 use crate::meta::{Guard, MetaError, MetaStore, Quota, Refusal, RuleRecord, Usage};
+use crate::registry::admission::{self, Admission, Operation, Request, Verdict};
 
 /// A project's limits, its usage, and each repository's usage.
 #[derive(Debug, Clone)]
@@ -21,7 +28,7 @@ pub struct ProjectUsage {
     pub usage: Usage,
     pub repositories: Vec<(String, Usage)>,
 }
-use crate::oci::{RepositoryName, Tag};
+use crate::oci::{Reference, RepositoryName, Tag};
 
 /// The `tags` value of a naming rule that asks for semantic versions.
 pub const SEMVER: &str = "semver";
@@ -64,9 +71,10 @@ pub struct Rule {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// A push or delete a rule forbids; the message names the rule.
-    #[error("{0}")]
-    Violation(String),
+    /// The process is stopping: the work ends at a safe point, to be
+    /// resumed.
+    #[error("stopped at shutdown")]
+    Stopped,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -253,29 +261,35 @@ impl Policy {
         self.cache.lock().expect("policy cache").clear();
     }
 
-    /// Refuses a push into `repo` (of `tag`, for a manifest pushed by tag)
-    /// that a naming rule of its project forbids.
-    pub async fn check_push(
-        &self,
+    /// The refusal of a push into `repo` (of `tag`, for a manifest pushed
+    /// by tag) that a naming rule of its project forbids.
+    fn naming(
+        project: &ProjectPolicy,
         repo: &RepositoryName,
         tag: Option<&Tag>,
-    ) -> Result<(), PolicyError> {
-        for c in self.compiled(repo.project()).await?.rules.iter() {
+    ) -> Option<admission::Refusal> {
+        for c in project.rules.iter() {
             let Matcher::Naming { repositories, tags } = &c.matcher else {
                 continue;
             };
             let rule = &c.rule;
+            let refuse = |message| {
+                Some(admission::Refusal {
+                    rule: rule.id.clone(),
+                    message,
+                })
+            };
             if repositories
                 .as_ref()
                 .is_some_and(|r| !r.is_match(repo.as_str()))
             {
-                return Err(PolicyError::Violation(format!(
+                return refuse(format!(
                     "naming rule {} of project {}: the repository name {:?} does not match {:?}",
                     rule.id,
                     rule.project,
                     repo.as_str(),
                     rule.repositories
-                )));
+                ));
             }
             if let (Some(tag), Some(pattern)) = (tag, tags) {
                 if !pattern.is_match(tag.as_str()) {
@@ -284,22 +298,21 @@ impl Policy {
                     } else {
                         format!("{:?}", rule.tags)
                     };
-                    return Err(PolicyError::Violation(format!(
+                    return refuse(format!(
                         "naming rule {} of project {}: the tag {:?} does not match {wanted}",
                         rule.id,
                         rule.project,
                         tag.as_str()
-                    )));
+                    ));
                 }
             }
         }
-        Ok(())
+        None
     }
 
     /// The immutability rules and quota that apply to changes in `repo`
-    /// (None: nothing applies).
-    pub async fn repository_rules(&self, repo: &RepositoryName) -> Result<Guard, MetaError> {
-        let project = self.compiled(repo.project()).await?;
+    /// (None: nothing applies), for the transaction that makes a change.
+    fn repository_rules(project: Arc<ProjectPolicy>, repo: &RepositoryName) -> Guard {
         let name = within_project(repo).to_string();
         let applies: Vec<usize> = project
             .rules
@@ -310,9 +323,37 @@ impl Policy {
             .collect();
         let rules = ForRepository { project, applies };
         if rules.applies.is_empty() && crate::meta::RepositoryRules::quota(&rules).is_none() {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(Arc::new(rules)))
+        Some(Arc::new(rules))
+    }
+
+    /// The verdict on `request`, from its project's rules.
+    async fn decide(&self, request: &Request<'_>) -> Result<Verdict, MetaError> {
+        let repo = request.repository;
+        let project = self.compiled(repo.project()).await?;
+        let naming = |tag| match Self::naming(&project, repo, tag) {
+            Some(refusal) => Verdict::Deny(refusal),
+            None => Verdict::Allow(None),
+        };
+        Ok(match &request.operation {
+            Operation::Upload => naming(None),
+            Operation::Push { reference, .. } => {
+                let tag = match reference {
+                    Reference::Tag(tag) => Some(tag),
+                    Reference::Digest(_) => None,
+                };
+                match naming(tag) {
+                    Verdict::Allow(_) => Verdict::Allow(Self::repository_rules(project, repo)),
+                    refused => refused,
+                }
+            }
+            Operation::DeleteTag(_) | Operation::DeleteManifest(_) => {
+                Verdict::Allow(Self::repository_rules(project, repo))
+            }
+            // No rule applies to these yet.
+            Operation::DeleteBlob(_) | Operation::Pull { .. } => Verdict::Allow(None),
+        })
     }
 
     /// Sets a project's limits (None: no limit).
@@ -419,6 +460,12 @@ impl Policy {
         }
         self.forget(project);
         Ok(())
+    }
+}
+
+impl Admission for Policy {
+    fn admit<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<Verdict, MetaError>> {
+        Box::pin(self.decide(request))
     }
 }
 

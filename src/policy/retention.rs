@@ -12,9 +12,24 @@ use globset::GlobMatcher;
 use serde::{Deserialize, Serialize};
 
 use super::{glob, Policy, PolicyError};
+use crate::events::{Actor, Event, Kind};
 use crate::meta::{now_millis, RetentionPolicyRecord, RetentionRunRecord};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
+use crate::registry::admission::{Operation, Request, Verdict};
 use crate::registry::{Registry, RegistryError};
+use crate::workers::Stop;
+
+/// What one run applies, and as whom.
+#[derive(Clone, Copy)]
+struct Plan<'a> {
+    registry: &'a Registry,
+    project: &'a str,
+    rules: &'a [CompiledRule],
+    untagged: bool,
+    dry_run: bool,
+    actor: &'a Actor,
+    stop: &'a Stop,
+}
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -367,12 +382,19 @@ impl Policy {
     /// Runs a policy now: evaluates every tag of the project and, unless
     /// `dry_run`, removes the tags no rule keeps. Tags an immutability rule
     /// protects stay and are listed as such. The run is recorded.
+    ///
+    /// Removals go through the registry as `actor`'s, so through its
+    /// admission point. When `stop` is set the run ends before its next
+    /// removal and stays `running`, as if its process had died: the next
+    /// holder of the retention lease resumes it.
     pub async fn run_retention(
         &self,
         registry: &Registry,
         project: &str,
         id: &str,
         dry_run: bool,
+        actor: &Actor,
+        stop: &Stop,
     ) -> Result<RetentionRun, PolicyError> {
         let policy = self.retention_policy(project, id).await?;
         let rules = compile(&policy.rules)?;
@@ -388,38 +410,62 @@ impl Policy {
             protected: Vec::new(),
             error: None,
         };
-        self.meta.record_retention_run(record_of(&run)).await?;
-        let outcome = self
-            .apply(
-                registry,
-                project,
-                &rules,
-                policy.untagged,
-                dry_run,
-                &mut run,
-            )
-            .await;
+        self.meta
+            .record_retention_run(record_of(&run), None)
+            .await?;
+        let plan = Plan {
+            registry,
+            project,
+            rules: &rules,
+            untagged: policy.untagged,
+            dry_run,
+            actor,
+            stop,
+        };
+        let outcome = self.apply(&plan, &mut run).await;
         run.finished_at = Some(now_millis());
         match outcome {
             Ok(()) => run.status = "finished".into(),
+            Err(PolicyError::Stopped) => {
+                tracing::info!(
+                    run = run.id,
+                    "retention run stopped at shutdown; the next lease holder resumes it"
+                );
+                return Err(PolicyError::Stopped);
+            }
             Err(e) => {
                 run.status = "failed".into();
                 run.error = Some(e.to_string());
             }
         }
-        self.meta.record_retention_run(record_of(&run)).await?;
+        let mut finished = Event::new(Kind::RetentionFinished, actor, now_millis())
+            .about(Some(project), &format!("retention-policy/{}", policy.id))
+            .with_detail(format!(
+                "{}{}: {} removed, {} protected",
+                run.status,
+                if dry_run { " (dry run)" } else { "" },
+                run.removed.len(),
+                run.protected.len()
+            ));
+        if run.status != "finished" {
+            finished = finished.failed();
+        }
+        self.meta
+            .record_retention_run(record_of(&run), Some(finished))
+            .await?;
         Ok(run)
     }
 
-    async fn apply(
-        &self,
-        registry: &Registry,
-        project: &str,
-        rules: &[CompiledRule],
-        untagged: bool,
-        dry_run: bool,
-        run: &mut RetentionRun,
-    ) -> Result<(), PolicyError> {
+    async fn apply(&self, plan: &Plan<'_>, run: &mut RetentionRun) -> Result<(), PolicyError> {
+        let Plan {
+            registry,
+            project,
+            rules,
+            untagged,
+            dry_run,
+            actor,
+            stop,
+        } = *plan;
         let prefix = format!("{project}/");
         let facts: Vec<TagFacts> = self
             .meta
@@ -434,15 +480,11 @@ impl Policy {
                 pulled_at,
             })
             .collect();
-        let doomed = evaluate(rules, &facts, now_millis());
-        // The plan for untagged artifacts is made before anything is removed,
-        // so a dry run lists exactly what the run removes.
-        let untagged = if untagged {
-            self.untagged_after(project, rules, &facts, &doomed).await?
-        } else {
-            Vec::new()
-        };
-        for t in doomed {
+        // Which of the tags no rule keeps may go: the question the registry
+        // asks when it removes one, asked of each first, so that the plan
+        // (and a dry run) leaves protected tags and their artifacts alone.
+        let mut doomed = Vec::new();
+        for t in evaluate(rules, &facts, now_millis()) {
             let full = if t.repository.is_empty() {
                 project.to_string()
             } else {
@@ -451,24 +493,46 @@ impl Policy {
             let (Ok(repo), Ok(tag)) = (full.parse::<RepositoryName>(), t.tag.parse::<Tag>()) else {
                 continue;
             };
-            let name = format!("{full}:{}", t.tag);
-            let guard = self.repository_rules(&repo).await?;
-            if dry_run {
-                if guard
-                    .as_ref()
-                    .is_some_and(|g| g.protecting(tag.as_str()).is_some())
-                {
-                    run.protected.push(name);
-                } else {
-                    run.removed.push(name);
+            let request = Request {
+                actor,
+                repository: &repo,
+                operation: Operation::DeleteTag(&tag),
+            };
+            let protected = match self.decide(&request).await? {
+                Verdict::Allow(guard) => {
+                    guard.is_some_and(|g| g.protecting(tag.as_str()).is_some())
                 }
+                Verdict::Deny(_) => true,
+            };
+            if protected {
+                run.protected.push(format!("{full}:{tag}"));
+            } else {
+                doomed.push((t, repo, tag));
+            }
+        }
+        // The plan for untagged artifacts is made before anything is removed,
+        // so a dry run lists exactly what the run removes.
+        let untagged = if untagged {
+            let going: Vec<TagFacts> = doomed.iter().map(|(t, ..)| t.clone()).collect();
+            self.untagged_after(project, rules, &facts, &going).await?
+        } else {
+            Vec::new()
+        };
+        for (_, repo, tag) in doomed {
+            let name = format!("{repo}:{tag}");
+            if dry_run {
+                run.removed.push(name);
                 continue;
             }
+            if stop.is_set() {
+                return Err(PolicyError::Stopped);
+            }
             match registry
-                .delete_manifest(&repo, &Reference::Tag(tag), guard)
+                .delete_manifest(actor, &repo, &Reference::Tag(tag))
                 .await
             {
                 Ok(()) => run.removed.push(name),
+                // A rule added since the plan.
                 Err(RegistryError::Denied(_)) => run.protected.push(name),
                 // Deleted meanwhile by someone else: nothing to do.
                 Err(RegistryError::ManifestUnknown | RegistryError::NameUnknown) => {}
@@ -478,8 +542,11 @@ impl Policy {
         for (repo, digest) in untagged {
             let name = format!("{repo}@{digest}");
             if !dry_run {
+                if stop.is_set() {
+                    return Err(PolicyError::Stopped);
+                }
                 match registry
-                    .delete_manifest(&repo, &Reference::Digest(digest), None)
+                    .delete_manifest(actor, &repo, &Reference::Digest(digest))
                     .await
                 {
                     Ok(()) => {}
@@ -532,7 +599,12 @@ impl Policy {
     }
 
     /// Runs the scheduled policies that are due, and sets their next run.
-    pub async fn run_due_retention(&self, registry: &Registry) -> Result<usize, PolicyError> {
+    pub async fn run_due_retention(
+        &self,
+        registry: &Registry,
+        stop: &Stop,
+    ) -> Result<usize, PolicyError> {
+        let actor = Actor::system("retention");
         let now = now_millis();
         let due = self.meta.due_retention_policies(now).await?;
         for p in &due {
@@ -540,7 +612,7 @@ impl Policy {
             // Set first: a crash during the run does not make it run in a loop.
             self.meta.set_next_retention_run(&p.id, next).await?;
             let run = self
-                .run_retention(registry, &p.project, &p.id, false)
+                .run_retention(registry, &p.project, &p.id, false, &actor, stop)
                 .await?;
             tracing::info!(
                 policy = p.id,
@@ -558,11 +630,13 @@ impl Policy {
     pub async fn resume_interrupted_retention(
         &self,
         registry: &Registry,
+        stop: &Stop,
     ) -> Result<(), PolicyError> {
+        let actor = Actor::system("retention");
         for id in self.meta.interrupt_retention_runs().await? {
             if let Some(p) = self.meta.retention_policy(&id).await? {
                 let run = self
-                    .run_retention(registry, &p.project, &p.id, false)
+                    .run_retention(registry, &p.project, &p.id, false, &actor, stop)
                     .await?;
                 tracing::info!(
                     policy = p.id,

@@ -57,6 +57,9 @@ pub enum RegistryError {
     /// The metadata database could not be reached: worth a retry.
     #[error("metadata database is unavailable: {0}")]
     MetadataUnavailable(String),
+    /// Background work ended at a safe point because the process is stopping.
+    #[error("stopped at shutdown")]
+    Stopped,
 }
 
 fn list(digests: &[Digest]) -> String {

@@ -5,7 +5,7 @@
 //! "Garbage collection", for the protocol and why it is safe while pushes
 //! of the same digests go on.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -13,8 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use super::{Registry, RegistryError, Result};
+use crate::events::{Actor, Event, Kind};
 use crate::meta::{now_millis, DoomedBlob, GcCounts, GcRunRecord, LeasedJob, QueuePhase};
 use crate::oci::Digest;
+use crate::workers::Stop;
 
 /// Candidates (or blobs) handled per transaction: small enough that a batch
 /// holds the writer for milliseconds, so pushes keep flowing during a pass.
@@ -125,6 +127,9 @@ pub(super) struct GcState {
     started: Instant,
     /// Whether the full sweep for orphan files has run in this process.
     swept: AtomicBool,
+    /// Passes asked for through the API, for the GC worker: (id, dry run).
+    requests: Mutex<VecDeque<(String, bool)>>,
+    requested: tokio::sync::Notify,
 }
 
 impl GcState {
@@ -136,6 +141,8 @@ impl GcState {
             progress: Mutex::new(None),
             started: Instant::now(),
             swept: AtomicBool::new(false),
+            requests: Mutex::new(VecDeque::new()),
+            requested: tokio::sync::Notify::new(),
         }
     }
 }
@@ -150,6 +157,8 @@ struct Pass<'a> {
     id: String,
     dry_run: bool,
     counts: GcCounts,
+    /// Set at shutdown: the pass ends after its current batch.
+    stop: &'a Stop,
 }
 
 impl Pass<'_> {
@@ -164,7 +173,9 @@ impl Pass<'_> {
         });
     }
 
-    /// Adds a batch's counts; records progress and a heartbeat.
+    /// Adds a batch's counts; records progress and a heartbeat. Between
+    /// batches is where a pass stops at shutdown (the next pass finishes
+    /// its work).
     async fn advance(&mut self, done: u64, counts: &GcCounts) -> Result<()> {
         self.counts.add(counts);
         if let Some(p) = lock(&self.registry.gc.progress).as_mut() {
@@ -174,8 +185,11 @@ impl Pass<'_> {
         }
         self.registry
             .meta
-            .gc_run_update(&self.id, self.counts, "running", None)
+            .gc_run_update(&self.id, self.counts, "running", None, None)
             .await?;
+        if self.stop.is_set() {
+            return Err(RegistryError::Stopped);
+        }
         Ok(())
     }
 
@@ -420,13 +434,19 @@ impl Registry {
     /// pass would remove at its first step (removals cascade: a manifest
     /// removed now makes its blobs' links candidates for a later pass).
     pub async fn collect_garbage(&self, dry_run: bool) -> Result<GcReport> {
-        self.collect_garbage_as(uuid::Uuid::new_v4().to_string(), dry_run)
+        self.collect_garbage_as(uuid::Uuid::new_v4().to_string(), dry_run, &Stop::never())
             .await
     }
 
     /// `collect_garbage`, recording the pass under `id` (so that whoever
-    /// asked for it can follow it through `gc_progress` and `gc_runs`).
-    pub async fn collect_garbage_as(&self, id: String, dry_run: bool) -> Result<GcReport> {
+    /// asked for it can follow it through `gc_progress` and `gc_runs`),
+    /// ending early (`Stopped`) once `stop` is set.
+    pub async fn collect_garbage_as(
+        &self,
+        id: String,
+        dry_run: bool,
+        stop: &Stop,
+    ) -> Result<GcReport> {
         let _running = self.gc.running.lock().await;
         // Another replica's pass: wait for it to end (or its replica to die).
         let _lease = loop {
@@ -435,11 +455,15 @@ impl Registry {
                 None => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         };
-        self.gc_pass(id, dry_run).await
+        self.gc_pass(id, dry_run, stop).await
     }
 
     /// Like `collect_garbage`, unless a pass is running: then None at once.
-    pub async fn try_collect_garbage(&self, dry_run: bool) -> Result<Option<GcReport>> {
+    pub async fn try_collect_garbage(
+        &self,
+        dry_run: bool,
+        stop: &Stop,
+    ) -> Result<Option<GcReport>> {
         let Ok(_running) = self.gc.running.try_lock() else {
             return Ok(None);
         };
@@ -447,9 +471,18 @@ impl Registry {
         let Some(_lease) = self.meta.try_lease(LeasedJob::GarbageCollection).await? else {
             return Ok(None);
         };
-        self.gc_pass(uuid::Uuid::new_v4().to_string(), dry_run)
+        self.gc_pass(uuid::Uuid::new_v4().to_string(), dry_run, stop)
             .await
             .map(Some)
+    }
+
+    /// Asks the GC worker for a pass; returns the id it will be recorded
+    /// under (see `gc_runs`).
+    pub fn request_gc(&self, dry_run: bool) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        lock(&self.gc.requests).push_back((id.clone(), dry_run));
+        self.gc.requested.notify_one();
+        id
     }
 
     /// The running pass's phase and progress, if one is running.
@@ -467,7 +500,7 @@ impl Registry {
         self.gc.settings
     }
 
-    async fn gc_pass(&self, id: String, dry_run: bool) -> Result<GcReport> {
+    async fn gc_pass(&self, id: String, dry_run: bool, stop: &Stop) -> Result<GcReport> {
         self.meta.gc_run_started(&id, dry_run).await?;
         let started = Instant::now();
         let mut pass = Pass {
@@ -475,15 +508,32 @@ impl Registry {
             id: id.clone(),
             dry_run,
             counts: GcCounts::default(),
+            stop,
         };
         let result = pass.run().await;
         *lock(&self.gc.progress) = None;
         let counts = pass.counts;
         let (status, error) = match &result {
             Ok(()) => ("finished", None),
+            Err(RegistryError::Stopped) => ("interrupted", None),
             Err(e) => ("failed", Some(e.to_string())),
         };
-        self.meta.gc_run_update(&id, counts, status, error).await?;
+        let mut finished = Event::new(Kind::GcFinished, &Actor::system("gc"), now_millis())
+            .about(None, &format!("gc/{id}"))
+            .with_detail(format!(
+                "{status}{}: {} manifests, {} blobs ({} bytes), {} orphan files removed",
+                if dry_run { " (dry run)" } else { "" },
+                counts.manifests_removed,
+                counts.blobs_removed,
+                counts.blob_bytes,
+                counts.orphan_files
+            ));
+        if status == "failed" {
+            finished = finished.failed();
+        }
+        self.meta
+            .gc_run_update(&id, counts, status, error, Some(finished))
+            .await?;
         result?;
         tracing::info!(
             id = %id,
@@ -500,6 +550,85 @@ impl Registry {
         runs.into_iter()
             .find(|r| r.id == id)
             .ok_or_else(|| RegistryError::Internal("the pass's record is missing".into()))
+    }
+}
+
+/// The worker that runs garbage collection: the passes asked for through
+/// the API, and (when enabled) one every interval after the previous one
+/// ended. Each pass holds the GC lease, so one runs at a time across
+/// replicas; at shutdown a pass ends after its current batch.
+pub struct GcWorker {
+    registry: Arc<Registry>,
+    /// None: no background passes, only requested ones.
+    interval: Option<Duration>,
+    next: tokio::time::Instant,
+    last: Option<String>,
+}
+
+impl GcWorker {
+    pub fn new(registry: Arc<Registry>, interval: Option<Duration>) -> GcWorker {
+        let next = tokio::time::Instant::now() + interval.unwrap_or_default();
+        GcWorker {
+            registry,
+            interval,
+            next,
+            last: None,
+        }
+    }
+
+    fn report(&mut self, report: &GcReport) {
+        self.last = Some(format!(
+            "pass {} {}: {} manifests, {} blobs removed",
+            report.id, report.status, report.counts.manifests_removed, report.counts.blobs_removed
+        ));
+    }
+}
+
+impl crate::workers::Worker for GcWorker {
+    fn name(&self) -> &'static str {
+        "gc"
+    }
+
+    async fn work(&mut self, stop: &Stop) -> std::result::Result<crate::workers::State, String> {
+        use crate::workers::State;
+        let requested = lock(&self.registry.gc.requests).pop_front();
+        let result = match requested {
+            Some((id, dry_run)) => self
+                .registry
+                .collect_garbage_as(id, dry_run, stop)
+                .await
+                .map(Some),
+            None if self.interval.is_some() && tokio::time::Instant::now() >= self.next => {
+                let pass = self.registry.try_collect_garbage(false, stop).await;
+                self.next = tokio::time::Instant::now() + self.interval.unwrap_or_default();
+                pass
+            }
+            None => return Ok(State::Idle),
+        };
+        match result {
+            Ok(Some(report)) => self.report(&report),
+            Ok(None) | Err(RegistryError::Stopped) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let more = !lock(&self.registry.gc.requests).is_empty();
+        Ok(if more { State::Busy } else { State::Idle })
+    }
+
+    async fn wait_for_work(&mut self) {
+        match self.interval {
+            Some(_) => tokio::select! {
+                _ = self.registry.gc.requested.notified() => {}
+                _ = tokio::time::sleep_until(self.next) => {}
+            },
+            None => self.registry.gc.requested.notified().await,
+        }
+    }
+
+    fn progress(&self) -> crate::workers::Progress {
+        crate::workers::Progress {
+            queue: Some(lock(&self.registry.gc.requests).len() as u64),
+            detail: self.last.clone(),
+        }
     }
 }
 
@@ -534,9 +663,19 @@ mod tests {
             untagged_delay: Duration::ZERO,
         };
         Fixture {
-            registry: Registry::with_gc(Arc::new(meta), blobs, settings),
+            registry: Registry::new(
+                Arc::new(meta),
+                blobs,
+                Arc::new(crate::journal::Journal::open(&dir.join("journal")).unwrap()),
+                Arc::new(crate::registry::AdmitAll),
+                settings,
+            ),
             dir,
         }
+    }
+
+    fn test_actor() -> Actor {
+        Actor::system("test")
     }
 
     fn body(bytes: &[u8]) -> ByteStream {
@@ -546,9 +685,15 @@ mod tests {
 
     async fn push(r: &Registry, repo: &RepositoryName, bytes: &[u8]) -> Digest {
         let d = Digest::sha256_of(bytes);
-        r.push_blob(repo, &d, Some(bytes.len() as u64), body(bytes))
-            .await
-            .unwrap();
+        r.push_blob(
+            &test_actor(),
+            repo,
+            &d,
+            Some(bytes.len() as u64),
+            body(bytes),
+        )
+        .await
+        .unwrap();
         d
     }
 
@@ -585,7 +730,7 @@ mod tests {
         let f = fixture().await;
         let (r, repo) = (&f.registry, "a/b".parse::<RepositoryName>().unwrap());
         let d = push(r, &repo, b"contested bytes").await;
-        r.delete_blob(&repo, &d).await.unwrap();
+        r.delete_blob(&test_actor(), &repo, &d).await.unwrap();
         settle().await;
         // GC step 1: the doomed row becomes deleting.
         let deleting = r
@@ -603,6 +748,7 @@ mod tests {
             id: "t".into(),
             dry_run: false,
             counts: GcCounts::default(),
+            stop: &Stop::never(),
         };
         pass.delete_bytes(deleting).await.unwrap();
         assert_eq!(pass.counts.blobs_removed, 0, "the row was revived");
@@ -663,24 +809,26 @@ mod tests {
         };
         let tag = |t: &str| Reference::Tag(t.parse().unwrap());
         r.put_manifest(
+            &test_actor(),
             &repo,
             &tag("old"),
             None,
             manifest(&layer, 5).as_bytes(),
-            None,
         )
         .await
         .unwrap();
         r.put_manifest(
+            &test_actor(),
             &repo,
             &tag("new"),
             None,
             manifest(&kept_layer, 10).as_bytes(),
-            None,
         )
         .await
         .unwrap();
-        r.delete_manifest(&repo, &tag("old"), None).await.unwrap();
+        r.delete_manifest(&test_actor(), &repo, &tag("old"))
+            .await
+            .unwrap();
         // Leftovers of a crash: a blob file no row names, a staging file.
         let orphan = f.dir.join("storage/blobs/sha256/00");
         std::fs::create_dir_all(&orphan).unwrap();

@@ -4,11 +4,11 @@
 //! bytes are stored and verified before metadata names them, and metadata
 //! changes are single transactions.
 
+pub mod admission;
 mod cache;
 mod check;
 mod error;
 mod gc;
-mod pulls;
 
 use std::sync::Arc;
 
@@ -19,17 +19,21 @@ pub use crate::meta::GcCounts;
 pub use crate::storage::{ByteStream, UploadId};
 pub use check::{ConsistencyReport, ProjectCheck};
 pub use error::RegistryError;
-pub use gc::{GcProgress, GcReport, GcSettings};
+pub use gc::{GcProgress, GcReport, GcSettings, GcWorker};
 
-pub use crate::meta::Guard;
-pub use crate::meta::{ArtifactSummary, RepositorySummary, TagRecord};
+use crate::events::{Actor, Event, Kind};
+use crate::journal::{Fact, Journal};
 use crate::meta::{
-    BlobLinked, MetaStore, PutManifestRefusal, RemoveRefusal, StoredManifest, Visibility,
+    now_millis, BlobLinked, Guard, MetaError, MetaStore, PutManifestRefusal, RemoveRefusal,
+    StoredManifest, Visibility,
 };
+pub use crate::meta::{ArtifactSummary, RepositorySummary, TagRecord};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::range::{self, ByteRange};
 use crate::oci::{Algorithm, Descriptor, Digest, Manifest, Reference, RepositoryName};
 use crate::storage::BlobStore;
+pub use admission::{Admission, AdmitAll};
+use admission::{Operation, Request, Verdict};
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
@@ -83,7 +87,10 @@ async fn read_body(mut body: ByteStream, len: u64) -> Result<Bytes> {
 pub struct Registry {
     meta: Arc<MetaStore>,
     blobs: BlobStore,
-    pulls: pulls::PullCounter,
+    /// Where pulls are recorded.
+    journal: Arc<Journal>,
+    /// Decides every upload, push, delete and manifest read.
+    admission: Arc<dyn Admission>,
     manifests: cache::ManifestCache,
     gc: gc::GcState,
 }
@@ -119,19 +126,45 @@ impl Registry {
         self.manifests.clear();
     }
 
-    pub fn new(meta: Arc<MetaStore>, blobs: BlobStore) -> Arc<Registry> {
-        Registry::with_gc(meta, blobs, GcSettings::default())
-    }
-
-    /// A registry whose garbage collection applies `gc`'s delays.
-    pub fn with_gc(meta: Arc<MetaStore>, blobs: BlobStore, gc: GcSettings) -> Arc<Registry> {
+    /// A registry over `meta` and `blobs` that records pulls in `journal`,
+    /// asks `admission` about every change and manifest read, and whose
+    /// garbage collection applies `gc`'s delays.
+    pub fn new(
+        meta: Arc<MetaStore>,
+        blobs: BlobStore,
+        journal: Arc<Journal>,
+        admission: Arc<dyn Admission>,
+        gc: GcSettings,
+    ) -> Arc<Registry> {
         Arc::new(Registry {
             meta,
             blobs,
-            pulls: pulls::PullCounter::default(),
+            journal,
+            admission,
             manifests: cache::ManifestCache::default(),
             gc: gc::GcState::new(gc),
         })
+    }
+
+    /// Asks the admission point; a refusal is `Denied` with its message.
+    async fn admit(
+        &self,
+        actor: &Actor,
+        repository: &RepositoryName,
+        operation: Operation<'_>,
+    ) -> Result<Guard> {
+        let request = Request {
+            actor,
+            repository,
+            operation,
+        };
+        match self.admission.admit(&request).await? {
+            Verdict::Allow(guard) => Ok(guard),
+            Verdict::Deny(refusal) => {
+                tracing::info!(actor = %actor.name, repository = %repository, operation = ?request.operation, rule = %refusal.rule, "refused by a rule");
+                Err(RegistryError::Denied(refusal.message))
+            }
+        }
     }
 
     /// Removes upload sessions untouched for `ttl`; returns how many.
@@ -151,11 +184,6 @@ impl Registry {
     /// Bytes of stored blobs and manifests.
     pub async fn storage_bytes(&self) -> Result<u64> {
         Ok(self.meta.storage_bytes().await?)
-    }
-
-    /// Writes buffered pull statistics to the database.
-    pub async fn flush_pulls(&self) -> Result<()> {
-        self.pulls.flush(&self.meta).await
     }
 
     async fn require_repository(&self, repo: &RepositoryName) -> Result<()> {
@@ -184,7 +212,7 @@ impl Registry {
         if with_body {
             // The store answers the client's Range itself.
             if let Some(url) = self.blobs.presigned_url(blob, &nonce).await? {
-                self.pulls.blob(repo, blob);
+                self.record_blob_pull(repo, blob);
                 return Ok(BlobRead {
                     size,
                     range: None,
@@ -199,7 +227,7 @@ impl Registry {
             None => None,
         };
         let body = if with_body {
-            self.pulls.blob(repo, blob);
+            self.record_blob_pull(repo, blob);
             Some(self.blobs.read(blob, &nonce, range).await?)
         } else {
             None
@@ -212,14 +240,24 @@ impl Registry {
         })
     }
 
+    fn record_blob_pull(&self, repo: &RepositoryName, blob: &Digest) {
+        self.journal.record(&Fact::Blob {
+            at: now_millis(),
+            repository: repo.to_string(),
+            digest: blob.to_string(),
+        });
+    }
+
     /// Links a blob that `from` holds into `repo` without upload; false if
     /// `from` does not hold it.
     pub async fn mount_blob(
         &self,
+        actor: &Actor,
         repo: &RepositoryName,
         blob: &Digest,
         from: &RepositoryName,
     ) -> Result<bool> {
+        self.admit(actor, repo, Operation::Upload).await?;
         Ok(self.meta.mount_blob(repo, from, blob).await?.is_some())
     }
 
@@ -228,18 +266,21 @@ impl Registry {
         Ok(self.meta.repositories_with_blob(blob, 100).await?)
     }
 
-    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadId> {
+    pub async fn start_upload(&self, actor: &Actor, repo: &RepositoryName) -> Result<UploadId> {
+        self.admit(actor, repo, Operation::Upload).await?;
         Ok(self.blobs.uploads().start(repo.as_str()).await?)
     }
 
     /// Receives a whole blob in the POST that opens the upload (`?digest=`).
     pub async fn push_blob(
         &self,
+        actor: &Actor,
         repo: &RepositoryName,
         blob: &Digest,
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<()> {
+        self.admit(actor, repo, Operation::Upload).await?;
         match content_length {
             Some(len) if len <= SMALL_BLOB => {
                 let bytes = read_body(body, len).await?;
@@ -251,7 +292,7 @@ impl Registry {
                 self.link_written(repo, blob, size, writing).await
             }
             _ => {
-                let id = self.start_upload(repo).await?;
+                let id = self.blobs.uploads().start(repo.as_str()).await?;
                 let result = self
                     .finish_upload(repo, id, blob, None, content_length, body)
                     .await;
@@ -389,8 +430,14 @@ impl Registry {
 
     /// Removes a blob from a repository. Its bytes stay until garbage
     /// collection finds nothing referencing them.
-    pub async fn delete_blob(&self, repo: &RepositoryName, blob: &Digest) -> Result<()> {
-        match self.meta.delete_blob(repo, blob).await? {
+    pub async fn delete_blob(
+        &self,
+        actor: &Actor,
+        repo: &RepositoryName,
+        blob: &Digest,
+    ) -> Result<()> {
+        self.admit(actor, repo, Operation::DeleteBlob(blob)).await?;
+        match self.meta.delete_blob(repo, blob, actor).await? {
             Ok(()) => Ok(()),
             Err(RemoveRefusal::NotFound) => Err(RegistryError::BlobUnknown),
             Err(RemoveRefusal::ReferencedBy(m)) => Err(RegistryError::Referenced(format!(
@@ -405,9 +452,12 @@ impl Registry {
 
     // ---- manifests ---------------------------------------------------------
 
-    /// A manifest by tag or digest. `count_pull` is false for HEAD requests.
+    /// A manifest by tag or digest, if the admission point lets `actor`
+    /// read it. `count_pull` is false for HEAD requests; a GET is recorded
+    /// (the journal has it before this returns).
     pub async fn manifest(
         &self,
+        actor: &Actor,
         repo: &RepositoryName,
         reference: &Reference,
         count_pull: bool,
@@ -430,20 +480,32 @@ impl Registry {
                 manifest
             }
         };
+        let pull = Operation::Pull {
+            reference,
+            digest: &manifest.digest,
+        };
+        self.admit(actor, repo, pull).await?;
         if count_pull {
-            self.pulls.manifest(repo, &manifest.digest);
+            self.journal.record(&Fact::Pull {
+                at: now_millis(),
+                actor: actor.clone(),
+                repository: repo.to_string(),
+                digest: manifest.digest.to_string(),
+                reference: reference.to_string(),
+            });
         }
         Ok(manifest)
     }
 
-    /// Stores a manifest pushed to `reference`.
+    /// Stores a manifest pushed to `reference`, if the admission point
+    /// allows it.
     pub async fn put_manifest(
         &self,
+        actor: &Actor,
         repo: &RepositoryName,
         reference: &Reference,
         content_type: Option<&str>,
         bytes: &[u8],
-        guard: Guard,
     ) -> Result<PushedManifest> {
         if bytes.len() > MAX_MANIFEST_SIZE {
             return Err(RegistryError::ManifestTooLarge {
@@ -467,10 +529,30 @@ impl Registry {
             .map_err(|_| RegistryError::ManifestInvalid("manifest is not UTF-8 JSON".into()))?;
         let manifest = Manifest::parse(bytes, content_type)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
-        let stored = self
+        let push = Operation::Push {
+            reference,
+            digest: &digest,
+            manifest: &manifest,
+        };
+        let guard = self.admit(actor, repo, push).await?;
+        let stored = match self
             .meta
-            .put_manifest(repo, &digest, &manifest, content, tag, guard)
-            .await?;
+            .put_manifest(repo, &digest, &manifest, content, tag, guard, actor)
+            .await
+        {
+            Err(MetaError::Refused(why)) => {
+                // Rolled back with the push: the refusal is a fact of its own.
+                let mut event = Event::new(Kind::QuotaExceeded, actor, now_millis())
+                    .in_repository(repo.as_str())
+                    .with_detail(why.clone())
+                    .failed();
+                event.digest = Some(digest.to_string());
+                event.reference = Some(reference.to_string());
+                self.journal.event(event);
+                return Err(RegistryError::Denied(why));
+            }
+            stored => stored?,
+        };
         match stored {
             Ok(()) => {}
             Err(PutManifestRefusal::Missing(missing)) => {
@@ -494,18 +576,24 @@ impl Registry {
     }
 
     /// Deletes a tag (the manifest stays) or a manifest by digest (with its
-    /// tags), unless `guard` protects a tag it would remove.
+    /// tags), if the admission point allows it and no rule protects a tag
+    /// it would remove.
     pub async fn delete_manifest(
         &self,
+        actor: &Actor,
         repo: &RepositoryName,
         reference: &Reference,
-        guard: Guard,
     ) -> Result<()> {
+        let operation = match reference {
+            Reference::Tag(tag) => Operation::DeleteTag(tag),
+            Reference::Digest(d) => Operation::DeleteManifest(d),
+        };
+        let guard = self.admit(actor, repo, operation).await?;
         let protected = |tag: String, rule: String| {
             RegistryError::Denied(format!("tag {tag:?} cannot be deleted: {rule}"))
         };
         match reference {
-            Reference::Tag(tag) => match self.meta.delete_tag(repo, tag, guard).await? {
+            Reference::Tag(tag) => match self.meta.delete_tag(repo, tag, guard, actor).await? {
                 Err(RemoveRefusal::Protected(tag, rule)) => Err(protected(tag, rule)),
                 Err(_) => Err(RegistryError::ManifestUnknown),
                 Ok(Some(_)) => {
@@ -517,7 +605,7 @@ impl Registry {
                     Err(RegistryError::ManifestUnknown)
                 }
             },
-            Reference::Digest(d) => match self.meta.delete_manifest(repo, d, guard).await? {
+            Reference::Digest(d) => match self.meta.delete_manifest(repo, d, guard, actor).await? {
                 Ok(_tags) => {
                     self.manifests.clear();
                     Ok(())

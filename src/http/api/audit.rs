@@ -4,12 +4,53 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{check_limit, ApiFailure, ApiPath, ApiQuery, ApiResult, Page};
 use crate::http::AppState;
 use crate::meta::{AuditFilter, AuditRecord};
+
+/// One audit entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// Ordered by time: entries page by it.
+    pub id: String,
+    /// Unix milliseconds (pulls: the minute they were counted in).
+    pub at: i64,
+    pub actor: String,
+    /// user, robot, anonymous, or system (Berth's own jobs).
+    pub actor_kind: String,
+    pub address: String,
+    /// pull, push, delete, login, or a management operation (project.create, ...).
+    pub action: String,
+    pub project: Option<String>,
+    pub resource: String,
+    /// success or failure.
+    pub outcome: String,
+    pub detail: Option<String>,
+    /// How many times: the pulls of one actor, address and artifact in one
+    /// minute are one entry.
+    pub count: i64,
+}
+
+impl From<AuditRecord> for AuditEntry {
+    fn from(r: AuditRecord) -> Self {
+        AuditEntry {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            actor_kind: r.actor_kind,
+            address: r.address,
+            action: r.action,
+            project: r.project,
+            resource: r.resource,
+            outcome: r.outcome,
+            detail: r.detail,
+            count: r.count,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -30,7 +71,7 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-async fn query(state: &AppState, q: AuditQuery) -> ApiResult<Json<Page<AuditRecord>>> {
+async fn query(state: &AppState, q: AuditQuery) -> ApiResult<Json<Page<AuditEntry>>> {
     let limit = check_limit(q.limit)?;
     let filter = AuditFilter {
         actor: q.actor,
@@ -42,28 +83,33 @@ async fn query(state: &AppState, q: AuditQuery) -> ApiResult<Json<Page<AuditReco
         until: q.until,
         before_id: q.cursor.filter(|c| !c.is_empty()),
     };
-    let entries = state.auth.audit().query(&filter, limit + 1).await?;
-    Ok(Json(Page::of(entries, limit, |e| e.id.clone(), |e| e)))
+    let entries = state.audit.query(&filter, limit + 1).await?;
+    Ok(Json(Page::of(
+        entries,
+        limit,
+        |e| e.id.clone(),
+        AuditEntry::from,
+    )))
 }
 
 /// The whole audit log (administrators).
 #[utoipa::path(get, path = "/api/v1/audit-logs", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Page<AuditRecord>)))]
+    responses((status = 200, body = Page<AuditEntry>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Page<AuditRecord>>> {
+) -> ApiResult<Json<Page<AuditEntry>>> {
     query(&state, q).await
 }
 
 /// The audit log of one project.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/audit-logs", tag = "audit",
-    params(("project" = String, Path), AuditQuery), responses((status = 200, body = Page<AuditRecord>)))]
+    params(("project" = String, Path), AuditQuery), responses((status = 200, body = Page<AuditEntry>)))]
 pub async fn project_list(
     State(state): State<Arc<AppState>>,
     ApiPath(project): ApiPath<String>,
     ApiQuery(mut q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Page<AuditRecord>>> {
+) -> ApiResult<Json<Page<AuditEntry>>> {
     if q.project.as_ref().is_some_and(|p| *p != project) {
         return Err(ApiFailure::Invalid(format!(
             "this route lists the entries of project {project:?} only"

@@ -32,8 +32,8 @@ use utoipa_axum::router::OpenApiRouter;
 use super::access;
 use super::error::{error_response, UNAVAILABLE};
 use super::AppState;
-use crate::audit::Outcome;
 use crate::auth::{Caller, ManageError};
+use crate::events::{Event, Kind};
 use crate::registry::RegistryError;
 
 /// Default and largest page sizes of listings.
@@ -344,6 +344,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(system::rotate_signing_key))
         .routes(routes!(system::gc, system::start_gc))
         .routes(routes!(system::check))
+        .routes(routes!(system::workers))
 }
 
 /// The document with what applies to every operation, once all are known.
@@ -402,16 +403,21 @@ async fn guard(
         Ok(needed) => needed,
         Err(message) => return ApiFailure::Invalid(message).into_response(),
     };
-    let audit = |caller: &Caller, outcome: Outcome, detail: Option<String>| {
-        if rule.audited() {
-            state.auth.audit().record(
+    // Recorded in the journal before the answer leaves (see `journal.rs`).
+    let audit = |caller: &Caller, succeeded: bool, detail: Option<String>| {
+        if rule.audited() && !(succeeded && rule.recorded_by_event()) {
+            let target = request_target(&matched, &params);
+            let mut event = Event::new(
+                Kind::Request(rule.operation.to_string()),
                 &caller.actor(&address),
-                rule.operation,
-                resource.project(),
-                request_target(&matched, &params).as_str(),
-                outcome,
-                detail,
-            );
+                crate::meta::now_millis(),
+            )
+            .about(resource.project(), &target);
+            event.detail = detail;
+            if !succeeded {
+                event = event.failed();
+            }
+            state.journal.event(event);
         }
     };
     let caller = match access::authenticate(&state, &headers, &address).await {
@@ -419,22 +425,18 @@ async fn guard(
         Err(r) => return api_challenge(r),
     };
     if let Err(r) = access::require(&state, &headers, &caller, &needed).await {
-        audit(
-            &caller,
-            Outcome::Failure,
-            Some(format!("refused: {}", r.status())),
-        );
+        audit(&caller, false, Some(format!("refused: {}", r.status())));
         return api_challenge(r);
     }
     request.extensions_mut().insert(caller.clone());
+    request.extensions_mut().insert(caller.actor(&address));
     let response = next.run(request).await;
-    let outcome = if response.status().is_success() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    let detail = (!response.status().is_success()).then(|| response.status().to_string());
-    audit(&caller, outcome, detail);
+    let succeeded = response.status().is_success();
+    audit(
+        &caller,
+        succeeded,
+        (!succeeded).then(|| response.status().to_string()),
+    );
     response
 }
 
@@ -459,18 +461,24 @@ fn request_target(matched: &MatchedPath, params: &[(String, String)]) -> String 
     target
 }
 
-/// The caller, as `guard` established it.
-pub struct Who(pub Caller);
+/// The caller, as `guard` established it, and how events name them.
+pub struct Who(pub Caller, pub crate::events::Actor);
 
 impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = ApiFailure;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiFailure> {
-        parts
+        let missing = || ApiFailure::Internal("route without the access guard".into());
+        let caller = parts
             .extensions
             .get::<Caller>()
             .cloned()
-            .map(Who)
-            .ok_or_else(|| ApiFailure::Internal("route without the access guard".into()))
+            .ok_or_else(missing)?;
+        let actor = parts
+            .extensions
+            .get::<crate::events::Actor>()
+            .cloned()
+            .ok_or_else(missing)?;
+        Ok(Who(caller, actor))
     }
 }
 

@@ -245,6 +245,7 @@ pub static RULES: &[Rule] = &[
     r("GET", "/api/v1/system/gc", Admin, "gc.status"),
     r("POST", "/api/v1/system/gc", Admin, "gc.start"),
     r("POST", "/api/v1/system/check", Admin, "system.check"),
+    r("GET", "/api/v1/system/workers", Admin, "system.workers"),
 ];
 
 pub fn rule(method: &Method, path: &str) -> Option<&'static Rule> {
@@ -282,10 +283,27 @@ impl Resource {
     }
 }
 
+/// Operations whose change writes its own event in its transaction
+/// (`crate::events`): the guard records only their failures.
+const RECORDED_BY_EVENT: &[&str] = &[
+    "project.create",
+    "project.delete",
+    "robot.create",
+    "robot.delete",
+    "artifact.delete",
+    "tag.delete",
+];
+
 impl Rule {
     /// Changes are audited; reads are not (pulls are, by the registry API).
     pub fn audited(&self) -> bool {
         self.method != "GET"
+    }
+
+    /// Whether a successful request is recorded by the event its change
+    /// writes rather than by the guard.
+    pub fn recorded_by_event(&self) -> bool {
+        RECORDED_BY_EVENT.contains(&self.operation)
     }
 
     /// The access the request needs, or why its parameters are invalid.

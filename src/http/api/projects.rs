@@ -122,7 +122,7 @@ pub async fn create(
     let owner = who.name(&state).await?;
     state
         .auth
-        .create_project(&new.name, new.public, &owner)
+        .create_project(&new.name, new.public, &owner, &who.1)
         .await?;
     let project = state.auth.project(&new.name).await?;
     Ok((StatusCode::CREATED, Json(project.into())))
@@ -155,9 +155,10 @@ pub async fn update(
     responses((status = 204), (status = 404), (status = 409, description = "the project still has repositories")))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
+    who: Who,
     ApiPath(project): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    state.auth.delete_project(&project).await?;
+    state.auth.delete_project(&project, &who.1).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ApiFailure, ApiPath, ApiQuery, ApiResult, Page, PageQuery};
+use super::{ApiFailure, ApiPath, ApiQuery, ApiResult, Page, PageQuery, Who};
 use crate::http::AppState;
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::registry::{ArtifactSummary, TagRecord};
@@ -41,6 +41,26 @@ impl From<ArtifactSummary> for Artifact {
             pushed_at: a.pushed_at,
             last_pulled_at: a.last_pulled_at,
             pull_count: a.pull_count,
+        }
+    }
+}
+
+/// A tag of a repository.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagEntry {
+    pub name: String,
+    /// The manifest it names.
+    pub digest: String,
+    /// Unix ms it was last pushed or moved.
+    pub updated_at: i64,
+}
+
+impl From<TagRecord> for TagEntry {
+    fn from(t: TagRecord) -> Self {
+        TagEntry {
+            name: t.name,
+            digest: t.digest,
+            updated_at: t.updated_at,
         }
     }
 }
@@ -85,6 +105,7 @@ pub async fn artifacts(
     responses((status = 204), (status = 404), (status = 409)))]
 pub async fn delete_artifact(
     State(state): State<Arc<AppState>>,
+    who: Who,
     ApiPath((repo, digest)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let repo = repository(&repo)?;
@@ -93,30 +114,31 @@ pub async fn delete_artifact(
         .map_err(|e| ApiFailure::Invalid(format!("digest: {e}")))?;
     state
         .registry
-        .delete_manifest(
-            &repo,
-            &Reference::Digest(digest),
-            state.policy.repository_rules(&repo).await?,
-        )
+        .delete_manifest(&who.1, &repo, &Reference::Digest(digest))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/repositories/{repository}/tags", tag = "repositories",
     params(("repository" = String, Path), PageQuery),
-    responses((status = 200, body = Page<TagRecord>)))]
+    responses((status = 200, body = Page<TagEntry>)))]
 pub async fn tags(
     State(state): State<Arc<AppState>>,
     ApiPath(repo): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Page<TagRecord>>> {
+) -> ApiResult<Json<Page<TagEntry>>> {
     let repo = repository(&repo)?;
     let limit = page.limit()?;
     let tags = state
         .registry
         .tag_records(&repo, page.cursor(), limit + 1)
         .await?;
-    Ok(Json(Page::of(tags, limit, |t| t.name.clone(), |t| t)))
+    Ok(Json(Page::of(
+        tags,
+        limit,
+        |t| t.name.clone(),
+        TagEntry::from,
+    )))
 }
 
 /// Removes a tag; the artifact stays.
@@ -125,6 +147,7 @@ pub async fn tags(
     responses((status = 204), (status = 404)))]
 pub async fn delete_tag(
     State(state): State<Arc<AppState>>,
+    who: Who,
     ApiPath((repo, tag)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let repo = repository(&repo)?;
@@ -133,11 +156,7 @@ pub async fn delete_tag(
         .map_err(|e| ApiFailure::Invalid(format!("tag: {e}")))?;
     state
         .registry
-        .delete_manifest(
-            &repo,
-            &Reference::Tag(tag),
-            state.policy.repository_rules(&repo).await?,
-        )
+        .delete_manifest(&who.1, &repo, &Reference::Tag(tag))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

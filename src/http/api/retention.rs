@@ -135,12 +135,22 @@ pub async fn delete(
     responses((status = 200, body = RetentionRunView)))]
 pub async fn run(
     State(state): State<Arc<AppState>>,
+    who: Who,
     ApiPath((project, id)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<RunRequest>,
 ) -> ApiResult<Json<RetentionRunView>> {
+    // A run asked for in a request completes: shutdown waits for requests.
+    let stop = crate::workers::Stop::never();
     let run = state
         .policy
-        .run_retention(&state.registry, &project, &id, request.dry_run)
+        .run_retention(
+            &state.registry,
+            &project,
+            &id,
+            request.dry_run,
+            &who.1,
+            &stop,
+        )
         .await?;
     Ok(Json(run.into()))
 }

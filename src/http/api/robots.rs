@@ -160,7 +160,7 @@ pub async fn project_create(
         expires_at: expiry(new.expires_in_days)?,
         created_by: who.name(&state).await?,
     };
-    let created = state.auth.create_robot(robot).await?;
+    let created = state.auth.create_robot(robot, &who.1).await?;
     Ok((
         StatusCode::CREATED,
         Json(RobotSecret {
@@ -196,9 +196,13 @@ pub async fn project_update(
     responses((status = 204), (status = 404)))]
 pub async fn project_delete(
     State(state): State<Arc<AppState>>,
+    who: Who,
     ApiPath((project, robot)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state.auth.delete_robot(&robot, Some(&project)).await?;
+    state
+        .auth
+        .delete_robot(&robot, Some(&project), &who.1)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -250,7 +254,7 @@ pub async fn system_create(
         expires_at: expiry(new.expires_in_days)?,
         created_by: who.name(&state).await?,
     };
-    let created = state.auth.create_robot(robot).await?;
+    let created = state.auth.create_robot(robot, &who.1).await?;
     Ok((
         StatusCode::CREATED,
         Json(RobotSecret {
@@ -285,9 +289,10 @@ pub async fn system_update(
     params(("robot" = String, Path)), responses((status = 204), (status = 404)))]
 pub async fn system_delete(
     State(state): State<Arc<AppState>>,
+    who: Who,
     ApiPath(robot): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    state.auth.delete_robot(&robot, None).await?;
+    state.auth.delete_robot(&robot, None, &who.1).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

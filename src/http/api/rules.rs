@@ -56,8 +56,9 @@ impl From<PolicyError> for ApiFailure {
     fn from(e: PolicyError) -> Self {
         match e {
             PolicyError::NotFound(m) => ApiFailure::NotFound(m),
-            PolicyError::Invalid(m) | PolicyError::Violation(m) => ApiFailure::Invalid(m),
+            PolicyError::Invalid(m) => ApiFailure::Invalid(m),
             PolicyError::Meta(e) => e.into(),
+            PolicyError::Stopped => ApiFailure::Unavailable("the server is stopping".into()),
         }
     }
 }

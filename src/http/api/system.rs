@@ -151,14 +151,8 @@ pub async fn start_gc(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<GcRequest>,
 ) -> (StatusCode, Json<GcStarted>) {
-    let id = uuid::Uuid::new_v4().to_string();
-    let registry = state.registry.clone();
-    let (pass, dry_run) = (id.clone(), request.dry_run);
-    tokio::spawn(async move {
-        if let Err(e) = registry.collect_garbage_as(pass, dry_run).await {
-            tracing::error!(error = %e, "garbage collection requested through the API failed");
-        }
-    });
+    let dry_run = request.dry_run;
+    let id = state.registry.request_gc(dry_run);
     (StatusCode::ACCEPTED, Json(GcStarted { id, dry_run }))
 }
 
@@ -171,4 +165,70 @@ pub async fn check(
     State(state): State<Arc<AppState>>,
 ) -> ApiResult<Json<crate::registry::ConsistencyReport>> {
     Ok(Json(state.registry.check_consistency().await?))
+}
+
+/// One background worker of this replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerView {
+    /// gc, retention, audit-log, journal, pruning, upload-expiry, replica-changes.
+    pub name: String,
+    /// starting, busy, idle, standby (another replica holds the job's
+    /// lease), failing (retrying after an error) or stopped.
+    pub state: String,
+    /// Whether the job runs in one replica at a time, and whether this one
+    /// holds its lease.
+    pub leased: bool,
+    pub holds_lease: Option<bool>,
+    /// Units of work done (passes, batches, runs), and failed.
+    pub runs: u64,
+    pub errors: u64,
+    /// Unix ms the last unit started and ended, and how long it took.
+    pub last_run_started: Option<i64>,
+    pub last_run_finished: Option<i64>,
+    pub last_run_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    /// Items waiting, where the worker knows (events not yet consumed,
+    /// passes asked for, changes to apply).
+    pub queue: Option<u64>,
+    /// What it is doing or last did.
+    pub detail: Option<String>,
+}
+
+impl From<crate::workers::WorkerStatus> for WorkerView {
+    fn from(w: crate::workers::WorkerStatus) -> Self {
+        let state = serde_json::to_value(&w.phase)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        WorkerView {
+            name: w.name.to_string(),
+            state,
+            leased: w.leased,
+            holds_lease: w.holds_lease,
+            runs: w.runs,
+            errors: w.errors,
+            last_run_started: w.last_run_started,
+            last_run_finished: w.last_run_finished,
+            last_run_ms: w.last_run_ms,
+            last_error: w.last_error,
+            last_error_at: w.last_error_at,
+            queue: w.progress.queue,
+            detail: w.progress.detail,
+        }
+    }
+}
+
+/// The background workers of the replica that answers, and their state.
+#[utoipa::path(get, path = "/api/v1/system/workers", tag = "system",
+    responses((status = 200, body = Vec<WorkerView>)))]
+pub async fn workers(State(state): State<Arc<AppState>>) -> Json<Vec<WorkerView>> {
+    Json(
+        state
+            .workers
+            .snapshot()
+            .into_iter()
+            .map(WorkerView::from)
+            .collect(),
+    )
 }
