@@ -26,6 +26,7 @@
 //! blobs) before the call that stored it returns, so a reader never sees a
 //! partial blob and metadata never names one that a crash could lose.
 
+mod session;
 mod shared;
 mod sync;
 mod uploads;
@@ -52,7 +53,7 @@ use crate::config::{AzureConfig, GcsConfig, S3Config, StorageBackend, StorageCon
 use crate::oci::range::ByteRange;
 use crate::oci::Digest;
 
-pub use uploads::{UploadError, UploadId, UploadStatus};
+pub use session::{UploadError, UploadId, UploadStatus};
 
 /// Blob bytes in flight, to or from a client.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;

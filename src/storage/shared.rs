@@ -40,7 +40,7 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::uploads::{UploadError, UploadId, UploadStatus};
+use super::session::{verify_whole, UploadError, UploadId, UploadStatus};
 use super::{ByteStream, StorageError, PUT_PARTS_IN_FLIGHT, PUT_PART_SIZE};
 use crate::oci::{Algorithm, Digest, ResumableSha256};
 
@@ -621,7 +621,7 @@ pub(super) async fn put_whole(
     bytes: Bytes,
     target: ObjectPath,
 ) -> Result<u64, UploadError> {
-    super::uploads::verify_whole(expected, &bytes)?;
+    verify_whole(expected, &bytes)?;
     let size = bytes.len() as u64;
     objects.put(&target, bytes.into()).await.map_err(store)?;
     Ok(size)
