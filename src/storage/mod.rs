@@ -1,19 +1,11 @@
 //! Blob storage: verified, content-addressed blob bytes and the staging area
 //! of uploads in progress. Knows nothing of repositories or metadata.
 //!
-//! Layout under the blob root:
-//!
-//! ```text
-//! blobs/<algorithm>/<first two hex>/<hex>.<nonce>   verified content, immutable once there
-//! uploads/<uuid>/data                       bytes received so far for one upload
-//! uploads/<uuid>/repository                 the repository the upload belongs to
-//! uploads/tmp-<uuid>                         a small blob being written whole
-//! ```
-//!
-//! With blobs in an object store (remote placement) the same `blobs/` keys
-//! are objects, and upload sessions are objects too (`uploads/<uuid>/…`, see
-//! `shared.rs`), so that replicas sharing the bucket serve one upload
-//! together; nothing of an upload is on the replica's disk.
+//! `layout.rs` draws where everything is. With blobs in an object store
+//! (remote placement) the same `blobs/` keys are objects, and upload
+//! sessions are objects too (see `shared.rs`), so that replicas sharing the
+//! bucket serve one upload together; nothing of an upload is on the
+//! replica's disk.
 //!
 //! Every write of a blob goes to a file of its own, named by a fresh nonce
 //! (`new_nonce`), so deleting one write's file can never remove another's:
@@ -26,6 +18,7 @@
 //! blobs) before the call that stored it returns, so a reader never sees a
 //! partial blob and metadata never names one that a crash could lose.
 
+mod layout;
 mod session;
 mod shared;
 mod sync;
@@ -44,7 +37,6 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
-use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
@@ -53,6 +45,7 @@ use crate::config::{AzureConfig, GcsConfig, S3Config, StorageBackend, StorageCon
 use crate::oci::range::ByteRange;
 use crate::oci::Digest;
 
+pub use layout::{new_nonce, BlobFile};
 pub use session::{UploadError, UploadId, UploadStatus};
 
 /// Blob bytes in flight, to or from a client.
@@ -129,7 +122,7 @@ struct Presigner {
 impl BlobStore {
     /// Opens (creating if needed) a blob store on local disk.
     pub fn open_local(root: PathBuf) -> Result<BlobStore, StorageError> {
-        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(layout::blobs_dir(&root))?;
         let objects = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
         Self::open(root, objects, false)
     }
@@ -222,15 +215,7 @@ impl BlobStore {
         let Some(p) = &self.presigner else {
             return Ok(None);
         };
-        let key = Self::object_path(digest, nonce);
-        let key = if p.prefix.is_empty() {
-            key
-        } else {
-            ObjectPath::from(p.prefix.as_str())
-                .parts()
-                .chain(key.parts())
-                .collect()
-        };
+        let key = layout::with_prefix(&p.prefix, &layout::blob_key(digest, nonce));
         let url = p.s3.signed_url(http::Method::GET, &key, p.ttl).await?;
         Ok(Some(url.to_string()))
     }
@@ -240,7 +225,7 @@ impl BlobStore {
         objects: Arc<dyn ObjectStore>,
         remote: bool,
     ) -> Result<BlobStore, StorageError> {
-        std::fs::create_dir_all(root.join("uploads"))?;
+        std::fs::create_dir_all(layout::uploads_dir(&root))?;
         // Remote placement: the object store makes blobs durable, and
         // holds the upload sessions.
         let (sync, shared) = if remote {
@@ -249,7 +234,7 @@ impl BlobStore {
             (Some(Arc::new(sync::SyncGroup::new(&root)?)), None)
         };
         Ok(BlobStore {
-            uploads: uploads::Uploads::new(root.join("uploads"), sync, shared),
+            uploads: uploads::Uploads::new(root.clone(), sync, shared),
             root,
             objects,
             remote,
@@ -257,31 +242,8 @@ impl BlobStore {
         })
     }
 
-    fn file_name(digest: &Digest, nonce: &str) -> String {
-        if nonce.is_empty() {
-            digest.hex().to_string()
-        } else {
-            format!("{}.{nonce}", digest.hex())
-        }
-    }
-
-    fn object_path(digest: &Digest, nonce: &str) -> ObjectPath {
-        let hex = digest.hex();
-        ObjectPath::from(format!(
-            "blobs/{}/{}/{}",
-            digest.algorithm().name(),
-            &hex[..2],
-            Self::file_name(digest, nonce)
-        ))
-    }
-
     fn file_path(&self, digest: &Digest, nonce: &str) -> PathBuf {
-        let hex = digest.hex();
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().name())
-            .join(&hex[..2])
-            .join(Self::file_name(digest, nonce))
+        layout::blob_path(&self.root, digest, nonce)
     }
 
     /// Opens a blob for reading, whole or a range of it.
@@ -297,7 +259,7 @@ impl BlobStore {
         };
         let result = match self
             .objects
-            .get_opts(&Self::object_path(digest, nonce), options)
+            .get_opts(&layout::blob_key(digest, nonce), options)
             .await
         {
             Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound),
@@ -331,7 +293,7 @@ impl BlobStore {
         nonce: &str,
     ) -> Result<u64, UploadError> {
         if let Some(shared) = self.uploads.shared() {
-            let target = Self::object_path(expected, nonce);
+            let target = layout::blob_key(expected, nonce);
             return shared.commit(id, repository, expected, target).await;
         }
         let target = self.file_path(expected, nonce);
@@ -355,7 +317,7 @@ impl BlobStore {
         nonce: &str,
     ) -> Result<u64, UploadError> {
         if let Some(shared) = self.uploads.shared() {
-            let target = Self::object_path(expected, nonce);
+            let target = layout::blob_key(expected, nonce);
             return shared
                 .commit_stream(id, repository, start, declared_len, body, expected, target)
                 .await;
@@ -380,7 +342,7 @@ impl BlobStore {
     ) -> Result<u64, UploadError> {
         if let Some(shared) = self.uploads.shared() {
             // One read of the session object decides, not two.
-            let target = Self::object_path(expected, nonce);
+            let target = layout::blob_key(expected, nonce);
             return shared
                 .commit_bytes(id, repository, start, expected, bytes, target)
                 .await;
@@ -408,7 +370,7 @@ impl BlobStore {
         bytes: Bytes,
     ) -> Result<u64, UploadError> {
         if self.remote {
-            let target = Self::object_path(expected, nonce);
+            let target = layout::blob_key(expected, nonce);
             return shared::put_whole(&self.objects, expected, bytes, target).await;
         }
         let target = self.file_path(expected, nonce);
@@ -431,7 +393,7 @@ impl BlobStore {
     ) -> Result<(), CopyError> {
         let mut writer = object_store::buffered::BufWriter::with_capacity(
             self.objects.clone(),
-            Self::object_path(digest, nonce),
+            layout::blob_key(digest, nonce),
             PUT_PART_SIZE,
         )
         .with_max_concurrency(PUT_PARTS_IN_FLIGHT);
@@ -484,7 +446,7 @@ impl BlobStore {
     /// path (local placement) or the object's key.
     pub fn blob_location(&self, digest: &Digest, nonce: &str) -> String {
         if self.remote {
-            Self::object_path(digest, nonce).to_string()
+            layout::blob_key(digest, nonce).to_string()
         } else {
             self.file_path(digest, nonce).display().to_string()
         }
@@ -510,7 +472,7 @@ impl BlobStore {
         nonce: &str,
     ) -> Result<Option<u64>, StorageError> {
         if self.remote {
-            let key = Self::object_path(digest, nonce);
+            let key = layout::blob_key(digest, nonce);
             let size = match self.objects.head(&key).await {
                 Ok(meta) => meta.size,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -545,7 +507,7 @@ impl BlobStore {
             let mut dirs = Vec::new();
             let algorithms = self
                 .objects
-                .list_with_delimiter(Some(&ObjectPath::from("blobs")))
+                .list_with_delimiter(Some(&layout::blobs_prefix()))
                 .await?;
             for alg in algorithms.common_prefixes {
                 let subs = self.objects.list_with_delimiter(Some(&alg)).await?;
@@ -557,7 +519,7 @@ impl BlobStore {
         let root = self.root.clone();
         Ok(blocking(move || {
             let mut dirs = Vec::new();
-            for alg in std::fs::read_dir(root.join("blobs"))? {
+            for alg in std::fs::read_dir(layout::blobs_dir(&root))? {
                 let alg = alg?;
                 let Some(alg_name) = alg.file_name().to_str().map(str::to_string) else {
                     continue;
@@ -570,7 +532,7 @@ impl BlobStore {
                     if let (true, Some(sub_name)) =
                         (sub.file_type()?.is_dir(), sub.file_name().to_str())
                     {
-                        dirs.push(format!("blobs/{alg_name}/{sub_name}"));
+                        dirs.push(layout::blob_dir(&alg_name, sub_name));
                     }
                 }
             }
@@ -587,32 +549,23 @@ impl BlobStore {
         dir: String,
         before: SystemTime,
     ) -> Result<Vec<BlobFile>, StorageError> {
-        let Some(alg) = dir.split('/').nth(1).map(str::to_string) else {
+        let Some(alg) = layout::blob_dir_algorithm(&dir).map(str::to_string) else {
             return Ok(Vec::new());
-        };
-        let parse = move |name: &str, size: u64| {
-            let (hex, nonce) = name.split_once('.').unwrap_or((name, ""));
-            let digest = format!("{alg}:{hex}").parse::<Digest>().ok()?;
-            Some(BlobFile {
-                digest,
-                nonce: nonce.to_string(),
-                size,
-            })
         };
         if self.remote {
             let before = chrono::DateTime::<chrono::Utc>::from(before);
             let objects: Vec<_> = self
                 .objects
-                .list(Some(&ObjectPath::from(dir)))
+                .list(Some(&layout::blob_dir_prefix(&dir)))
                 .try_collect()
                 .await?;
             return Ok(objects
                 .into_iter()
                 .filter(|o| o.last_modified < before)
-                .filter_map(|o| parse(o.location.filename()?, o.size))
+                .filter_map(|o| BlobFile::listed(&alg, o.location.filename()?, o.size))
                 .collect());
         }
-        let dir = self.root.join(dir);
+        let dir = layout::blob_dir_path(&self.root, &dir);
         Ok(blocking(move || {
             let mut files = Vec::new();
             let entries = match std::fs::read_dir(&dir) {
@@ -630,7 +583,7 @@ impl BlobStore {
                 if !meta.is_file() || meta.modified()? >= before {
                     continue;
                 }
-                files.extend(parse(name, meta.len()));
+                files.extend(BlobFile::listed(&alg, name, meta.len()));
             }
             Ok(files)
         })
@@ -768,19 +721,6 @@ fn azure_builder(config: &AzureConfig) -> MicrosoftAzureBuilder {
         builder = builder.with_access_key(&key.0);
     }
     builder
-}
-
-/// A blob file found by a sweep.
-#[derive(Debug, Clone)]
-pub struct BlobFile {
-    pub digest: Digest,
-    pub nonce: String,
-    pub size: u64,
-}
-
-/// A fresh name for one write of a blob's bytes.
-pub fn new_nonce() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -2,10 +2,8 @@
 //! replica sharing the bucket can serve any request of an upload: POST on
 //! one, PATCHes on others, PUT on yet another.
 //!
-//! ```text
-//! uploads/<uuid>/session                  the session: repository, size, SHA-256 state, parts
-//! uploads/<uuid>/part-<offset>-<nonce>     the bytes of one chunk, immutable
-//! ```
+//! A session is a session object, naming its parts in order, and one
+//! immutable object per part (`layout.rs` draws them).
 //!
 //! A PATCH reads the session object, streams its body into a new part
 //! object while hashing from the saved SHA-256 state (`ResumableSha256`), and
@@ -40,12 +38,11 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+use super::layout;
 use super::session::{verify_whole, UploadError, UploadId, UploadStatus};
 use super::{ByteStream, StorageError, PUT_PARTS_IN_FLIGHT, PUT_PART_SIZE};
 use crate::oci::{Algorithm, Digest, ResumableSha256};
 
-/// Name of the session object in a session's directory.
-const SESSION: &str = "session";
 /// Largest object S3 copies in one request (CopyObject); a single part
 /// larger than this is streamed instead.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -67,7 +64,7 @@ struct Session {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Part {
-    /// Object name in the session's directory.
+    /// Object name in the session's directory (`layout::part_name`).
     name: String,
     size: u64,
 }
@@ -133,14 +130,6 @@ fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn dir(id: UploadId) -> ObjectPath {
-    ObjectPath::from(format!("uploads/{id}"))
-}
-
-fn key(id: UploadId, name: &str) -> ObjectPath {
-    ObjectPath::from(format!("uploads/{id}/{name}"))
-}
-
 impl SharedSessions {
     pub(super) fn new(objects: Arc<dyn ObjectStore>) -> SharedSessions {
         SharedSessions {
@@ -181,7 +170,7 @@ impl SharedSessions {
     }
 
     async fn read(&self, id: UploadId) -> Result<Option<Session>, UploadError> {
-        let bytes = match self.objects.get(&key(id, SESSION)).await {
+        let bytes = match self.objects.get(&layout::session_object(id)).await {
             Ok(r) => r.bytes().await.map_err(store)?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(store(e)),
@@ -194,7 +183,7 @@ impl SharedSessions {
     async fn save(&self, id: UploadId, session: &Session) -> Result<(), UploadError> {
         let json = serde_json::to_vec(session).expect("a session serializes");
         self.objects
-            .put(&key(id, SESSION), json.into())
+            .put(&layout::session_object(id), json.into())
             .await
             .map_err(store)?;
         Ok(())
@@ -259,8 +248,8 @@ impl SharedSessions {
             return Err(UploadError::OutOfOrder { size: session.size });
         }
         let mut hash = session.hash()?;
-        let name = format!("part-{}-{}", session.size, super::new_nonce());
-        let mut out = ObjectWriter::new(&self.objects, key(id, &name));
+        let name = layout::part_name(session.size, &layout::new_nonce());
+        let mut out = ObjectWriter::new(&self.objects, layout::part_object(id, &name));
         let received = match receive(body, declared_len, |b| hash.update(b), &mut out).await {
             Ok(n) => n,
             Err(e) => {
@@ -409,7 +398,11 @@ impl SharedSessions {
             [part] if expected.algorithm() == Algorithm::Sha256 && part.size <= MAX_COPY => {
                 // The part's bytes are those the state hashed: the session
                 // object names only complete, immutable parts.
-                match self.objects.copy(&key(id, &part.name), &target).await {
+                match self
+                    .objects
+                    .copy(&layout::part_object(id, &part.name), &target)
+                    .await
+                {
                     Ok(()) => {}
                     Err(object_store::Error::NotFound { .. }) => {
                         return Err(self.lost_part(id, &part.name).await)
@@ -443,7 +436,7 @@ impl SharedSessions {
         let mut out = ObjectWriter::new(&self.objects, target);
         for part in parts {
             let copied = async {
-                let r = match self.objects.get(&key(id, &part.name)).await {
+                let r = match self.objects.get(&layout::part_object(id, &part.name)).await {
                     Ok(r) => r,
                     Err(object_store::Error::NotFound { .. }) => {
                         return Err(self.lost_part(id, &part.name).await)
@@ -490,10 +483,16 @@ impl SharedSessions {
     /// raced PATCHes, which no session names, are left to expiry: listing
     /// the directory here would cost every push a request.
     async fn end(&self, id: UploadId, session: &Session) -> Result<(), UploadError> {
-        self.delete(key(id, SESSION)).await?;
+        self.delete(layout::session_object(id)).await?;
         lock(&self.repositories).remove(&id);
-        self.delete_all(session.parts.iter().map(|p| key(id, &p.name)).collect())
-            .await
+        self.delete_all(
+            session
+                .parts
+                .iter()
+                .map(|p| layout::part_object(id, &p.name))
+                .collect(),
+        )
+        .await
     }
 
     /// `end` once the blob exists: a failure only leaves objects that
@@ -529,11 +528,11 @@ impl SharedSessions {
     /// Removes every object of a session's directory, the session object
     /// first (as `end`).
     async fn discard(&self, id: UploadId) -> Result<(), UploadError> {
-        self.delete(key(id, SESSION)).await?;
+        self.delete(layout::session_object(id)).await?;
         lock(&self.repositories).remove(&id);
         let rest: Vec<ObjectPath> = self
             .objects
-            .list(Some(&dir(id)))
+            .list(Some(&layout::session_objects(id)))
             .map_ok(|o| o.location)
             .try_collect()
             .await
@@ -545,12 +544,12 @@ impl SharedSessions {
     pub(super) async fn repositories(&self) -> Result<HashSet<String>, StorageError> {
         let listing = self
             .objects
-            .list_with_delimiter(Some(&ObjectPath::from("uploads")))
+            .list_with_delimiter(Some(&layout::uploads_prefix()))
             .await?;
         let ids: HashSet<UploadId> = listing
             .common_prefixes
             .iter()
-            .filter_map(|p| p.filename()?.parse().ok())
+            .filter_map(layout::upload_of)
             .collect();
         lock(&self.repositories).retain(|id, _| ids.contains(id));
         let mut found = HashSet::new();
@@ -579,18 +578,13 @@ impl SharedSessions {
     pub(super) async fn expire(&self, ttl: Duration) -> Result<usize, UploadError> {
         let objects: Vec<object_store::ObjectMeta> = self
             .objects
-            .list(Some(&ObjectPath::from("uploads")))
+            .list(Some(&layout::uploads_prefix()))
             .try_collect()
             .await
             .map_err(store)?;
         let mut newest: HashMap<UploadId, chrono::DateTime<chrono::Utc>> = HashMap::new();
         for o in objects {
-            let Some(id) = o
-                .location
-                .parts()
-                .nth(1)
-                .and_then(|p| p.as_ref().parse::<UploadId>().ok())
-            else {
+            let Some(id) = layout::upload_of(&o.location) else {
                 continue;
             };
             let at = newest.entry(id).or_insert(o.last_modified);

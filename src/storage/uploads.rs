@@ -5,8 +5,8 @@
 //! together (`shared.rs`); `Uploads` hands every call to it. What follows
 //! describes sessions on local disk (local placement).
 //!
-//! A session starts in memory only; its directory `uploads/<uuid>/` (holding
-//! `data` and `repository`) is created with the first bytes, so a monolithic
+//! A session starts in memory only; its directory (`layout::session_dir`,
+//! holding `data` and `repository`) is created with the first bytes, so a monolithic
 //! push (POST, then PUT with the body) touches the disk once. The running
 //! SHA-256 state is kept in memory; after a restart (or in another process)
 //! it is rebuilt by re-reading `data`, so a session with data survives both
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::layout;
 use super::session::{verify_whole, UploadError, UploadId, UploadStatus};
 use super::shared::SharedSessions;
 use super::sync::SyncGroup;
@@ -44,14 +45,16 @@ type SessionLock = Arc<tokio::sync::Mutex<Option<Session>>>;
 type SessionGuard = tokio::sync::OwnedMutexGuard<Option<Session>>;
 
 pub struct Uploads {
-    dir: PathBuf,
+    /// The store's root, which the sessions' directories are under.
+    root: PathBuf,
     sessions: Mutex<HashMap<UploadId, SessionLock>>,
     /// Makes committed files durable; None when they are only staging for an
     /// object store, which makes them durable itself (fsyncs there would be
     /// paid on every push for a file deleted a moment later).
     sync: Option<Arc<SyncGroup>>,
-    /// Sessions in the object store (remote placement); `dir` then only
-    /// holds leftovers of older versions, which expiry removes.
+    /// Sessions in the object store (remote placement); the local uploads
+    /// directory then only holds leftovers of older versions, which expiry
+    /// removes.
     shared: Option<SharedSessions>,
 }
 
@@ -77,12 +80,12 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 
 impl Uploads {
     pub(super) fn new(
-        dir: PathBuf,
+        root: PathBuf,
         sync: Option<Arc<SyncGroup>>,
         shared: Option<SharedSessions>,
     ) -> Uploads {
         Uploads {
-            dir,
+            root,
             sessions: Mutex::new(HashMap::new()),
             sync,
             shared,
@@ -92,14 +95,6 @@ impl Uploads {
     /// The sessions in the object store, in remote placement.
     pub(super) fn shared(&self) -> Option<&SharedSessions> {
         self.shared.as_ref()
-    }
-
-    fn session_dir(&self, id: UploadId) -> PathBuf {
-        self.dir.join(id.to_string())
-    }
-
-    pub(super) fn staging_file(&self) -> PathBuf {
-        self.dir.join(format!("tmp-{}", uuid::Uuid::new_v4()))
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, SessionLock>> {
@@ -131,10 +126,10 @@ impl Uploads {
         let lock = self.table().entry(id).or_default().clone();
         let mut guard = lock.lock_owned().await;
         if guard.is_none() {
-            let dir = self.session_dir(id);
+            let dir = layout::session_dir(&self.root, id);
             let loaded = blocking(move || {
-                let repository = fs::read_to_string(dir.join("repository"))?;
-                let size = fs::metadata(dir.join("data"))?.len();
+                let repository = fs::read_to_string(layout::session_repository(&dir))?;
+                let size = fs::metadata(layout::session_data(&dir))?.len();
                 Ok((repository, size))
             })
             .await;
@@ -206,18 +201,18 @@ impl Uploads {
         if start.is_some_and(|s| s != session.size) {
             return Err(UploadError::OutOfOrder { size: session.size });
         }
-        let dir = self.session_dir(id);
+        let dir = layout::session_dir(&self.root, id);
+        let data = layout::session_data(&dir);
         if !session.on_disk {
-            let (dir, repository) = (dir.clone(), session.repository.clone());
+            let (data, repository) = (data.clone(), session.repository.clone());
             blocking(move || {
                 fs::create_dir(&dir)?;
-                File::create(dir.join("data"))?;
-                fs::write(dir.join("repository"), repository)
+                File::create(&data)?;
+                fs::write(layout::session_repository(&dir), repository)
             })
             .await?;
             session.on_disk = true;
         }
-        let data = dir.join("data");
         let hasher = match session.hasher.take() {
             Some(h) => h,
             None => rehash(data.clone(), Algorithm::Sha256, session.size).await?,
@@ -244,7 +239,7 @@ impl Uploads {
         if !on_disk {
             return Ok(());
         }
-        let dir = self.session_dir(id);
+        let dir = layout::session_dir(&self.root, id);
         match blocking(move || fs::remove_dir_all(dir)).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -276,7 +271,7 @@ impl Uploads {
                 .await
                 .map(|_| 0);
         }
-        let data = self.session_dir(id).join("data");
+        let data = layout::session_data(&layout::session_dir(&self.root, id));
         let actual = match session.hasher.clone() {
             Some(h) if h.algorithm() == expected.algorithm() => h.finish(),
             _ => rehash(data.clone(), expected.algorithm(), size)
@@ -328,7 +323,7 @@ impl Uploads {
     ) -> Result<u64, UploadError> {
         verify_whole(expected, &bytes)?;
         let size = bytes.len() as u64;
-        let staging = self.staging_file();
+        let staging = layout::staging_file(&self.root);
         blocking(move || write_then_rename(&staging, &bytes, &target)).await?;
         if let Some(sync) = &self.sync {
             sync.sync().await?;
@@ -354,19 +349,15 @@ impl Uploads {
                 }
             }
         }
-        let dir = self.dir.clone();
+        let dir = layout::uploads_dir(&self.root);
         let on_disk = blocking(move || {
             let mut found = Vec::new();
             for entry in fs::read_dir(&dir)? {
                 let entry = entry?;
-                if entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with("tmp-"))
-                {
+                if entry.file_name().to_str().is_some_and(layout::is_staging) {
                     continue;
                 }
-                match fs::read_to_string(entry.path().join("repository")) {
+                match fs::read_to_string(layout::session_repository(&entry.path())) {
                     Ok(repository) => found.push(repository),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) if e.kind() == io::ErrorKind::NotADirectory => {}
@@ -384,16 +375,12 @@ impl Uploads {
     /// how many and their bytes. A staging file lives for one write and
     /// rename, so an old one is a crash's leftover.
     pub(super) async fn remove_stale_staging(&self, before: SystemTime) -> io::Result<(u64, u64)> {
-        let dir = self.dir.clone();
+        let dir = layout::uploads_dir(&self.root);
         blocking(move || {
             let (mut count, mut bytes) = (0, 0);
             for entry in fs::read_dir(&dir)? {
                 let entry = entry?;
-                if !entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with("tmp-"))
-                {
+                if !entry.file_name().to_str().is_some_and(layout::is_staging) {
                     continue;
                 }
                 let Ok(meta) = entry.metadata() else { continue };
@@ -440,7 +427,7 @@ impl Uploads {
                 removed += 1;
             }
         }
-        let dir = self.dir.clone();
+        let dir = layout::uploads_dir(&self.root);
         let stale = blocking(move || {
             let now = SystemTime::now();
             let old = |m: io::Result<SystemTime>| {
@@ -450,7 +437,7 @@ impl Uploads {
             for entry in fs::read_dir(&dir)? {
                 let entry = entry?;
                 // Session data is touched by every append; staging files by their writer.
-                let data = entry.path().join("data");
+                let data = layout::session_data(&entry.path());
                 let modified = if data.exists() {
                     fs::metadata(data)
                 } else {
@@ -465,8 +452,8 @@ impl Uploads {
         .await?;
         for name in stale {
             let name = name.to_string_lossy().into_owned();
-            match name.parse::<UploadId>() {
-                Ok(id) => {
+            match layout::session_of_entry(&name) {
+                Some(id) => {
                     let lock = self.table().entry(id).or_default().clone();
                     // A session in use is not stale.
                     let Ok(mut guard) = lock.try_lock_owned() else {
@@ -477,11 +464,11 @@ impl Uploads {
                     }
                     *guard = None;
                     self.table().remove(&id);
-                    let dir = self.session_dir(id);
+                    let dir = layout::session_dir(&self.root, id);
                     blocking(move || fs::remove_dir_all(dir)).await.ok();
                 }
-                Err(_) => {
-                    let path = self.dir.join(&name);
+                None => {
+                    let path = layout::upload_entry(&self.root, &name);
                     blocking(move || fs::remove_file(path)).await.ok();
                 }
             }
