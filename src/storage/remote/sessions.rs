@@ -1,9 +1,8 @@
 //! Upload sessions kept in the object store (remote placement), so that any
 //! replica sharing the bucket can serve any request of an upload: POST on
-//! one, PATCHes on others, PUT on yet another.
-//!
-//! A session is a session object, naming its parts in order, and one
-//! immutable object per part (`layout.rs` draws them).
+//! one, PATCHes on others, PUT on yet another. A session is a session
+//! object, naming its parts in order, and one immutable object per part
+//! (`layout` draws them).
 //!
 //! A PATCH reads the session object, streams its body into a new part
 //! object while hashing from the saved SHA-256 state (`ResumableSha256`), and
@@ -32,16 +31,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
-use super::layout;
-use super::session::{verify_whole, UploadError, UploadId, UploadStatus};
-use super::{ByteStream, StorageError, PUT_PARTS_IN_FLIGHT, PUT_PART_SIZE};
 use crate::oci::{Algorithm, Digest, ResumableSha256};
+use crate::storage::error::StorageError;
+use crate::storage::layout;
+use crate::storage::objects::ObjectWriter;
+use crate::storage::session::{verify_whole, UploadError, UploadId, UploadStatus};
+use crate::storage::stream::{self, ByteStream};
 
 /// Largest object S3 copies in one request (CopyObject); a single part
 /// larger than this is streamed instead.
@@ -82,7 +81,7 @@ impl Session {
 
 type Lock = Arc<tokio::sync::Mutex<()>>;
 
-pub(super) struct SharedSessions {
+pub(in crate::storage) struct RemoteSessions {
     objects: Arc<dyn ObjectStore>,
     /// This process's lock of each session it is serving.
     locks: Mutex<HashMap<UploadId, Lock>>,
@@ -93,7 +92,7 @@ pub(super) struct SharedSessions {
 
 /// A session's lock, held; dropped, it leaves the table when unused.
 struct Held<'a> {
-    owner: &'a SharedSessions,
+    owner: &'a RemoteSessions,
     id: UploadId,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -130,9 +129,9 @@ fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-impl SharedSessions {
-    pub(super) fn new(objects: Arc<dyn ObjectStore>) -> SharedSessions {
-        SharedSessions {
+impl RemoteSessions {
+    pub(in crate::storage) fn new(objects: Arc<dyn ObjectStore>) -> RemoteSessions {
+        RemoteSessions {
             objects,
             locks: Mutex::new(HashMap::new()),
             repositories: Mutex::new(HashMap::new()),
@@ -191,7 +190,10 @@ impl SharedSessions {
 
     /// Starts a session for `repository`: its object exists before the
     /// client learns the id, so any replica can serve the next request.
-    pub(super) async fn start(&self, repository: &str) -> Result<UploadId, UploadError> {
+    pub(in crate::storage) async fn start(
+        &self,
+        repository: &str,
+    ) -> Result<UploadId, UploadError> {
         let id = UploadId::random();
         let now = now_millis();
         let session = Session {
@@ -207,7 +209,7 @@ impl SharedSessions {
         Ok(id)
     }
 
-    pub(super) async fn status(
+    pub(in crate::storage) async fn status(
         &self,
         id: UploadId,
         repository: &str,
@@ -217,7 +219,7 @@ impl SharedSessions {
         Ok(UploadStatus { size: session.size })
     }
 
-    pub(super) async fn append(
+    pub(in crate::storage) async fn append(
         &self,
         id: UploadId,
         repository: &str,
@@ -261,7 +263,7 @@ impl SharedSessions {
             out.abort().await;
             return Ok(session);
         }
-        out.complete().await?;
+        out.complete().await.map_err(store)?;
         session.size += received;
         session.sha256 = hex::encode(hash.to_bytes());
         session.parts.push(Part {
@@ -273,7 +275,11 @@ impl SharedSessions {
         Ok(session)
     }
 
-    pub(super) async fn cancel(&self, id: UploadId, repository: &str) -> Result<(), UploadError> {
+    pub(in crate::storage) async fn cancel(
+        &self,
+        id: UploadId,
+        repository: &str,
+    ) -> Result<(), UploadError> {
         let _held = self.hold(id).await;
         let session = self.load(id, repository).await?;
         self.end(id, &session).await
@@ -282,7 +288,7 @@ impl SharedSessions {
     /// Verifies the session's bytes against `expected` and makes them the
     /// object `target`. Returns the blob's size. On a mismatch the session
     /// ends.
-    pub(super) async fn commit(
+    pub(in crate::storage) async fn commit(
         &self,
         id: UploadId,
         repository: &str,
@@ -297,7 +303,7 @@ impl SharedSessions {
     /// Completes a session with the final request's body (a last chunk, or
     /// the whole blob when nothing was sent before), then as `commit`.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn commit_stream(
+    pub(in crate::storage) async fn commit_stream(
         &self,
         id: UploadId,
         repository: &str,
@@ -336,7 +342,7 @@ impl SharedSessions {
                 actual,
             });
         }
-        out.complete().await?;
+        out.complete().await.map_err(store)?;
         self.end_committed(id, &session).await;
         Ok(received)
     }
@@ -345,7 +351,7 @@ impl SharedSessions {
     /// chunk (starting at `start` if given) when parts came before, else the
     /// whole content, which goes to the blob's object in one PUT. The
     /// session ends whatever the outcome of that PUT.
-    pub(super) async fn commit_bytes(
+    pub(in crate::storage) async fn commit_bytes(
         &self,
         id: UploadId,
         repository: &str,
@@ -361,8 +367,9 @@ impl SharedSessions {
         }
         if !session.parts.is_empty() {
             let len = bytes.len() as u64;
-            let body = futures_util::stream::once(async move { Ok(bytes) }).boxed();
-            let session = self.add_part(id, session, None, Some(len), body).await?;
+            let session = self
+                .add_part(id, session, None, Some(len), stream::once(bytes))
+                .await?;
             return self.finish(id, session, expected, target).await;
         }
         let result = put_whole(&self.objects, expected, bytes, target).await;
@@ -447,7 +454,7 @@ impl SharedSessions {
                 while let Some(chunk) = bytes.next().await {
                     let chunk = chunk.map_err(store)?;
                     hasher.update(&chunk);
-                    out.put(chunk).await?;
+                    out.put(chunk).await.map_err(store)?;
                 }
                 Ok(())
             }
@@ -465,7 +472,7 @@ impl SharedSessions {
                 actual,
             });
         }
-        out.complete().await
+        out.complete().await.map_err(store)
     }
 
     /// A part the session names is gone: the session was removed under
@@ -541,7 +548,7 @@ impl SharedSessions {
     }
 
     /// Repositories with a session in the store, whichever replica serves it.
-    pub(super) async fn repositories(&self) -> Result<HashSet<String>, StorageError> {
+    pub(in crate::storage) async fn repositories(&self) -> Result<HashSet<String>, StorageError> {
         let listing = self
             .objects
             .list_with_delimiter(Some(&layout::uploads_prefix()))
@@ -575,7 +582,7 @@ impl SharedSessions {
     /// Removes sessions whose objects were all last written more than `ttl`
     /// ago (and leftovers of sessions that ended without their parts being
     /// removed); returns how many.
-    pub(super) async fn expire(&self, ttl: Duration) -> Result<usize, UploadError> {
+    pub(in crate::storage) async fn expire(&self, ttl: Duration) -> Result<usize, UploadError> {
         let objects: Vec<object_store::ObjectMeta> = self
             .objects
             .list(Some(&layout::uploads_prefix()))
@@ -639,42 +646,12 @@ async fn receive(
             return Err(UploadError::LengthMismatch { received, declared });
         }
         hash(&chunk);
-        out.put(chunk).await?;
+        out.put(chunk).await.map_err(store)?;
     }
     match declared_len {
         Some(declared) if declared != received => {
             Err(UploadError::LengthMismatch { received, declared })
         }
         _ => Ok(received),
-    }
-}
-
-/// An object being written: one PUT when small, else a multipart upload of
-/// `PUT_PART_SIZE` parts, `PUT_PARTS_IN_FLIGHT` at a time. Nothing is
-/// visible in the store until `complete`.
-struct ObjectWriter(BufWriter);
-
-impl ObjectWriter {
-    fn new(objects: &Arc<dyn ObjectStore>, key: ObjectPath) -> ObjectWriter {
-        ObjectWriter(
-            BufWriter::with_capacity(objects.clone(), key, PUT_PART_SIZE)
-                .with_max_concurrency(PUT_PARTS_IN_FLIGHT),
-        )
-    }
-
-    async fn put(&mut self, bytes: Bytes) -> Result<(), UploadError> {
-        self.0.put(bytes).await.map_err(store)
-    }
-
-    async fn complete(mut self) -> Result<(), UploadError> {
-        self.0.shutdown().await.map_err(store)
-    }
-
-    /// Drops what was written; a multipart upload is aborted (if that fails
-    /// its parts stay in the bucket until a lifecycle rule removes them).
-    async fn abort(mut self) {
-        if let Err(e) = self.0.abort().await {
-            tracing::warn!(error = %e, "could not abort a multipart upload");
-        }
     }
 }
