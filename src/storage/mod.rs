@@ -1,136 +1,73 @@
-//! Blob storage: verified, content-addressed blob bytes and the staging area
-//! of uploads in progress. Knows nothing of repositories or metadata.
+//! Blob storage: verified, content-addressed blob bytes and the upload
+//! sessions that produce them. Knows nothing of repositories or metadata.
 //!
-//! Layout under the blob root:
+//! Where blobs and sessions are is the store's `Placement`, chosen when it
+//! opens: files on the replica's disk (`local`), or objects in S3, GCS or
+//! Azure (`remote`), where upload sessions are objects too, so that replicas
+//! sharing the bucket serve one upload together. `BlobStore` hands each call
+//! to its placement with one `match`; each placement's code is in its own
+//! module, and `layout` draws where everything is in both.
 //!
-//! ```text
-//! blobs/<algorithm>/<first two hex>/<hex>.<nonce>   verified content, immutable once there
-//! uploads/<uuid>/data                       bytes received so far for one upload
-//! uploads/<uuid>/repository                 the repository the upload belongs to
-//! uploads/tmp-<uuid>                         a small blob being written whole
-//! ```
+//! Every write of a blob goes to a file (or object) of its own, named by a
+//! fresh nonce (`new_nonce`), so deleting one write's file can never remove
+//! another's: that is what lets garbage collection delete bytes while
+//! pushes of the same digest go on (see ARCHITECTURE.md). A nonce of `""`
+//! names the file without suffix (blobs stored before nonces existed).
 //!
-//! With blobs in an object store (remote placement) the same `blobs/` keys
-//! are objects, and upload sessions are objects too (`uploads/<uuid>/…`, see
-//! `shared.rs`), so that replicas sharing the bucket serve one upload
-//! together; nothing of an upload is on the replica's disk.
+//! A blob appears only once its bytes are verified against its digest, and
+//! is durable before the call that stored it returns, so a reader never
+//! sees a partial blob and metadata never names one that a crash could
+//! lose.
 //!
-//! Every write of a blob goes to a file of its own, named by a fresh nonce
-//! (`new_nonce`), so deleting one write's file can never remove another's:
-//! that is what lets garbage collection delete bytes while pushes of the same
-//! digest go on (see ARCHITECTURE.md). A nonce of `""` names the file without
-//! suffix (blobs stored before nonces existed).
-//!
-//! A blob file appears only by an atomic rename of a fully written and
-//! digest-verified file, and is durable (fsync, or a shared syncfs for small
-//! blobs) before the call that stored it returns, so a reader never sees a
-//! partial blob and metadata never names one that a crash could lose.
+//! Modules depend on each other one way only: `session`, `error`, `stream`
+//! and `sync` on nothing here; `layout` on `session`; `disk` and `objects`
+//! on those; each placement on all of them, never on the other; this module
+//! on everything.
 
-mod shared;
+mod disk;
+mod error;
+mod layout;
+mod local;
+mod objects;
+mod remote;
+mod session;
+mod stream;
 mod sync;
-mod uploads;
 
 use std::collections::HashSet;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
-use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::local::LocalFileSystem;
-use object_store::path::Path as ObjectPath;
-use object_store::prefix::PrefixStore;
-use object_store::signer::Signer;
-use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 
 use crate::config::{AzureConfig, GcsConfig, S3Config, StorageBackend, StorageConfig};
 use crate::oci::range::ByteRange;
 use crate::oci::Digest;
+use local::LocalPlacement;
+use remote::RemotePlacement;
 
-pub use uploads::{UploadError, UploadId, UploadStatus};
-
-/// Blob bytes in flight, to or from a client.
-pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
-
-/// Read size for blob GETs: large enough that per-chunk overhead vanishes.
-const READ_CHUNK: usize = 1024 * 1024;
-/// Longest a request to the object store is retried before the error
-/// reaches the client.
-const STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Part size of multipart uploads to an object store (S3's least is 5 MiB).
-const PUT_PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts uploaded at once: a blob's copy holds at most this many parts, plus
-/// the one filling, in memory.
-const PUT_PARTS_IN_FLIGHT: usize = 2;
-/// Chunks read ahead of the socket.
-const READ_AHEAD: usize = 4;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("blob not found in storage")]
-    NotFound,
-    #[error("storage I/O: {0}")]
-    Io(#[from] io::Error),
-    #[error("object store: {0}")]
-    ObjectStore(#[from] object_store::Error),
-}
-
-/// Why a blob copied in from elsewhere was not stored.
-#[derive(Debug, thiserror::Error)]
-pub enum CopyError {
-    /// The bytes are not the blob's (`actual` is None when there were more
-    /// than `expected_size` and reading stopped there).
-    #[error("{}", mismatch(actual.as_ref(), *actual_size, *expected_size))]
-    Mismatch {
-        actual: Option<Digest>,
-        actual_size: u64,
-        expected_size: u64,
-    },
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
-fn mismatch(actual: Option<&Digest>, actual_size: u64, expected_size: u64) -> String {
-    match actual {
-        Some(actual) => format!(
-            "its bytes hash to {actual} ({actual_size} bytes; the row says {expected_size} bytes)"
-        ),
-        None => format!("it has more than the {expected_size} bytes its row says"),
-    }
-}
+pub use error::{CopyError, StorageError};
+pub use layout::{new_nonce, BlobFile};
+pub use session::{UploadError, UploadId, UploadStatus};
+pub use stream::ByteStream;
 
 pub struct BlobStore {
-    /// Local directory: blob files and the uploads in progress (local
-    /// placement); leftovers of older versions only (remote placement).
-    root: PathBuf,
-    /// The blobs, read and listed through `object_store` in both placements.
-    objects: Arc<dyn ObjectStore>,
-    /// Whether blobs and upload sessions are objects of a remote store
-    /// rather than files under `root`.
-    remote: bool,
-    /// Signs GET URLs of blob objects, when pulls are redirected to them.
-    presigner: Option<Presigner>,
-    uploads: uploads::Uploads,
+    placement: Placement,
 }
 
-struct Presigner {
-    s3: Arc<AmazonS3>,
-    /// `storage.s3.prefix`, which the signed key must include.
-    prefix: String,
-    ttl: std::time::Duration,
+/// Where a store keeps blobs and upload sessions.
+enum Placement {
+    /// Files under a directory of the replica's disk.
+    Local(LocalPlacement),
+    /// Objects of a bucket or container that replicas may share.
+    Remote(RemotePlacement),
 }
 
 impl BlobStore {
     /// Opens (creating if needed) a blob store on local disk.
     pub fn open_local(root: PathBuf) -> Result<BlobStore, StorageError> {
-        std::fs::create_dir_all(root.join("blobs"))?;
-        let objects = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
-        Self::open(root, objects, false)
+        Ok(Self::local(LocalPlacement::open(root)?))
     }
 
     /// Opens a blob store in the object store `config.backend` names (S3,
@@ -154,61 +91,31 @@ impl BlobStore {
     /// Opens a blob store whose blobs and upload sessions live in an
     /// S3-compatible bucket.
     pub fn open_s3(staging: PathBuf, config: &S3Config) -> Result<BlobStore, StorageError> {
-        let mut builder = AmazonS3Builder::new()
-            .with_retry(store_retry())
-            .with_bucket_name(&config.bucket)
-            .with_virtual_hosted_style_request(!config.path_style);
-        if let Some(endpoint) = &config.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
-        if let Some(region) = &config.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(id) = &config.access_key_id {
-            builder = builder.with_access_key_id(id);
-        }
-        if let Some(secret) = &config.secret_access_key {
-            builder = builder.with_secret_access_key(&secret.0);
-        }
-        let s3 = Arc::new(builder.build()?);
-        let mut store = Self::open_remote(staging, s3.clone(), &config.prefix)?;
-        store.presigner = config.presigned_redirects.then(|| Presigner {
-            s3,
-            prefix: config.prefix.clone(),
-            ttl: std::time::Duration::from_secs(config.presigned_ttl_secs),
-        });
-        Ok(store)
+        Ok(Self::remote(RemotePlacement::s3(staging, config)?))
     }
 
     /// Opens a blob store whose blobs and upload sessions live in a Google
     /// Cloud Storage bucket.
     pub fn open_gcs(staging: PathBuf, config: &GcsConfig) -> Result<BlobStore, StorageError> {
-        let gcs = gcs_builder(config)?.build()?;
-        Self::open_remote(staging, Arc::new(gcs), &config.prefix)
+        Ok(Self::remote(RemotePlacement::gcs(staging, config)?))
     }
 
     /// Opens a blob store whose blobs and upload sessions live in an Azure
     /// Blob Storage container.
     pub fn open_azure(staging: PathBuf, config: &AzureConfig) -> Result<BlobStore, StorageError> {
-        let azure = azure_builder(config).build()?;
-        Self::open_remote(staging, Arc::new(azure), &config.prefix)
+        Ok(Self::remote(RemotePlacement::azure(staging, config)?))
     }
 
-    /// Remote placement on `store`, under `prefix`: everything after the
-    /// backend's client is built is the same for every object store.
-    fn open_remote(
-        staging: PathBuf,
-        store: Arc<dyn ObjectStore>,
-        prefix: &str,
-    ) -> Result<BlobStore, StorageError> {
-        let objects: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            store
-        } else {
-            Arc::new(PrefixStore::new(store, prefix))
-        };
-        Self::open(staging, objects, true)
+    fn local(placement: LocalPlacement) -> BlobStore {
+        BlobStore {
+            placement: Placement::Local(placement),
+        }
+    }
+
+    fn remote(placement: RemotePlacement) -> BlobStore {
+        BlobStore {
+            placement: Placement::Remote(placement),
+        }
     }
 
     /// A presigned URL to GET the blob's object from, if pulls are
@@ -218,69 +125,10 @@ impl BlobStore {
         digest: &Digest,
         nonce: &str,
     ) -> Result<Option<String>, StorageError> {
-        let Some(p) = &self.presigner else {
-            return Ok(None);
-        };
-        let key = Self::object_path(digest, nonce);
-        let key = if p.prefix.is_empty() {
-            key
-        } else {
-            ObjectPath::from(p.prefix.as_str())
-                .parts()
-                .chain(key.parts())
-                .collect()
-        };
-        let url = p.s3.signed_url(http::Method::GET, &key, p.ttl).await?;
-        Ok(Some(url.to_string()))
-    }
-
-    fn open(
-        root: PathBuf,
-        objects: Arc<dyn ObjectStore>,
-        remote: bool,
-    ) -> Result<BlobStore, StorageError> {
-        std::fs::create_dir_all(root.join("uploads"))?;
-        // Remote placement: the object store makes blobs durable, and
-        // holds the upload sessions.
-        let (sync, shared) = if remote {
-            (None, Some(shared::SharedSessions::new(objects.clone())))
-        } else {
-            (Some(Arc::new(sync::SyncGroup::new(&root)?)), None)
-        };
-        Ok(BlobStore {
-            uploads: uploads::Uploads::new(root.join("uploads"), sync, shared),
-            root,
-            objects,
-            remote,
-            presigner: None,
-        })
-    }
-
-    fn file_name(digest: &Digest, nonce: &str) -> String {
-        if nonce.is_empty() {
-            digest.hex().to_string()
-        } else {
-            format!("{}.{nonce}", digest.hex())
+        match &self.placement {
+            Placement::Local(_) => Ok(None),
+            Placement::Remote(r) => r.presigned_url(digest, nonce).await,
         }
-    }
-
-    fn object_path(digest: &Digest, nonce: &str) -> ObjectPath {
-        let hex = digest.hex();
-        ObjectPath::from(format!(
-            "blobs/{}/{}/{}",
-            digest.algorithm().name(),
-            &hex[..2],
-            Self::file_name(digest, nonce)
-        ))
-    }
-
-    fn file_path(&self, digest: &Digest, nonce: &str) -> PathBuf {
-        let hex = digest.hex();
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().name())
-            .join(&hex[..2])
-            .join(Self::file_name(digest, nonce))
     }
 
     /// Opens a blob for reading, whole or a range of it.
@@ -290,33 +138,15 @@ impl BlobStore {
         nonce: &str,
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StorageError> {
-        let options = GetOptions {
-            range: range.map(|r| GetRange::Bounded(r.start..r.end + 1)),
-            ..Default::default()
-        };
-        let result = match self
-            .objects
-            .get_opts(&Self::object_path(digest, nonce), options)
-            .await
-        {
-            Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound),
-            r => r?,
-        };
-        Ok(match result.payload {
-            // object_store reads local files in 8 KiB blocking steps; one
-            // thread reading ahead in large chunks lets a pull run at
-            // page-cache speed while the socket drains the previous chunk.
-            GetResultPayload::File(file, _) => read_ahead(
-                file,
-                result.range.start,
-                result.range.end - result.range.start,
-            ),
-            GetResultPayload::Stream(s) => s.map_err(io::Error::other).boxed(),
-        })
+        match &self.placement {
+            Placement::Local(l) => l.read(digest, nonce, range).await,
+            Placement::Remote(r) => r.read(digest, nonce, range).await,
+        }
     }
 
-    pub fn uploads(&self) -> &uploads::Uploads {
-        &self.uploads
+    /// The upload sessions.
+    pub fn uploads(&self) -> Uploads<'_> {
+        Uploads(&self.placement)
     }
 
     /// Verifies a finished upload against `expected` and moves it into place
@@ -329,12 +159,10 @@ impl BlobStore {
         expected: &Digest,
         nonce: &str,
     ) -> Result<u64, UploadError> {
-        if let Some(shared) = self.uploads.shared() {
-            let target = Self::object_path(expected, nonce);
-            return shared.commit(id, repository, expected, target).await;
+        match &self.placement {
+            Placement::Local(l) => l.commit_upload(id, repository, expected, nonce).await,
+            Placement::Remote(r) => r.commit_upload(id, repository, expected, nonce).await,
         }
-        let target = self.file_path(expected, nonce);
-        self.uploads.commit(id, repository, expected, target).await
     }
 
     /// Completes an upload with the body of its final request (a last
@@ -353,16 +181,16 @@ impl BlobStore {
         expected: &Digest,
         nonce: &str,
     ) -> Result<u64, UploadError> {
-        if let Some(shared) = self.uploads.shared() {
-            let target = Self::object_path(expected, nonce);
-            return shared
-                .commit_stream(id, repository, start, declared_len, body, expected, target)
-                .await;
+        match &self.placement {
+            Placement::Local(l) => {
+                l.commit_upload_stream(id, repository, start, declared_len, body, expected, nonce)
+                    .await
+            }
+            Placement::Remote(r) => {
+                r.commit_upload_stream(id, repository, start, declared_len, body, expected, nonce)
+                    .await
+            }
         }
-        self.uploads
-            .append(id, repository, start, declared_len, body)
-            .await?;
-        self.commit_upload(id, repository, expected, nonce).await
     }
 
     /// Completes an upload with the small body of its final request, read
@@ -377,25 +205,16 @@ impl BlobStore {
         nonce: &str,
         bytes: Bytes,
     ) -> Result<u64, UploadError> {
-        if let Some(shared) = self.uploads.shared() {
-            // One read of the session object decides, not two.
-            let target = Self::object_path(expected, nonce);
-            return shared
-                .commit_bytes(id, repository, start, expected, bytes, target)
-                .await;
+        match &self.placement {
+            Placement::Local(l) => {
+                l.commit_upload_bytes(id, repository, start, expected, nonce, bytes)
+                    .await
+            }
+            Placement::Remote(r) => {
+                r.commit_upload_bytes(id, repository, start, expected, nonce, bytes)
+                    .await
+            }
         }
-        // Anything but a whole blob takes the chunk path, which checks `start`.
-        if start.is_some_and(|s| s != 0) || !self.uploads.is_empty(id, repository).await? {
-            let len = bytes.len() as u64;
-            let body = futures_util::stream::once(async move { Ok(bytes) }).boxed();
-            return self
-                .commit_upload_stream(id, repository, start, Some(len), body, expected, nonce)
-                .await;
-        }
-        let target = self.file_path(expected, nonce);
-        self.uploads
-            .commit_bytes(id, repository, expected, bytes, target)
-            .await
     }
 
     /// Stores a small blob received whole (single-request push) as the file
@@ -406,75 +225,34 @@ impl BlobStore {
         nonce: &str,
         bytes: Bytes,
     ) -> Result<u64, UploadError> {
-        if self.remote {
-            let target = Self::object_path(expected, nonce);
-            return shared::put_whole(&self.objects, expected, bytes, target).await;
+        match &self.placement {
+            Placement::Local(l) => l.put_verified(expected, nonce, bytes).await,
+            Placement::Remote(r) => r.put_verified(expected, nonce, bytes).await,
         }
-        let target = self.file_path(expected, nonce);
-        self.uploads.store_bytes(expected, bytes, target).await
     }
 
     /// Stores a blob read from elsewhere (another store, during a migration)
     /// under the key of `nonce`, hashing it on the way: the object is
     /// completed only if the bytes are `size` bytes hashing to `digest`;
-    /// otherwise the upload is aborted and nothing is stored. Streamed like
-    /// `put_file` (one PUT when small, multipart when large), never whole in
-    /// memory. `copied` is told the length of each chunk as it passes.
+    /// otherwise the upload is aborted and nothing is stored. Streamed (one
+    /// PUT when small, multipart when large), never whole in memory.
+    /// `copied` is told the length of each chunk as it passes.
     pub async fn put_verified_stream(
         &self,
         digest: &Digest,
         nonce: &str,
         size: u64,
-        mut bytes: ByteStream,
+        bytes: ByteStream,
         copied: impl Fn(usize),
     ) -> Result<(), CopyError> {
-        let mut writer = object_store::buffered::BufWriter::with_capacity(
-            self.objects.clone(),
-            Self::object_path(digest, nonce),
-            PUT_PART_SIZE,
-        )
-        .with_max_concurrency(PUT_PARTS_IN_FLIGHT);
-        let mut hasher = digest.algorithm().hasher();
-        let mut received = 0u64;
-        let written: Result<(), CopyError> = 'copy: {
-            while let Some(chunk) = bytes.next().await {
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(e) => break 'copy Err(StorageError::Io(e).into()),
-                };
-                received += chunk.len() as u64;
-                if received > size {
-                    break 'copy Err(CopyError::Mismatch {
-                        actual: None,
-                        actual_size: received,
-                        expected_size: size,
-                    });
-                }
-                hasher.update(&chunk);
-                copied(chunk.len());
-                if let Err(e) = writer.put(chunk).await {
-                    break 'copy Err(StorageError::from(e).into());
-                }
+        match &self.placement {
+            Placement::Local(l) => {
+                l.put_verified_stream(digest, nonce, size, bytes, copied)
+                    .await
             }
-            let actual = hasher.finish();
-            if received != size || actual != *digest {
-                break 'copy Err(CopyError::Mismatch {
-                    actual: Some(actual),
-                    actual_size: received,
-                    expected_size: size,
-                });
-            }
-            Ok(())
-        };
-        match written {
-            Ok(()) => {
-                use tokio::io::AsyncWriteExt;
-                writer.shutdown().await.map_err(StorageError::Io)?;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = writer.abort().await;
-                Err(e)
+            Placement::Remote(r) => {
+                r.put_verified_stream(digest, nonce, size, bytes, copied)
+                    .await
             }
         }
     }
@@ -482,10 +260,9 @@ impl BlobStore {
     /// Where the bytes of one write of a blob are, for messages: the file's
     /// path (local placement) or the object's key.
     pub fn blob_location(&self, digest: &Digest, nonce: &str) -> String {
-        if self.remote {
-            Self::object_path(digest, nonce).to_string()
-        } else {
-            self.file_path(digest, nonce).display().to_string()
+        match &self.placement {
+            Placement::Local(l) => l.blob_location(digest, nonce),
+            Placement::Remote(r) => r.blob_location(digest, nonce),
         }
     }
 
@@ -493,7 +270,7 @@ impl BlobStore {
     /// directory by directory).
     pub async fn all_blob_files(&self) -> Result<Vec<BlobFile>, StorageError> {
         // Modified before a moment far ahead: everything.
-        let until = SystemTime::now() + std::time::Duration::from_secs(100 * 365 * 86_400);
+        let until = SystemTime::now() + Duration::from_secs(100 * 365 * 86_400);
         let mut files = Vec::new();
         for dir in self.blob_dirs().await? {
             files.extend(self.blob_files(dir, until).await?);
@@ -508,75 +285,19 @@ impl BlobStore {
         digest: &Digest,
         nonce: &str,
     ) -> Result<Option<u64>, StorageError> {
-        if self.remote {
-            let key = Self::object_path(digest, nonce);
-            let size = match self.objects.head(&key).await {
-                Ok(meta) => meta.size,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            return match self.objects.delete(&key).await {
-                Ok(()) => Ok(Some(size)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            };
+        match &self.placement {
+            Placement::Local(l) => l.remove_blob_file(digest, nonce).await,
+            Placement::Remote(r) => r.remove_blob_file(digest, nonce).await,
         }
-        let path = self.file_path(digest, nonce);
-        Ok(blocking(move || {
-            let size = match std::fs::metadata(&path) {
-                Ok(m) => m.len(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            match std::fs::remove_file(&path) {
-                Ok(()) => Ok(Some(size)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .await?)
     }
 
     /// The directories blob files live in (`blobs/<alg>/<xx>`, as key
     /// prefixes), for a sweep one directory at a time.
     pub async fn blob_dirs(&self) -> Result<Vec<String>, StorageError> {
-        if self.remote {
-            let mut dirs = Vec::new();
-            let algorithms = self
-                .objects
-                .list_with_delimiter(Some(&ObjectPath::from("blobs")))
-                .await?;
-            for alg in algorithms.common_prefixes {
-                let subs = self.objects.list_with_delimiter(Some(&alg)).await?;
-                dirs.extend(subs.common_prefixes.iter().map(|p| p.to_string()));
-            }
-            dirs.sort();
-            return Ok(dirs);
+        match &self.placement {
+            Placement::Local(l) => l.blob_dirs().await,
+            Placement::Remote(r) => r.blob_dirs().await,
         }
-        let root = self.root.clone();
-        Ok(blocking(move || {
-            let mut dirs = Vec::new();
-            for alg in std::fs::read_dir(root.join("blobs"))? {
-                let alg = alg?;
-                let Some(alg_name) = alg.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                if !alg.file_type()?.is_dir() {
-                    continue;
-                }
-                for sub in std::fs::read_dir(alg.path())? {
-                    let sub = sub?;
-                    if let (true, Some(sub_name)) =
-                        (sub.file_type()?.is_dir(), sub.file_name().to_str())
-                    {
-                        dirs.push(format!("blobs/{alg_name}/{sub_name}"));
-                    }
-                }
-            }
-            dirs.sort();
-            Ok(dirs)
-        })
-        .await?)
     }
 
     /// The blob files under one prefix from `blob_dirs` last modified before
@@ -586,54 +307,10 @@ impl BlobStore {
         dir: String,
         before: SystemTime,
     ) -> Result<Vec<BlobFile>, StorageError> {
-        let Some(alg) = dir.split('/').nth(1).map(str::to_string) else {
-            return Ok(Vec::new());
-        };
-        let parse = move |name: &str, size: u64| {
-            let (hex, nonce) = name.split_once('.').unwrap_or((name, ""));
-            let digest = format!("{alg}:{hex}").parse::<Digest>().ok()?;
-            Some(BlobFile {
-                digest,
-                nonce: nonce.to_string(),
-                size,
-            })
-        };
-        if self.remote {
-            let before = chrono::DateTime::<chrono::Utc>::from(before);
-            let objects: Vec<_> = self
-                .objects
-                .list(Some(&ObjectPath::from(dir)))
-                .try_collect()
-                .await?;
-            return Ok(objects
-                .into_iter()
-                .filter(|o| o.last_modified < before)
-                .filter_map(|o| parse(o.location.filename()?, o.size))
-                .collect());
+        match &self.placement {
+            Placement::Local(l) => l.blob_files(dir, before).await,
+            Placement::Remote(r) => r.blob_files(dir, before).await,
         }
-        let dir = self.root.join(dir);
-        Ok(blocking(move || {
-            let mut files = Vec::new();
-            let entries = match std::fs::read_dir(&dir) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
-                r => r?,
-            };
-            for entry in entries {
-                let entry = entry?;
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                let meta = match entry.metadata() {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    m => m?,
-                };
-                if !meta.is_file() || meta.modified()? >= before {
-                    continue;
-                }
-                files.extend(parse(name, meta.len()));
-            }
-            Ok(files)
-        })
-        .await?)
     }
 
     /// Removes local staging files of small blobs (`uploads/tmp-*`) last
@@ -643,192 +320,97 @@ impl BlobStore {
         &self,
         before: SystemTime,
     ) -> Result<(u64, u64), StorageError> {
-        Ok(self.uploads.remove_stale_staging(before).await?)
+        match &self.placement {
+            Placement::Local(l) => l.remove_stale_staging(before).await,
+            Placement::Remote(r) => r.remove_stale_staging(before).await,
+        }
     }
 
     /// Repositories with an upload session in progress (on local disk: in
     /// memory or on disk; remote placement: in the store, whichever replica
     /// serves it).
     pub async fn repositories_uploading(&self) -> Result<HashSet<String>, StorageError> {
-        self.uploads.repositories().await
-    }
-}
-
-/// Requests to an object store ride out a brief hiccup of the store, but
-/// answer a client within seconds, not object_store's default three minutes.
-fn store_retry() -> object_store::RetryConfig {
-    object_store::RetryConfig {
-        max_retries: 4,
-        retry_timeout: STORE_RETRY_TIMEOUT,
-        ..Default::default()
-    }
-}
-
-/// The account key of Azurite, the Azure storage emulator: the well-known
-/// development key, public (Microsoft documents it).
-const AZURITE_ACCOUNT: &str = "devstoreaccount1";
-const AZURITE_KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-/// The client of `[storage.gcs]`, not yet built.
-///
-/// object_store takes a GCS base URL other than Google's only from the
-/// service account JSON (`gcs_base_url`), so with an `endpoint` it goes
-/// there: added to the configured key, or, without one, in a key that turns
-/// authentication off (`disable_oauth`), as emulators want.
-fn gcs_builder(config: &GcsConfig) -> Result<GoogleCloudStorageBuilder, StorageError> {
-    let mut builder = GoogleCloudStorageBuilder::new()
-        .with_retry(store_retry())
-        .with_bucket_name(&config.bucket);
-    let Some(endpoint) = &config.endpoint else {
-        if let Some(path) = &config.service_account_path {
-            builder = builder.with_service_account_path(path.to_string_lossy());
+        match &self.placement {
+            Placement::Local(l) => l.repositories_uploading().await,
+            Placement::Remote(r) => r.repositories_uploading().await,
         }
-        if let Some(key) = &config.service_account_key {
-            builder = builder.with_service_account_key(&key.0);
+    }
+}
+
+/// The upload sessions of a store, wherever its placement keeps them. A
+/// copy of a reference: its calls take it by value, so that their futures
+/// borrow the store, not this handle.
+#[derive(Clone, Copy)]
+pub struct Uploads<'a>(&'a Placement);
+
+impl Uploads<'_> {
+    /// Starts a session for `repository` (on local disk: in memory until
+    /// data arrives; remote placement: its object exists before the client
+    /// learns the id, so any replica can serve the next request).
+    pub async fn start(self, repository: &str) -> Result<UploadId, UploadError> {
+        match self.0 {
+            Placement::Local(l) => l.sessions.start(repository).await,
+            Placement::Remote(r) => r.sessions.start(repository).await,
         }
-        return Ok(builder);
-    };
-    let bad_key = |e: serde_json::Error| {
-        StorageError::Io(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("storage.gcs service account key: {e}"),
-        ))
-    };
-    let key =
-        match (&config.service_account_key, &config.service_account_path) {
-            (Some(key), _) => Some(key.0.clone()),
-            (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
-                io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))
-            })?),
-            (None, None) => None,
-        };
-    let mut key: serde_json::Map<String, serde_json::Value> = match key {
-        Some(key) => serde_json::from_str(&key).map_err(bad_key)?,
-        None => serde_json::json!({
-            "disable_oauth": true,
-            "client_email": "",
-            "private_key": "",
-            "private_key_id": "",
-        })
-        .as_object()
-        .cloned()
-        .expect("an object"),
-    };
-    key.insert(
-        "gcs_base_url".into(),
-        endpoint.trim_end_matches('/').to_string().into(),
-    );
-    Ok(builder
-        .with_service_account_key(serde_json::Value::Object(key).to_string())
-        .with_client_options(
-            object_store::ClientOptions::new().with_allow_http(endpoint.starts_with("http://")),
-        ))
-}
-
-/// The client of `[storage.azure]`, not yet built.
-///
-/// With `use_emulator` the URLs are path-style, as Azurite wants them
-/// (`<endpoint>/<account>/<container>/<key>`); the endpoint is given to
-/// object_store as the account's URL rather than through its own emulator
-/// switch, which reads the emulator's address from the environment only.
-fn azure_builder(config: &AzureConfig) -> MicrosoftAzureBuilder {
-    let mut builder = MicrosoftAzureBuilder::new()
-        .with_retry(store_retry())
-        .with_container_name(&config.container);
-    if config.use_emulator {
-        let account = if config.account.is_empty() {
-            AZURITE_ACCOUNT
-        } else {
-            config.account.as_str()
-        };
-        let endpoint = config
-            .endpoint
-            .as_deref()
-            .unwrap_or("http://127.0.0.1:10000")
-            .trim_end_matches('/');
-        let key = config
-            .access_key
-            .as_ref()
-            .map_or(AZURITE_KEY, |k| k.0.as_str());
-        return builder
-            .with_account(account)
-            .with_endpoint(format!("{endpoint}/{account}"))
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_access_key(key);
     }
-    builder = builder.with_account(&config.account);
-    if let Some(endpoint) = &config.endpoint {
-        builder = builder
-            .with_endpoint(endpoint.clone())
-            .with_allow_http(endpoint.starts_with("http://"));
-    }
-    if let Some(key) = &config.access_key {
-        builder = builder.with_access_key(&key.0);
-    }
-    builder
-}
 
-/// A blob file found by a sweep.
-#[derive(Debug, Clone)]
-pub struct BlobFile {
-    pub digest: Digest,
-    pub nonce: String,
-    pub size: u64,
-}
-
-/// A fresh name for one write of a blob's bytes.
-pub fn new_nonce() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(io::Error::other)?
-}
-
-/// Streams `len` bytes of `file` from `start`, read by a blocking thread that
-/// stays up to READ_AHEAD chunks ahead. Dropping the stream stops the thread.
-fn read_ahead(mut file: std::fs::File, start: u64, len: u64) -> ByteStream {
-    use std::io::{Read, Seek};
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = file.seek(io::SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
+    pub async fn status(self, id: UploadId, repository: &str) -> Result<UploadStatus, UploadError> {
+        match self.0 {
+            Placement::Local(l) => l.sessions.status(id, repository).await,
+            Placement::Remote(r) => r.sessions.status(id, repository).await,
         }
-        let mut file = file.take(len);
-        loop {
-            let mut buf = bytes::BytesMut::zeroed(READ_CHUNK);
-            let n = match file.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            buf.truncate(n);
-            if tx.blocking_send(Ok(buf.freeze())).is_err() {
-                return; // the client went away
+    }
+
+    /// Appends a request body. `start` is the chunk's declared offset (from
+    /// `Content-Range`) and `declared_len` its `Content-Length`; both are
+    /// checked. A body that fails midway leaves the session as it was before.
+    pub async fn append(
+        self,
+        id: UploadId,
+        repository: &str,
+        start: Option<u64>,
+        declared_len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadStatus, UploadError> {
+        match self.0 {
+            Placement::Local(l) => {
+                l.sessions
+                    .append(id, repository, start, declared_len, body)
+                    .await
+            }
+            Placement::Remote(r) => {
+                r.sessions
+                    .append(id, repository, start, declared_len, body)
+                    .await
             }
         }
-    });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
-    .boxed()
+    }
+
+    /// Removes a session and its data.
+    pub async fn cancel(self, id: UploadId, repository: &str) -> Result<(), UploadError> {
+        match self.0 {
+            Placement::Local(l) => l.sessions.cancel(id, repository).await,
+            Placement::Remote(r) => r.sessions.cancel(id, repository).await,
+        }
+    }
+
+    /// Whether the session has received no bytes yet.
+    pub async fn is_empty(self, id: UploadId, repository: &str) -> Result<bool, UploadError> {
+        Ok(self.status(id, repository).await?.size == 0)
+    }
+
+    /// Deletes sessions untouched for longer than `ttl`; returns how many.
+    pub async fn expire(self, ttl: Duration) -> io::Result<usize> {
+        match self.0 {
+            Placement::Local(l) => l.expire_uploads(ttl).await,
+            Placement::Remote(r) => r.expire_uploads(ttl).await,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
-    use object_store::gcp::GoogleConfigKey;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Accepts one connection on a loopback port, answers 404 and returns
@@ -886,55 +468,6 @@ mod tests {
         );
         assert!(!head.contains("authorization:"), "{head}");
         std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    /// A configured key keeps its fields and gains the endpoint as
-    /// `gcs_base_url`; without an endpoint it is passed as it is.
-    #[test]
-    fn gcs_key_gets_the_endpoint() {
-        let key = r#"{"private_key":"k","private_key_id":"i","client_email":"e@x"}"#;
-        let config = GcsConfig {
-            bucket: "b".into(),
-            service_account_key: Some(Secret(key.into())),
-            endpoint: Some("http://127.0.0.1:4443".into()),
-            ..Default::default()
-        };
-        let builder = gcs_builder(&config).unwrap();
-        let got: serde_json::Value = serde_json::from_str(
-            &builder
-                .get_config_value(&GoogleConfigKey::ServiceAccountKey)
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(got["gcs_base_url"], "http://127.0.0.1:4443");
-        assert_eq!(got["private_key"], "k");
-        assert_eq!(got["client_email"], "e@x");
-        assert!(got.get("disable_oauth").is_none());
-        assert_eq!(
-            builder
-                .get_config_value(&GoogleConfigKey::Bucket)
-                .as_deref(),
-            Some("b")
-        );
-
-        let config = GcsConfig {
-            endpoint: None,
-            ..config
-        };
-        let builder = gcs_builder(&config).unwrap();
-        assert_eq!(
-            builder
-                .get_config_value(&GoogleConfigKey::ServiceAccountKey)
-                .as_deref(),
-            Some(key)
-        );
-
-        let config = GcsConfig {
-            service_account_key: Some(Secret("not json".into())),
-            endpoint: Some("http://127.0.0.1:4443".into()),
-            ..config
-        };
-        assert!(gcs_builder(&config).is_err());
     }
 
     /// The emulator switch with an endpoint: path-style URLs with the

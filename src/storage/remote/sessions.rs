@@ -1,11 +1,8 @@
 //! Upload sessions kept in the object store (remote placement), so that any
 //! replica sharing the bucket can serve any request of an upload: POST on
-//! one, PATCHes on others, PUT on yet another.
-//!
-//! ```text
-//! uploads/<uuid>/session                  the session: repository, size, SHA-256 state, parts
-//! uploads/<uuid>/part-<offset>-<nonce>     the bytes of one chunk, immutable
-//! ```
+//! one, PATCHes on others, PUT on yet another. A session is a session
+//! object, naming its parts in order, and one immutable object per part
+//! (`layout` draws them).
 //!
 //! A PATCH reads the session object, streams its body into a new part
 //! object while hashing from the saved SHA-256 state (`ResumableSha256`), and
@@ -34,18 +31,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
-use super::uploads::{UploadError, UploadId, UploadStatus};
-use super::{ByteStream, StorageError, PUT_PARTS_IN_FLIGHT, PUT_PART_SIZE};
 use crate::oci::{Algorithm, Digest, ResumableSha256};
+use crate::storage::error::StorageError;
+use crate::storage::layout;
+use crate::storage::objects::ObjectWriter;
+use crate::storage::session::{verify_whole, UploadError, UploadId, UploadStatus};
+use crate::storage::stream::{self, ByteStream};
 
-/// Name of the session object in a session's directory.
-const SESSION: &str = "session";
 /// Largest object S3 copies in one request (CopyObject); a single part
 /// larger than this is streamed instead.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -67,7 +63,7 @@ struct Session {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Part {
-    /// Object name in the session's directory.
+    /// Object name in the session's directory (`layout::part_name`).
     name: String,
     size: u64,
 }
@@ -85,7 +81,7 @@ impl Session {
 
 type Lock = Arc<tokio::sync::Mutex<()>>;
 
-pub(super) struct SharedSessions {
+pub(in crate::storage) struct RemoteSessions {
     objects: Arc<dyn ObjectStore>,
     /// This process's lock of each session it is serving.
     locks: Mutex<HashMap<UploadId, Lock>>,
@@ -96,7 +92,7 @@ pub(super) struct SharedSessions {
 
 /// A session's lock, held; dropped, it leaves the table when unused.
 struct Held<'a> {
-    owner: &'a SharedSessions,
+    owner: &'a RemoteSessions,
     id: UploadId,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -133,17 +129,9 @@ fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn dir(id: UploadId) -> ObjectPath {
-    ObjectPath::from(format!("uploads/{id}"))
-}
-
-fn key(id: UploadId, name: &str) -> ObjectPath {
-    ObjectPath::from(format!("uploads/{id}/{name}"))
-}
-
-impl SharedSessions {
-    pub(super) fn new(objects: Arc<dyn ObjectStore>) -> SharedSessions {
-        SharedSessions {
+impl RemoteSessions {
+    pub(in crate::storage) fn new(objects: Arc<dyn ObjectStore>) -> RemoteSessions {
+        RemoteSessions {
             objects,
             locks: Mutex::new(HashMap::new()),
             repositories: Mutex::new(HashMap::new()),
@@ -181,7 +169,7 @@ impl SharedSessions {
     }
 
     async fn read(&self, id: UploadId) -> Result<Option<Session>, UploadError> {
-        let bytes = match self.objects.get(&key(id, SESSION)).await {
+        let bytes = match self.objects.get(&layout::session_object(id)).await {
             Ok(r) => r.bytes().await.map_err(store)?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(store(e)),
@@ -194,7 +182,7 @@ impl SharedSessions {
     async fn save(&self, id: UploadId, session: &Session) -> Result<(), UploadError> {
         let json = serde_json::to_vec(session).expect("a session serializes");
         self.objects
-            .put(&key(id, SESSION), json.into())
+            .put(&layout::session_object(id), json.into())
             .await
             .map_err(store)?;
         Ok(())
@@ -202,7 +190,10 @@ impl SharedSessions {
 
     /// Starts a session for `repository`: its object exists before the
     /// client learns the id, so any replica can serve the next request.
-    pub(super) async fn start(&self, repository: &str) -> Result<UploadId, UploadError> {
+    pub(in crate::storage) async fn start(
+        &self,
+        repository: &str,
+    ) -> Result<UploadId, UploadError> {
         let id = UploadId::random();
         let now = now_millis();
         let session = Session {
@@ -218,7 +209,7 @@ impl SharedSessions {
         Ok(id)
     }
 
-    pub(super) async fn status(
+    pub(in crate::storage) async fn status(
         &self,
         id: UploadId,
         repository: &str,
@@ -228,7 +219,7 @@ impl SharedSessions {
         Ok(UploadStatus { size: session.size })
     }
 
-    pub(super) async fn append(
+    pub(in crate::storage) async fn append(
         &self,
         id: UploadId,
         repository: &str,
@@ -259,8 +250,8 @@ impl SharedSessions {
             return Err(UploadError::OutOfOrder { size: session.size });
         }
         let mut hash = session.hash()?;
-        let name = format!("part-{}-{}", session.size, super::new_nonce());
-        let mut out = ObjectWriter::new(&self.objects, key(id, &name));
+        let name = layout::part_name(session.size, &layout::new_nonce());
+        let mut out = ObjectWriter::new(&self.objects, layout::part_object(id, &name));
         let received = match receive(body, declared_len, |b| hash.update(b), &mut out).await {
             Ok(n) => n,
             Err(e) => {
@@ -272,7 +263,7 @@ impl SharedSessions {
             out.abort().await;
             return Ok(session);
         }
-        out.complete().await?;
+        out.complete().await.map_err(store)?;
         session.size += received;
         session.sha256 = hex::encode(hash.to_bytes());
         session.parts.push(Part {
@@ -284,7 +275,11 @@ impl SharedSessions {
         Ok(session)
     }
 
-    pub(super) async fn cancel(&self, id: UploadId, repository: &str) -> Result<(), UploadError> {
+    pub(in crate::storage) async fn cancel(
+        &self,
+        id: UploadId,
+        repository: &str,
+    ) -> Result<(), UploadError> {
         let _held = self.hold(id).await;
         let session = self.load(id, repository).await?;
         self.end(id, &session).await
@@ -293,7 +288,7 @@ impl SharedSessions {
     /// Verifies the session's bytes against `expected` and makes them the
     /// object `target`. Returns the blob's size. On a mismatch the session
     /// ends.
-    pub(super) async fn commit(
+    pub(in crate::storage) async fn commit(
         &self,
         id: UploadId,
         repository: &str,
@@ -308,7 +303,7 @@ impl SharedSessions {
     /// Completes a session with the final request's body (a last chunk, or
     /// the whole blob when nothing was sent before), then as `commit`.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn commit_stream(
+    pub(in crate::storage) async fn commit_stream(
         &self,
         id: UploadId,
         repository: &str,
@@ -347,7 +342,7 @@ impl SharedSessions {
                 actual,
             });
         }
-        out.complete().await?;
+        out.complete().await.map_err(store)?;
         self.end_committed(id, &session).await;
         Ok(received)
     }
@@ -356,7 +351,7 @@ impl SharedSessions {
     /// chunk (starting at `start` if given) when parts came before, else the
     /// whole content, which goes to the blob's object in one PUT. The
     /// session ends whatever the outcome of that PUT.
-    pub(super) async fn commit_bytes(
+    pub(in crate::storage) async fn commit_bytes(
         &self,
         id: UploadId,
         repository: &str,
@@ -372,8 +367,9 @@ impl SharedSessions {
         }
         if !session.parts.is_empty() {
             let len = bytes.len() as u64;
-            let body = futures_util::stream::once(async move { Ok(bytes) }).boxed();
-            let session = self.add_part(id, session, None, Some(len), body).await?;
+            let session = self
+                .add_part(id, session, None, Some(len), stream::once(bytes))
+                .await?;
             return self.finish(id, session, expected, target).await;
         }
         let result = put_whole(&self.objects, expected, bytes, target).await;
@@ -409,7 +405,11 @@ impl SharedSessions {
             [part] if expected.algorithm() == Algorithm::Sha256 && part.size <= MAX_COPY => {
                 // The part's bytes are those the state hashed: the session
                 // object names only complete, immutable parts.
-                match self.objects.copy(&key(id, &part.name), &target).await {
+                match self
+                    .objects
+                    .copy(&layout::part_object(id, &part.name), &target)
+                    .await
+                {
                     Ok(()) => {}
                     Err(object_store::Error::NotFound { .. }) => {
                         return Err(self.lost_part(id, &part.name).await)
@@ -443,7 +443,7 @@ impl SharedSessions {
         let mut out = ObjectWriter::new(&self.objects, target);
         for part in parts {
             let copied = async {
-                let r = match self.objects.get(&key(id, &part.name)).await {
+                let r = match self.objects.get(&layout::part_object(id, &part.name)).await {
                     Ok(r) => r,
                     Err(object_store::Error::NotFound { .. }) => {
                         return Err(self.lost_part(id, &part.name).await)
@@ -454,7 +454,7 @@ impl SharedSessions {
                 while let Some(chunk) = bytes.next().await {
                     let chunk = chunk.map_err(store)?;
                     hasher.update(&chunk);
-                    out.put(chunk).await?;
+                    out.put(chunk).await.map_err(store)?;
                 }
                 Ok(())
             }
@@ -472,7 +472,7 @@ impl SharedSessions {
                 actual,
             });
         }
-        out.complete().await
+        out.complete().await.map_err(store)
     }
 
     /// A part the session names is gone: the session was removed under
@@ -490,10 +490,16 @@ impl SharedSessions {
     /// raced PATCHes, which no session names, are left to expiry: listing
     /// the directory here would cost every push a request.
     async fn end(&self, id: UploadId, session: &Session) -> Result<(), UploadError> {
-        self.delete(key(id, SESSION)).await?;
+        self.delete(layout::session_object(id)).await?;
         lock(&self.repositories).remove(&id);
-        self.delete_all(session.parts.iter().map(|p| key(id, &p.name)).collect())
-            .await
+        self.delete_all(
+            session
+                .parts
+                .iter()
+                .map(|p| layout::part_object(id, &p.name))
+                .collect(),
+        )
+        .await
     }
 
     /// `end` once the blob exists: a failure only leaves objects that
@@ -529,11 +535,11 @@ impl SharedSessions {
     /// Removes every object of a session's directory, the session object
     /// first (as `end`).
     async fn discard(&self, id: UploadId) -> Result<(), UploadError> {
-        self.delete(key(id, SESSION)).await?;
+        self.delete(layout::session_object(id)).await?;
         lock(&self.repositories).remove(&id);
         let rest: Vec<ObjectPath> = self
             .objects
-            .list(Some(&dir(id)))
+            .list(Some(&layout::session_objects(id)))
             .map_ok(|o| o.location)
             .try_collect()
             .await
@@ -542,15 +548,15 @@ impl SharedSessions {
     }
 
     /// Repositories with a session in the store, whichever replica serves it.
-    pub(super) async fn repositories(&self) -> Result<HashSet<String>, StorageError> {
+    pub(in crate::storage) async fn repositories(&self) -> Result<HashSet<String>, StorageError> {
         let listing = self
             .objects
-            .list_with_delimiter(Some(&ObjectPath::from("uploads")))
+            .list_with_delimiter(Some(&layout::uploads_prefix()))
             .await?;
         let ids: HashSet<UploadId> = listing
             .common_prefixes
             .iter()
-            .filter_map(|p| p.filename()?.parse().ok())
+            .filter_map(layout::upload_of)
             .collect();
         lock(&self.repositories).retain(|id, _| ids.contains(id));
         let mut found = HashSet::new();
@@ -576,21 +582,16 @@ impl SharedSessions {
     /// Removes sessions whose objects were all last written more than `ttl`
     /// ago (and leftovers of sessions that ended without their parts being
     /// removed); returns how many.
-    pub(super) async fn expire(&self, ttl: Duration) -> Result<usize, UploadError> {
+    pub(in crate::storage) async fn expire(&self, ttl: Duration) -> Result<usize, UploadError> {
         let objects: Vec<object_store::ObjectMeta> = self
             .objects
-            .list(Some(&ObjectPath::from("uploads")))
+            .list(Some(&layout::uploads_prefix()))
             .try_collect()
             .await
             .map_err(store)?;
         let mut newest: HashMap<UploadId, chrono::DateTime<chrono::Utc>> = HashMap::new();
         for o in objects {
-            let Some(id) = o
-                .location
-                .parts()
-                .nth(1)
-                .and_then(|p| p.as_ref().parse::<UploadId>().ok())
-            else {
+            let Some(id) = layout::upload_of(&o.location) else {
                 continue;
             };
             let at = newest.entry(id).or_insert(o.last_modified);
@@ -621,7 +622,7 @@ pub(super) async fn put_whole(
     bytes: Bytes,
     target: ObjectPath,
 ) -> Result<u64, UploadError> {
-    super::uploads::verify_whole(expected, &bytes)?;
+    verify_whole(expected, &bytes)?;
     let size = bytes.len() as u64;
     objects.put(&target, bytes.into()).await.map_err(store)?;
     Ok(size)
@@ -645,42 +646,12 @@ async fn receive(
             return Err(UploadError::LengthMismatch { received, declared });
         }
         hash(&chunk);
-        out.put(chunk).await?;
+        out.put(chunk).await.map_err(store)?;
     }
     match declared_len {
         Some(declared) if declared != received => {
             Err(UploadError::LengthMismatch { received, declared })
         }
         _ => Ok(received),
-    }
-}
-
-/// An object being written: one PUT when small, else a multipart upload of
-/// `PUT_PART_SIZE` parts, `PUT_PARTS_IN_FLIGHT` at a time. Nothing is
-/// visible in the store until `complete`.
-struct ObjectWriter(BufWriter);
-
-impl ObjectWriter {
-    fn new(objects: &Arc<dyn ObjectStore>, key: ObjectPath) -> ObjectWriter {
-        ObjectWriter(
-            BufWriter::with_capacity(objects.clone(), key, PUT_PART_SIZE)
-                .with_max_concurrency(PUT_PARTS_IN_FLIGHT),
-        )
-    }
-
-    async fn put(&mut self, bytes: Bytes) -> Result<(), UploadError> {
-        self.0.put(bytes).await.map_err(store)
-    }
-
-    async fn complete(mut self) -> Result<(), UploadError> {
-        self.0.shutdown().await.map_err(store)
-    }
-
-    /// Drops what was written; a multipart upload is aborted (if that fails
-    /// its parts stay in the bucket until a lifecycle rule removes them).
-    async fn abort(mut self) {
-        if let Err(e) = self.0.abort().await {
-            tracing::warn!(error = %e, "could not abort a multipart upload");
-        }
     }
 }
