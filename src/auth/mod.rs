@@ -3,12 +3,12 @@
 //! users, members and robots.
 //!
 //! `Auth::authorize` is the one decision function. The HTTP layer calls it
-//! for every route before a handler runs (`http/access.rs`), from a table that
+//! for every route before a handler runs (`http/authentication.rs`), from a table that
 //! names the `Access` each route needs; handlers consult it only to narrow
 //! what they show (listings) or to choose among optional behaviours (the
 //! source of a cross-repository mount).
 
-mod manage;
+mod accounts;
 pub mod permissions;
 mod secrets;
 mod throttle;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
-pub use manage::{ManageError, NewRobot, RobotCreated};
+pub use accounts::{AccountError, NewRobot, RobotCreated};
 pub use permissions::{Action, Role};
 pub use tokens::{Claims, Scope};
 

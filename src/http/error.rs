@@ -27,14 +27,14 @@ pub fn database_failure(e: &MetaError, context: &'static str) -> Response {
 }
 
 /// An error answer, with any headers the spec requires alongside it.
-pub struct ApiError {
+pub struct V2Error {
     pub error: RegistryError,
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
-impl From<RegistryError> for ApiError {
+impl From<RegistryError> for V2Error {
     fn from(error: RegistryError) -> Self {
-        ApiError {
+        V2Error {
             error,
             headers: Vec::new(),
         }
@@ -45,7 +45,7 @@ impl From<RegistryError> for ApiError {
 #[derive(Clone)]
 pub struct ErrorMessage(pub String);
 
-impl ApiError {
+impl V2Error {
     pub fn with_header(mut self, name: header::HeaderName, value: String) -> Self {
         if let Ok(v) = HeaderValue::from_str(&value) {
             self.headers.push((name, v));
@@ -99,7 +99,7 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
     response
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self.error {

@@ -1,8 +1,8 @@
 //! The HTTP surface: routing, the per-request log line and metrics, health
 //! endpoints. Handlers call the registry service and never touch storage.
 
-mod access;
 mod api;
+mod authentication;
 mod client;
 mod error;
 mod routes;

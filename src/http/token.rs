@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::access::{basic_credentials, client_address, login_failed};
+use super::authentication::{basic_credentials, client_address, login_failed};
 use super::error::{database_failure, error_response};
 use super::AppState;
 use crate::auth::{Caller, Principal, Scope};

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::access;
-use super::error::ApiError;
+use super::authentication;
+use super::error::V2Error;
 use super::routes::{self, Route};
 use super::AppState;
 use crate::auth::{Access, Action, Caller};
@@ -29,7 +29,7 @@ const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-app
 /// Default and largest page of tag and catalog listings.
 const MAX_PAGE: u32 = 100_000;
 
-type Result<T> = std::result::Result<T, ApiError>;
+type Result<T> = std::result::Result<T, V2Error>;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -61,7 +61,7 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> R
     let path = path.strip_prefix('/').unwrap_or(path);
     let route = match routes::parse(path) {
         Err(routes::NoRoute) => {
-            let mut r = ApiError::from(RegistryError::Unsupported(format!(
+            let mut r = V2Error::from(RegistryError::Unsupported(format!(
                 "no such endpoint: {}",
                 uri.path()
             )))
@@ -73,9 +73,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> R
         Ok(Err(RegistryError::TagInvalid(e)))
             if matches!(*method, Method::GET | Method::HEAD | Method::DELETE) =>
         {
-            return ApiError::from(RegistryError::NoSuchManifest(e)).into_response()
+            return V2Error::from(RegistryError::NoSuchManifest(e)).into_response()
         }
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Ok(Err(e)) => return V2Error::from(e).into_response(),
         Ok(Ok(route)) => route,
     };
     let label = RouteLabel(route.label());
@@ -83,25 +83,26 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> R
         response.extensions_mut().insert(label);
         response
     };
-    let address = access::client_address(&parts.extensions);
-    let caller = match access::authenticate(&state, headers, &address).await {
+    let address = authentication::client_address(&parts.extensions);
+    let caller = match authentication::authenticate(&state, headers, &address).await {
         Ok(caller) => caller,
         Err(response) => return labelled(response),
     };
     let params = Query::<Params>::try_from_uri(uri).map(|q| q.0);
-    let mut needed = access::v2_access(&route, method);
+    let mut needed = authentication::v2_access(&route, method);
     if let (Ok(p), Caller::Token(_) | Caller::Anonymous) = (&params, &caller) {
-        let from = access::mount_source(&route, method, p.mount.as_deref(), p.from.as_deref());
+        let from =
+            authentication::mount_source(&route, method, p.mount.as_deref(), p.from.as_deref());
         needed.extend(from.map(|from| Access::Repository(from, Action::Pull)));
     }
-    if let Err(response) = access::require(&state, headers, &caller, &needed).await {
+    if let Err(response) = authentication::require(&state, headers, &caller, &needed).await {
         return labelled(response);
     }
     let params = match params {
         Ok(params) => params,
         Err(e) => {
             let e = RegistryError::QueryInvalid(format!("malformed query string: {e}"));
-            return labelled(ApiError::from(e).into_response());
+            return labelled(V2Error::from(e).into_response());
         }
     };
     // Pushes, deletes and pulls are recorded by the registry itself (as
@@ -131,7 +132,7 @@ struct Cx<'a> {
     actor: Actor,
 }
 
-fn not_allowed(method: &Method) -> ApiError {
+fn not_allowed(method: &Method) -> V2Error {
     RegistryError::Unsupported(format!("method {method} not allowed here")).into()
 }
 
@@ -139,7 +140,7 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn content_length(headers: &HeaderMap) -> std::result::Result<Option<u64>, ApiError> {
+fn content_length(headers: &HeaderMap) -> std::result::Result<Option<u64>, V2Error> {
     match headers.get(header::CONTENT_LENGTH) {
         None => Ok(None),
         Some(v) => v
@@ -176,9 +177,9 @@ fn upload_response(status: StatusCode, repo: &RepositoryName, id: UploadId, size
 }
 
 /// A failed upload request; a chunk out of order also says where the upload stands.
-fn upload_error(e: RegistryError, repo: &RepositoryName, id: UploadId) -> ApiError {
+fn upload_error(e: RegistryError, repo: &RepositoryName, id: UploadId) -> V2Error {
     match e {
-        RegistryError::UploadOutOfOrder { size } => ApiError::from(e)
+        RegistryError::UploadOutOfOrder { size } => V2Error::from(e)
             .with_header(header::LOCATION, upload_location(repo, id))
             .with_header(header::RANGE, upload_range(size))
             .with_header(DOCKER_UPLOAD_UUID, id.to_string()),
@@ -198,7 +199,7 @@ fn blob_created(repo: &RepositoryName, digest: &Digest) -> Response {
         .into_response()
 }
 
-fn parse_digest(s: &str) -> std::result::Result<Digest, ApiError> {
+fn parse_digest(s: &str) -> std::result::Result<Digest, V2Error> {
     s.parse::<Digest>()
         .map_err(|e| RegistryError::DigestInvalid(e.to_string()).into())
 }
@@ -237,7 +238,7 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 /// receives the 413 instead of a reset connection.
 const OVERSIZE_DRAIN: usize = 4 * MAX_MANIFEST_SIZE;
 
-async fn read_manifest_body(body: Body) -> std::result::Result<bytes::Bytes, ApiError> {
+async fn read_manifest_body(body: Body) -> std::result::Result<bytes::Bytes, V2Error> {
     use futures_util::StreamExt;
     let mut stream = body_stream(body);
     let mut bytes = bytes::BytesMut::new();

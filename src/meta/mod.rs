@@ -13,7 +13,7 @@
 //! of several replicas are SERIALIZABLE, which gives the same guarantee (a
 //! conflicting transaction fails and the committer runs it again).
 
-mod access;
+mod accounts;
 mod audit;
 mod changes;
 mod committer;
@@ -29,7 +29,7 @@ mod rules;
 mod transfer;
 mod writes;
 
-pub use access::{
+pub use accounts::{
     MemberRecord, ProjectRecord, Refusal, RobotRecord, SigningKeyRecord, UserRecord, Visibility,
 };
 pub use audit::{AuditFilter, AuditRecord};
@@ -324,7 +324,7 @@ impl MetaStore {
     ) -> Result<Vec<String>, MetaError> {
         let sql = format!(
             "SELECT name FROM repositories WHERE name > $1 AND {} ORDER BY name LIMIT $5",
-            access::visible("project", 2)
+            accounts::visible("project", 2)
         );
         Ok(sqlx::query_scalar(&sql)
             .bind(last.unwrap_or(""))

@@ -2,10 +2,10 @@
 //! their OpenAPI description (utoipa), so the document served at
 //! `/api/v1/openapi.json` is generated from the code and cannot drift from it.
 //! Every route passes `guard`, which authenticates the caller, checks the
-//! access `policy::rule` names for the route, and audits changes.
+//! access `access_table::rule` names for the route, and audits changes.
 
+mod access_table;
 mod audit;
-mod policy;
 mod projects;
 mod quota;
 mod repositories;
@@ -29,10 +29,10 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use super::access;
+use super::authentication;
 use super::error::{error_response, UNAVAILABLE};
 use super::AppState;
-use crate::auth::{Caller, ManageError};
+use crate::auth::{AccountError, Caller};
 use crate::events::{Event, Kind};
 use crate::registry::RegistryError;
 
@@ -78,13 +78,13 @@ impl IntoResponse for ApiFailure {
     }
 }
 
-impl From<ManageError> for ApiFailure {
-    fn from(e: ManageError) -> Self {
+impl From<AccountError> for ApiFailure {
+    fn from(e: AccountError) -> Self {
         match e {
-            ManageError::NotFound(m) => ApiFailure::NotFound(m),
-            ManageError::Conflict(m) => ApiFailure::Conflict(m),
-            ManageError::Invalid(m) => ApiFailure::Invalid(m),
-            ManageError::Meta(e) => e.into(),
+            AccountError::NotFound(m) => ApiFailure::NotFound(m),
+            AccountError::Conflict(m) => ApiFailure::Conflict(m),
+            AccountError::Invalid(m) => ApiFailure::Invalid(m),
+            AccountError::Meta(e) => e.into(),
         }
     }
 }
@@ -383,9 +383,9 @@ async fn guard(
     next: Next,
 ) -> Response {
     let method = request.method().clone();
-    let address = access::client_address(request.extensions());
+    let address = authentication::client_address(request.extensions());
     let headers = request.headers().clone();
-    let Some(rule) = policy::rule(&method, matched.as_str()) else {
+    let Some(rule) = access_table::rule(&method, matched.as_str()) else {
         // A route without a rule is a bug: refuse it to everyone.
         tracing::error!(route = matched.as_str(), %method, "API route has no access rule");
         return error_response(
@@ -398,7 +398,7 @@ async fn guard(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let resource = policy::Resource::from_params(&params);
+    let resource = access_table::Resource::from_params(&params);
     let needed = match rule.access(&resource) {
         Ok(needed) => needed,
         Err(message) => return ApiFailure::Invalid(message).into_response(),
@@ -420,11 +420,11 @@ async fn guard(
             state.journal.event(event);
         }
     };
-    let caller = match access::authenticate(&state, &headers, &address).await {
+    let caller = match authentication::authenticate(&state, &headers, &address).await {
         Ok(c) => c,
         Err(r) => return api_challenge(r),
     };
-    if let Err(r) = access::require(&state, &headers, &caller, &needed).await {
+    if let Err(r) = authentication::require(&state, &headers, &caller, &needed).await {
         audit(&caller, false, Some(format!("refused: {}", r.status())));
         return api_challenge(r);
     }
@@ -517,13 +517,13 @@ mod tests {
                 if op.is_some() {
                     let m: axum::http::Method = method.parse().unwrap();
                     assert!(
-                        policy::rule(&m, path).is_some(),
+                        access_table::rule(&m, path).is_some(),
                         "{method} {path} has no rule"
                     );
                     n += 1;
                 }
             }
         }
-        assert_eq!(n, policy::RULES.len(), "rules without a route");
+        assert_eq!(n, access_table::RULES.len(), "rules without a route");
     }
 }

@@ -1,7 +1,9 @@
-//! Managing projects, users, members and robot accounts: validation of names
-//! and values, then one metadata write each. Whether the caller may do it was
-//! decided before (`Auth::authorize`); the audit entry is written by the HTTP
-//! layer, which knows the caller and the outcome.
+//! Accounts and their projects: managing projects, users, members and robot
+//! accounts, validation of names and values, then one metadata write each.
+//! Whether the caller may do it was decided before (`Auth::authorize`).
+//! Creating and deleting projects and robots writes its event in the same
+//! transaction; other changes are recorded by the HTTP layer's journal
+//! entry, which knows the caller and the outcome.
 
 use super::permissions::{Action, Role};
 use super::{secrets, Auth, ROBOT_PREFIX};
@@ -12,7 +14,7 @@ use crate::meta::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum ManageError {
+pub enum AccountError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -23,16 +25,16 @@ pub enum ManageError {
     Meta(#[from] MetaError),
 }
 
-type Result<T> = std::result::Result<T, ManageError>;
+type Result<T> = std::result::Result<T, AccountError>;
 
-fn refused(what: &str, name: &str, r: Refusal) -> ManageError {
+fn refused(what: &str, name: &str, r: Refusal) -> AccountError {
     match r {
-        Refusal::NotFound(kind) => ManageError::NotFound(format!("{kind} not found")),
-        Refusal::AlreadyExists => ManageError::Conflict(format!("{what} {name:?} already exists")),
-        Refusal::NotEmpty(n) => ManageError::Conflict(format!(
+        Refusal::NotFound(kind) => AccountError::NotFound(format!("{kind} not found")),
+        Refusal::AlreadyExists => AccountError::Conflict(format!("{what} {name:?} already exists")),
+        Refusal::NotEmpty(n) => AccountError::Conflict(format!(
             "{what} {name:?} still holds {n} repositories: delete them first"
         )),
-        Refusal::LastAdministrator => ManageError::Conflict(format!(
+        Refusal::LastAdministrator => AccountError::Conflict(format!(
             "{name:?} is the last system administrator: make another user one first"
         )),
     }
@@ -52,7 +54,7 @@ fn check_component(kind: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ManageError::Invalid(format!(
+        Err(AccountError::Invalid(format!(
             "{kind} {name:?} is not valid: use 1-64 lower-case letters and digits, separated by single '.', '_' or '-'"
         )))
     }
@@ -60,7 +62,7 @@ fn check_component(kind: &str, name: &str) -> Result<()> {
 
 fn check_password(password: &str) -> Result<()> {
     if password.chars().count() < secrets::MIN_PASSWORD_LEN {
-        return Err(ManageError::Invalid(format!(
+        return Err(AccountError::Invalid(format!(
             "the password must have at least {} characters",
             secrets::MIN_PASSWORD_LEN
         )));
@@ -72,7 +74,7 @@ async fn hash(password: &str) -> Result<String> {
     let password = password.to_string();
     tokio::task::spawn_blocking(move || secrets::hash_password(&password))
         .await
-        .map_err(|e| ManageError::Meta(MetaError::Commit(e.to_string())))
+        .map_err(|e| AccountError::Meta(MetaError::Commit(e.to_string())))
 }
 
 /// A robot account to create.
@@ -131,14 +133,16 @@ impl Auth {
         self.meta
             .project(name)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("project {name:?} not found")))
+            .ok_or_else(|| AccountError::NotFound(format!("project {name:?} not found")))
     }
 
     pub async fn update_project(&self, name: &str, public: bool) -> Result<()> {
         if self.meta.update_project(name, public).await? {
             Ok(())
         } else {
-            Err(ManageError::NotFound(format!("project {name:?} not found")))
+            Err(AccountError::NotFound(format!(
+                "project {name:?} not found"
+            )))
         }
     }
 
@@ -160,7 +164,7 @@ impl Auth {
     }
 
     pub async fn set_member(&self, project: &str, username: &str, role: &str) -> Result<()> {
-        let role: Role = role.parse().map_err(ManageError::Invalid)?;
+        let role: Role = role.parse().map_err(AccountError::Invalid)?;
         self.meta
             .set_member(project, username, role.as_str())
             .await?
@@ -171,7 +175,7 @@ impl Auth {
         if self.meta.remove_member(project, username).await? {
             Ok(())
         } else {
-            Err(ManageError::NotFound(format!(
+            Err(AccountError::NotFound(format!(
                 "{username:?} is not a member of {project:?}"
             )))
         }
@@ -197,7 +201,7 @@ impl Auth {
         self.meta
             .user(name)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("user {name:?} not found")))
+            .ok_or_else(|| AccountError::NotFound(format!("user {name:?} not found")))
     }
 
     /// Sets a new password and/or administrator flag (of another user: one's
@@ -210,7 +214,7 @@ impl Auth {
         admin: Option<bool>,
     ) -> Result<()> {
         if name == by {
-            return Err(ManageError::Conflict(
+            return Err(AccountError::Conflict(
                 "change your own account through /api/v1/users/current/password".into(),
             ));
         }
@@ -241,7 +245,7 @@ impl Auth {
     /// A user changing their own password proves they know the current one.
     pub async fn change_password(&self, name: &str, current: &str, new: &str) -> Result<()> {
         if self.check_user(name, current).await?.is_none() {
-            return Err(ManageError::Invalid(
+            return Err(AccountError::Invalid(
                 "the current password is not correct".into(),
             ));
         }
@@ -250,7 +254,7 @@ impl Auth {
 
     pub async fn delete_user(&self, name: &str, by: &str) -> Result<()> {
         if name == by {
-            return Err(ManageError::Conflict("you cannot delete yourself".into()));
+            return Err(AccountError::Conflict("you cannot delete yourself".into()));
         }
         self.meta
             .delete_user(name)
@@ -269,30 +273,30 @@ impl Auth {
             None => format!("{ROBOT_PREFIX}{}", robot.name),
         };
         if robot.permissions.is_empty() {
-            return Err(ManageError::Invalid(
+            return Err(AccountError::Invalid(
                 "a robot needs permissions in at least one project".into(),
             ));
         }
         for (project, actions) in &robot.permissions {
             if robot.project.as_ref().is_some_and(|p| p != project) {
-                return Err(ManageError::Invalid(format!(
+                return Err(AccountError::Invalid(format!(
                     "a robot of project {:?} can only have permissions there, not in {project:?}",
                     robot.project.as_deref().unwrap_or_default()
                 )));
             }
             if let Some(a) = actions.iter().find(|a| !Action::ROBOT.contains(a)) {
-                return Err(ManageError::Invalid(format!(
+                return Err(AccountError::Invalid(format!(
                     "robots cannot be given {a}: only pull, push, delete_tag, delete_artifact"
                 )));
             }
             if actions.is_empty() {
-                return Err(ManageError::Invalid(format!(
+                return Err(AccountError::Invalid(format!(
                     "no actions given for project {project:?}"
                 )));
             }
         }
         if robot.expires_at.is_some_and(|t| t <= now_millis()) {
-            return Err(ManageError::Invalid("the expiry is in the past".into()));
+            return Err(AccountError::Invalid("the expiry is in the past".into()));
         }
         let secret = secrets::generate_secret();
         let record = RobotRecord {
@@ -346,7 +350,7 @@ impl Auth {
             .robot(name)
             .await?
             .filter(|r| r.project.as_deref() == project)
-            .ok_or_else(|| ManageError::NotFound(format!("robot {name:?} not found")))
+            .ok_or_else(|| AccountError::NotFound(format!("robot {name:?} not found")))
     }
 
     pub async fn update_robot(

@@ -1,6 +1,6 @@
 //! Authentication of every request and the answers to refused ones. Which
 //! `Access` a route needs is stated next to the routes (`v2_access` here for
-//! `/v2/`, `api/policy.rs` for `/api/v1`); the decision is `Auth::authorize`.
+//! `/v2/`, `api/access_table.rs` for `/api/v1`); the decision is `Auth::authorize`.
 
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;

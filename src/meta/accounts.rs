@@ -1,4 +1,4 @@
-//! Access-control records: projects, users, members, robot accounts and the
+//! Accounts: projects, users, members, robot accounts and the
 //! keys that sign registry tokens. Decisions are made in `auth`; this module
 //! only stores and reads what they are made from.
 
