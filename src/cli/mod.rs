@@ -784,9 +784,12 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
             let mut items = v.as_array().cloned().unwrap_or_default();
             for w in &mut items {
                 // When, for people: seconds ago.
-                let ago = w["last_run_finished"]
-                    .as_i64()
-                    .map(|at| format!("{}s ago", (crate::meta::now_millis() - at).max(0) / 1000));
+                let ago = w["last_run_finished"].as_i64().map(|at| {
+                    format!(
+                        "{}s ago",
+                        (chrono::Utc::now().timestamp_millis() - at).max(0) / 1000
+                    )
+                });
                 w["last_run"] = json!(ago);
             }
             table(
