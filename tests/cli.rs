@@ -305,4 +305,22 @@ async fn garbage_collection_from_the_command_line() {
     let runs = cli.json(&["gc", "--dry-run"]);
     assert_eq!(runs["status"], "finished");
     assert_eq!(runs["dry_run"], true);
+    // The passes were run by the GC worker, which `berth workers` shows.
+    let table = cli.ok(&["workers"]);
+    let gc_line = table
+        .lines()
+        .find(|l| l.starts_with("gc "))
+        .unwrap_or_else(|| panic!("no gc worker in:\n{table}"));
+    assert!(
+        gc_line.contains("idle") || gc_line.contains("busy"),
+        "{table}"
+    );
+    let workers = cli.json(&["workers"]);
+    let gc = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "gc")
+        .unwrap();
+    assert!(gc["runs"].as_u64().unwrap() >= 3, "{gc}");
 }

@@ -573,6 +573,36 @@ async fn embedded_installation_migrates_to_postgres_and_s3() {
     let report = new.check().await;
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["blobs_checked"].as_u64().unwrap(), rows);
-    // New pushes work on the target.
+    // New pushes work on the target, and its audit log goes on from the
+    // source's: the outbox numbers new events after the copied ones.
     push(&api, "team/app", "v3", &[&base, &pattern(10_000, 7)]).await;
+    let audited = |resource: &'static str| {
+        let new = &new;
+        async move {
+            for _ in 0..40 {
+                let log = new
+                    .admin(
+                        Method::GET,
+                        "/api/v1/audit-logs?action=push&limit=500",
+                        json!(null),
+                    )
+                    .await;
+                if log["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["resource"] == resource)
+                {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        audited("team/app:v1").await,
+        "the source's entries came along"
+    );
+    assert!(audited("team/app:v3").await, "the target's push is audited");
 }

@@ -564,3 +564,64 @@ async fn replicas_ride_out_a_postgresql_restart() {
     );
     assert_eq!(servers[0].check().await["ok"], true);
 }
+
+/// Pulls and pushes through three replicas: each replica journals its own,
+/// one of them (the holder of the audit log's lease) consumes the shared
+/// outbox, and the audit log counts every pull exactly once and has every
+/// push, whichever replica answered it. One replica is killed with SIGKILL
+/// right after its last answer: its journal is flushed when it starts again.
+#[tokio::test]
+async fn replicas_share_one_audit_log_and_lose_no_pull() {
+    let Some(mut servers) = replicas(3, &[]) else {
+        return;
+    };
+    let apis: Vec<Api> = servers.iter().map(|s| Api::new(s.url())).collect();
+    let (manifest, digest) = apis[0].push_image("audited/app", "v1", b"shared").await;
+    let mut pulls = 0u64;
+    for round in 0..30 {
+        for (i, api) in apis.iter().enumerate() {
+            let r = api.get("/v2/audited/app/manifests/v1").await;
+            assert_eq!(r.status(), StatusCode::OK);
+            pulls += 1;
+            if round % 10 == 0 {
+                let tag = format!("r{round}-{i}");
+                let r = api
+                    .put_manifest("audited/app", &tag, OCI_MANIFEST, &manifest)
+                    .await;
+                assert_eq!(r.status(), StatusCode::CREATED);
+            }
+        }
+    }
+    servers[2].kill_and_restart();
+    let log = || async {
+        let page = servers[1]
+            .admin(
+                reqwest::Method::GET,
+                "/api/v1/audit-logs?project=audited&limit=500",
+                serde_json::json!(null),
+            )
+            .await;
+        page["items"].as_array().unwrap().clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (counted, pushes) = loop {
+        let entries = log().await;
+        let counted: u64 = entries
+            .iter()
+            .filter(|e| e["action"] == "pull")
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum();
+        let pushes = entries.iter().filter(|e| e["action"] == "push").count();
+        if (counted, pushes) == (pulls, 10) || Instant::now() > deadline {
+            break (counted, pushes);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(counted, pulls, "every answered pull, once");
+    assert_eq!(pushes, 10, "the first push and nine tagged ones");
+    let r = apis[0].head("/v2/audited/app/manifests/v1").await;
+    assert_eq!(
+        header_of(&r, "docker-content-digest"),
+        Some(digest.as_str())
+    );
+}

@@ -50,6 +50,11 @@ END
 $body$;
 "#;
 
+/// After rows were copied in with their `seq` (`berth migrate`), new rows
+/// number after them (PostgreSQL).
+pub(super) const AFTER_IMPORT: &str =
+    "SELECT setval('events_seq', (SELECT COALESCE(MAX(seq), 0) FROM events) + 1, false)";
+
 /// The columns an event is stored in, after `seq` and `tx`.
 const COLUMNS: &str = "at, kind, outcome, actor, actor_kind, address, project, repository, digest, reference, previous, media_type, size, count, resource, detail";
 

@@ -384,6 +384,12 @@ async fn import(
         let n = copy_table(&mut source.conn, conn, backend, table, progress).await?;
         copied.insert(table.name.clone(), n);
     }
+    if backend == Backend::Postgres {
+        // The outbox's rows came with their numbers: new ones follow them.
+        sqlx::query(super::outbox::AFTER_IMPORT)
+            .execute(&mut *conn)
+            .await?;
+    }
     // The checks, on what is about to be committed.
     let expected = source.counts().await?;
     let actual = count_rows(conn, &names).await?;

@@ -7,12 +7,10 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use serde::Serialize;
-
 use super::{Registry, Result};
 use crate::oci::Manifest;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct ProjectCheck {
     pub project: String,
     /// As quotas see it: the counters pushes and deletes maintain.
@@ -25,7 +23,7 @@ pub struct ProjectCheck {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct ConsistencyReport {
     pub ok: bool,
     pub blobs_checked: u64,

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use crate::meta::GcCounts;
 /// Value types of the storage layer that the HTTP layer passes through.
 pub use crate::storage::{ByteStream, UploadId};
 pub use check::{ConsistencyReport, ProjectCheck};
@@ -24,10 +23,9 @@ pub use gc::{GcProgress, GcReport, GcSettings, GcWorker};
 use crate::events::{Actor, Event, Kind};
 use crate::journal::{Fact, Journal};
 use crate::meta::{
-    now_millis, BlobLinked, Guard, MetaError, MetaStore, PutManifestRefusal, RemoveRefusal,
-    StoredManifest, Visibility,
+    now_millis, ArtifactSummary, BlobLinked, Guard, MetaError, MetaStore, PutManifestRefusal,
+    RemoveRefusal, RepositorySummary, StoredManifest, TagRecord, Visibility,
 };
-pub use crate::meta::{ArtifactSummary, RepositorySummary, TagRecord};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::range::{self, ByteRange};
 use crate::oci::{Algorithm, Descriptor, Digest, Manifest, Reference, RepositoryName};

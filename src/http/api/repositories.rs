@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use super::{ApiFailure, ApiPath, ApiQuery, ApiResult, Page, PageQuery, Who};
 use crate::http::AppState;
+use crate::meta::{ArtifactSummary, TagRecord};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
-use crate::registry::{ArtifactSummary, TagRecord};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Artifact {

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::{ApiJson, ApiResult};
 use crate::http::AppState;
-use crate::registry::GcReport;
+use crate::registry::{ConsistencyReport, GcReport};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SigningKey {
@@ -156,15 +156,62 @@ pub async fn start_gc(
     (StatusCode::ACCEPTED, Json(GcStarted { id, dry_run }))
 }
 
+/// What a consistency check found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsistencyView {
+    pub ok: bool,
+    pub blobs_checked: u64,
+    /// `digest` of blobs whose file is missing (at most 100 listed).
+    pub missing_files: Vec<String>,
+    /// `digest: expected size, file size` (at most 100 listed).
+    pub size_mismatches: Vec<String>,
+    pub projects: Vec<ProjectCheckView>,
+}
+
+/// A project's usage counters against a recount.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectCheckView {
+    pub project: String,
+    /// As quotas see it: the counters pushes and deletes maintain.
+    pub usage_bytes: i64,
+    pub usage_artifacts: i64,
+    /// Recounted from the manifest documents themselves.
+    pub recounted_bytes: i64,
+    /// Recounted from the artifact rows of the project's repositories.
+    pub recounted_artifacts: i64,
+    pub ok: bool,
+}
+
+impl From<ConsistencyReport> for ConsistencyView {
+    fn from(r: ConsistencyReport) -> Self {
+        ConsistencyView {
+            ok: r.ok,
+            blobs_checked: r.blobs_checked,
+            missing_files: r.missing_files,
+            size_mismatches: r.size_mismatches,
+            projects: r
+                .projects
+                .into_iter()
+                .map(|p| ProjectCheckView {
+                    project: p.project,
+                    usage_bytes: p.usage_bytes,
+                    usage_artifacts: p.usage_artifacts,
+                    recounted_bytes: p.recounted_bytes,
+                    recounted_artifacts: p.recounted_artifacts,
+                    ok: p.ok,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Checks that every stored blob is on disk with its size and that each
 /// project's usage (what quotas enforce) equals a recount from its manifest
 /// documents.
 #[utoipa::path(post, path = "/api/v1/system/check", tag = "system",
-    responses((status = 200, body = crate::registry::ConsistencyReport)))]
-pub async fn check(
-    State(state): State<Arc<AppState>>,
-) -> ApiResult<Json<crate::registry::ConsistencyReport>> {
-    Ok(Json(state.registry.check_consistency().await?))
+    responses((status = 200, body = ConsistencyView)))]
+pub async fn check(State(state): State<Arc<AppState>>) -> ApiResult<Json<ConsistencyView>> {
+    Ok(Json(state.registry.check_consistency().await?.into()))
 }
 
 /// One background worker of this replica.
