@@ -4,7 +4,9 @@
 -- it in (tx, seq) order after a cursor of their own (event_cursors).
 -- On SQLite `seq` is the rowid and `tx` stays 0; on PostgreSQL `seq` comes
 -- from a sequence and `tx` is the writing transaction's id (both column
--- defaults are installed at start, see outbox::POSTGRES_OBJECTS).
+-- defaults, and the (tx, seq) index consumers read by, are installed at
+-- start, see outbox::POSTGRES_OBJECTS: SQLite reads by rowid and needs no
+-- second index on every insert).
 CREATE TABLE events (
     seq         INTEGER PRIMARY KEY,
     tx          BIGINT NOT NULL DEFAULT 0,
@@ -25,7 +27,6 @@ CREATE TABLE events (
     resource    TEXT,                             -- the project, robot, user or API route
     detail      TEXT
 );
-CREATE INDEX events_order ON events (tx, seq);
 
 CREATE TABLE event_cursors (
     consumer    TEXT PRIMARY KEY,                 -- audit-log, ...

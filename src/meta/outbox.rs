@@ -48,6 +48,7 @@ BEGIN
     END IF;
 END
 $body$;
+CREATE INDEX IF NOT EXISTS events_order ON events (tx, seq);
 "#;
 
 /// After rows were copied in with their `seq` (`berth migrate`), new rows
@@ -156,11 +157,23 @@ fn event_of(row: &sqlx::any::AnyRow) -> Result<StoredEvent, MetaError> {
     })
 }
 
-/// Rows of finished transactions only (see the module's comment).
-fn committed(backend: Backend) -> &'static str {
+/// Rows after the cursor (`$1`, `$2`) of finished transactions only (see
+/// the module's comment), as a condition an index serves: SQLite's rows all
+/// have `tx` 0 and are read by rowid; PostgreSQL's by `events_order`.
+fn unread(backend: Backend) -> &'static str {
     match backend {
-        Backend::Sqlite => "TRUE",
-        Backend::Postgres => "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        Backend::Sqlite => "tx = $1 AND seq > $2",
+        Backend::Postgres => {
+            "(tx, seq) > ($1, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+        }
+    }
+}
+
+/// Rows up to the cursor (`$2`, `$3`), as `unread` reads them.
+fn read_up_to(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "tx = $2 AND seq <= $3",
+        Backend::Postgres => "(tx, seq) <= ($2, $3)",
     }
 }
 
@@ -172,10 +185,8 @@ impl MetaStore {
         limit: u32,
     ) -> Result<Vec<StoredEvent>, MetaError> {
         let sql = format!(
-            "SELECT seq, tx, {COLUMNS} FROM events
-             WHERE (tx > $1 OR (tx = $1 AND seq > $2)) AND {}
-             ORDER BY tx, seq LIMIT $3",
-            committed(self.backend)
+            "SELECT seq, tx, {COLUMNS} FROM events WHERE {} ORDER BY tx, seq LIMIT $3",
+            unread(self.backend)
         );
         let rows = sqlx::query(&sql)
             .bind(after.tx)
@@ -186,15 +197,14 @@ impl MetaStore {
         rows.iter().map(event_of).collect()
     }
 
-    /// How many events wait after `after` (committed or not).
+    /// How many committed events wait after `after`.
     pub async fn events_waiting(&self, after: EventCursor) -> Result<u64, MetaError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events WHERE tx > $1 OR (tx = $1 AND seq > $2)",
-        )
-        .bind(after.tx)
-        .bind(after.seq)
-        .fetch_one(&self.reader)
-        .await?;
+        let sql = format!("SELECT COUNT(*) FROM events WHERE {}", unread(self.backend));
+        let n: i64 = sqlx::query_scalar(&sql)
+            .bind(after.tx)
+            .bind(after.seq)
+            .fetch_one(&self.reader)
+            .await?;
         Ok(n as u64)
     }
 
@@ -214,6 +224,7 @@ impl MetaStore {
     pub async fn prune_events(&self, before: i64) -> Result<u64, MetaError> {
         const BATCH: i64 = 10_000;
         let mut removed = 0;
+        let passed_by_all = read_up_to(self.backend);
         loop {
             let n = self
                 .committer
@@ -229,20 +240,21 @@ impl MetaStore {
                             return Ok(0);
                         };
                         // The newest row stays: SQLite would give its rowid again.
-                        Ok(sqlx::query(
+                        let sql = format!(
                             "DELETE FROM events WHERE seq IN (
                                SELECT seq FROM events
-                               WHERE at < $1 AND (tx < $2 OR (tx = $2 AND seq <= $3))
+                               WHERE at < $1 AND {passed_by_all}
                                  AND seq < (SELECT MAX(seq) FROM events)
-                               LIMIT $4)",
-                        )
-                        .bind(before)
-                        .bind(tx)
-                        .bind(seq)
-                        .bind(BATCH)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected())
+                               LIMIT $4)"
+                        );
+                        Ok(sqlx::query(&sql)
+                            .bind(before)
+                            .bind(tx)
+                            .bind(seq)
+                            .bind(BATCH)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected())
                     })
                 })
                 .await?;
@@ -407,5 +419,71 @@ impl MetaStore {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: i64) -> Event {
+        Event::new(Kind::Login, &Actor::system("test"), n).about(None, &format!("e{n}"))
+    }
+
+    async fn write(meta: &MetaStore, events: Vec<Event>) {
+        meta.committer
+            .write(move |conn| {
+                let events = events.clone();
+                Box::pin(async move { append(conn, &events).await })
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn consume(
+        meta: &MetaStore,
+        from: EventCursor,
+        to: EventCursor,
+    ) -> Result<(), MetaError> {
+        meta.committer
+            .write(move |conn| Box::pin(async move { advance(conn, "c", from, to, 0).await }))
+            .await
+    }
+
+    #[tokio::test]
+    async fn consumers_read_in_order_move_once_and_pruning_spares_the_unread() {
+        let dir = std::env::temp_dir().join(format!("berth-outbox-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = MetaStore::open_sqlite(&dir.join("berth.db")).await.unwrap();
+        write(&meta, (1..=5).map(event).collect()).await;
+        write(&meta, vec![event(6)]).await;
+        let start = meta.cursor("c").await.unwrap();
+        let first = meta.events_after(start, 4).await.unwrap();
+        let at: Vec<i64> = first.iter().map(|e| e.event.at).collect();
+        assert_eq!(at, [1, 2, 3, 4], "commit order, a batch at a time");
+        assert_eq!(first[2].event.resource.as_deref(), Some("e3"));
+        let read = first[3].cursor;
+        consume(&meta, start, read).await.unwrap();
+        // A second consumer moving from the same place is refused.
+        assert!(matches!(
+            consume(&meta, start, read).await,
+            Err(MetaError::Refused(_))
+        ));
+        assert_eq!(meta.cursor("c").await.unwrap(), read);
+        assert_eq!(meta.events_waiting(read).await.unwrap(), 2);
+        let rest = meta.events_after(read, 10).await.unwrap();
+        assert_eq!(rest.iter().map(|e| e.event.at).collect::<Vec<_>>(), [5, 6]);
+        // Old enough and read: pruned; unread ones stay.
+        assert_eq!(meta.prune_events(100).await.unwrap(), 4);
+        assert_eq!(meta.events_after(start, 10).await.unwrap().len(), 2);
+        // Read, but the newest row stays, so its seq is never given again.
+        consume(&meta, read, rest[1].cursor).await.unwrap();
+        assert_eq!(meta.prune_events(100).await.unwrap(), 1);
+        write(&meta, vec![event(7)]).await;
+        let next = meta.events_after(rest[1].cursor, 10).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert!(next[0].cursor > rest[1].cursor);
+        meta.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
