@@ -1,6 +1,6 @@
 //! The audit log: appended in batches, read newest first with filters.
 
-use super::db::{fetch_all_with, Args};
+use super::db::{fetch_all_once, Args};
 use super::outbox::EventCursor;
 use super::{MetaError, MetaStore};
 
@@ -87,7 +87,7 @@ impl MetaStore {
                              VALUES {} ON CONFLICT (id) DO UPDATE SET count = audit_log.count + excluded.count",
                             rows.join(", ")
                         );
-                        fetch_all_with(conn, &sql, &args).await?;
+                        fetch_all_once(conn, &sql, &args).await?;
                     }
                     super::outbox::advance(conn, &consumer, from, to, super::now_millis()).await
                 })

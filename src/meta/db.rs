@@ -234,16 +234,38 @@ pub async fn fetch_all_with(
     sql: &str,
     args: &Args<'_>,
 ) -> Result<Vec<AnyRow>, MetaError> {
+    run_with(conn, sql, args, true).await
+}
+
+/// Like `fetch_all_with`, for a statement whose text is seldom the same
+/// twice (a multi-row insert of a varying number of rows): it is not kept
+/// in the connection's statement cache, where it would push out the
+/// statements every push runs and make each of them be parsed again.
+pub async fn fetch_all_once(
+    conn: &mut Conn,
+    sql: &str,
+    args: &Args<'_>,
+) -> Result<Vec<AnyRow>, MetaError> {
+    run_with(conn, sql, args, false).await
+}
+
+async fn run_with(
+    conn: &mut Conn,
+    sql: &str,
+    args: &Args<'_>,
+    persistent: bool,
+) -> Result<Vec<AnyRow>, MetaError> {
     Ok(match Backend::of(conn) {
         Backend::Sqlite => {
-            args.bind(sqlx::query(sql), args.len())
+            args.bind(sqlx::query(sql).persistent(persistent), args.len())
                 .fetch_all(&mut *conn)
                 .await?
         }
         Backend::Postgres => {
             let mut rows = Vec::new();
             for statement in statements(sql) {
-                let query = args.bind(sqlx::query(statement), placeholders(statement));
+                let query = sqlx::query(statement).persistent(persistent);
+                let query = args.bind(query, placeholders(statement));
                 rows.extend(query.fetch_all(&mut *conn).await?);
             }
             rows

@@ -25,7 +25,7 @@
 
 use sqlx::Row;
 
-use super::db::{fetch_all_with, Arg, Args, Backend, Conn};
+use super::db::{fetch_all_once, fetch_all_with, Arg, Args, Backend, Conn};
 use super::{MetaError, MetaStore};
 use crate::events::{Actor, Event, Kind, Outcome};
 
@@ -120,7 +120,11 @@ pub(super) async fn append(conn: &mut Conn, events: &[Event]) -> Result<(), Meta
     for chunk in events.chunks(1000) {
         let mut args = Args::default();
         let sql = insert_sql(chunk, None, &mut |a| format!("${}", args.push(a)));
-        fetch_all_with(conn, &sql, &args).await?;
+        if chunk.len() == 1 {
+            fetch_all_with(conn, &sql, &args).await?;
+        } else {
+            fetch_all_once(conn, &sql, &args).await?;
+        }
     }
     Ok(())
 }
