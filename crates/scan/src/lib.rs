@@ -5,4 +5,5 @@
 //! index and [`matcher`] the rules that turn an [`inventory::Package`] and
 //! the index into [`matcher::Finding`]s.
 
+pub mod cvss;
 pub mod version;
