@@ -435,14 +435,6 @@ fn v4(m: &HashMap<&str, &str>) -> f64 {
     ((score + 1e-6) * 10.0).round() / 10.0
 }
 
-/// The severity and score of a vector, or `Unknown` when it cannot be scored.
-pub fn rate(vector: &str) -> (Severity, Option<f64>) {
-    match score(vector) {
-        Ok(s) => (Severity::from_score(s), Some(s)),
-        Err(_) => (Severity::Unknown, None),
-    }
-}
-
 // The tables of FIRST's CVSS v4.0 reference calculator
 // (cvss_lookup.js and max_composed.js / max_severity.js).
 

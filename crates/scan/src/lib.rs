@@ -2,8 +2,12 @@
 //!
 //! [`version`] holds each ecosystem's version ordering, [`osv`] the OSV
 //! record model, [`cvss`] the CVSS scores, [`vulndb`] the in-memory advisory
-//! index and [`matcher`] the rules that turn an [`inventory::Package`] and
-//! the index into [`matcher::Finding`]s.
+//! index, and [`matcher`] the rules that turn [`inventory::Package`]s and
+//! the index into [`inventory::Finding`]s.
 
 pub mod cvss;
+pub mod inventory;
+pub mod matcher;
+pub mod osv;
 pub mod version;
+pub mod vulndb;

@@ -59,24 +59,35 @@ pub enum Scheme {
     Maven,
 }
 
+/// A version parsed by one [`Scheme`]. Versions of different schemes are
+/// never compared with each other (the derived order would rank them by
+/// scheme, which means nothing).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Parsed {
+    Dpkg(dpkg::Version),
+    Apk(apk::Version),
+    Rpm(rpm::Version),
+    Pep440(pep440::Version),
+    Semver(semver::Version),
+    Maven(maven::Version),
+}
+
 impl Scheme {
+    /// Parses a version by this scheme's rules.
+    pub fn parse(self, v: &str) -> Result<Parsed, VersionError> {
+        Ok(match self {
+            Scheme::Dpkg => Parsed::Dpkg(dpkg::parse(v)?),
+            Scheme::Apk => Parsed::Apk(apk::parse(v)?),
+            Scheme::Rpm => Parsed::Rpm(rpm::parse(v)?),
+            Scheme::Pep440 => Parsed::Pep440(pep440::parse(v)?),
+            Scheme::Semver => Parsed::Semver(semver::parse(v)?),
+            Scheme::Maven => Parsed::Maven(maven::parse(v)?),
+        })
+    }
+
     /// Compares two versions, or says which one its ecosystem refuses.
     pub fn compare(self, a: &str, b: &str) -> Result<Ordering, VersionError> {
-        fn both<V: Ord>(
-            parse: fn(&str) -> Result<V, VersionError>,
-            a: &str,
-            b: &str,
-        ) -> Result<Ordering, VersionError> {
-            Ok(parse(a)?.cmp(&parse(b)?))
-        }
-        match self {
-            Scheme::Dpkg => both(dpkg::parse, a, b),
-            Scheme::Apk => both(apk::parse, a, b),
-            Scheme::Rpm => both(rpm::parse, a, b),
-            Scheme::Pep440 => both(pep440::parse, a, b),
-            Scheme::Semver => both(semver::parse, a, b),
-            Scheme::Maven => both(maven::parse, a, b),
-        }
+        Ok(self.parse(a)?.cmp(&self.parse(b)?))
     }
 }
 
