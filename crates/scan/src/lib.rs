@@ -1,13 +1,21 @@
-//! Berth's vulnerability matching core: pure code, no I/O of its own.
+//! Berth's vulnerability scanning core: pure code, no async, no network,
+//! no files of its own; layers arrive as any `std::io::Read`.
 //!
+//! [`layers`] walks image layers into cacheable per-layer inventories and
+//! merges them into the image's view, [`composition`] reports layer sizes
+//! and wasted bytes, [`packages`] turns the files package managers leave
+//! into [`inventory::Package`]s.
 //! [`version`] holds each ecosystem's version ordering, [`osv`] the OSV
 //! record model, [`cvss`] the CVSS scores, [`vulndb`] the in-memory advisory
-//! index, and [`matcher`] the rules that turn [`inventory::Package`]s and
-//! the index into [`inventory::Finding`]s.
+//! index, and [`matcher`] the rules that turn packages and the index into
+//! [`inventory::Finding`]s.
 
+pub mod composition;
 pub mod cvss;
 pub mod inventory;
+pub mod layers;
 pub mod matcher;
 pub mod osv;
+pub mod packages;
 pub mod version;
 pub mod vulndb;
