@@ -1,10 +1,11 @@
 //! Accuracy against real data: shared/vulndata's OSV records and the Debian
 //! minbase root filesystems, with the exact expected findings of bookworm.
 //!
-//! The readers of the dpkg status file, os-release and `METADATA` below are
-//! minimal, test-only stand-ins. The real package parsers belong to the
-//! package-parser module another engineer writes; these only turn the
-//! fixture into `Package`s the way the interface documents.
+//! Each root filesystem is made into a real layer (a gzip tar, as an image
+//! build would push it), walked, merged and inventoried by the crate's own
+//! walker and parsers, then matched.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -12,8 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use berth_scan::inventory::{Ecosystem, Package};
+use berth_scan::layers::{merge, walk_layer, Limits};
 use berth_scan::matcher::{match_packages, Matches};
+use berth_scan::packages::inventory;
 use berth_scan::vulndb::Index;
+
+const DIGEST: &str = "sha256:b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
 
 fn vulndata() -> Option<PathBuf> {
     let dir = Path::new(concat!(
@@ -46,114 +51,22 @@ fn index(data: &Path) -> &'static Index {
     })
 }
 
-/// `os-release`'s `VERSION_ID`, reading `etc/os-release` and following it
-/// when it is a symlink (stored in vulndata as a file holding its target).
-fn debian_release(root: &Path) -> String {
-    let etc = root.join("etc/os-release");
-    let mut text = fs::read_to_string(&etc).unwrap();
-    if !text.contains('=') {
-        text = fs::read_to_string(root.join("etc").join(text.trim())).unwrap();
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("VERSION_ID="))
-        .expect("VERSION_ID")
-        .trim_matches('"')
-        .to_owned()
-}
-
-/// Test-only dpkg status reader: installed stanzas, with `Source:` and its
-/// optional `(version)`, else the binary's version less a binNMU `+bN`.
-fn dpkg_packages(root: &Path, release: &str) -> Vec<Package> {
-    let status = fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
-    let mut out = Vec::new();
-    for stanza in status.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        let (Some(name), Some(version)) = (field("Package"), field("Version")) else {
-            continue;
-        };
-        if field("Status") != Some("install ok installed") {
-            continue;
-        }
-        let (source, source_version) = match field("Source") {
-            Some(s) => match s.split_once(" (") {
-                Some((n, v)) => (n, Some(v.trim_end_matches(')').to_owned())),
-                None => (s, None),
-            },
-            None => (name, None),
-        };
-        let source_version = source_version.unwrap_or_else(|| strip_binnmu(version).to_owned());
-        out.push(Package {
-            ecosystem: Ecosystem::Debian {
-                release: release.to_owned(),
-            },
-            name: name.to_owned(),
-            version: version.to_owned(),
-            source_name: Some(source.to_owned()),
-            source_version: (source_version != version).then_some(source_version),
-            purl: format!("pkg:deb/debian/{name}@{version}?distro=debian-{release}"),
-            layer: None,
-            path: "var/lib/dpkg/status".to_owned(),
-        });
-    }
-    out
-}
-
-/// `1.47.0-2+b2` → `1.47.0-2`: a binNMU rebuilds the same source.
-fn strip_binnmu(version: &str) -> &str {
-    match version.rsplit_once("+b") {
-        Some((v, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => v,
-        _ => version,
-    }
-}
-
-/// Test-only `*.dist-info/METADATA` reader: `Name:` and `Version:`.
-fn python_packages(root: &Path) -> Vec<Package> {
-    let site = "usr/local/lib/python3.11/site-packages";
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(root.join(site)) else {
-        return out;
-    };
-    let mut dirs: Vec<String> = entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".dist-info"))
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let path = format!("{site}/{dir}/METADATA");
-        let text = fs::read_to_string(root.join(&path)).unwrap();
-        let header = |name: &str| {
-            text.lines()
-                .take_while(|l| !l.is_empty())
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
-                .unwrap()
-                .to_owned()
-        };
-        let (name, version) = (header("Name"), header("Version"));
-        out.push(Package {
-            ecosystem: Ecosystem::PyPI,
-            purl: format!("pkg:pypi/{}@{version}", name.to_lowercase()),
-            name,
-            version,
-            source_name: None,
-            source_version: None,
-            layer: None,
-            path,
-        });
-    }
-    out
-}
-
 fn scan(root: &Path, index: &Index) -> (Vec<Package>, Matches) {
-    let release = debian_release(root);
-    let mut packages = dpkg_packages(root, &release);
-    packages.extend(python_packages(root));
-    let matches = match_packages(index, &packages);
-    (packages, matches)
+    let layer = walk_layer(&common::rootfs_layer(root)[..], DIGEST, &Limits::default()).unwrap();
+    assert!(
+        layer.entries.iter().any(|e| e.path == "etc/os-release"
+            && matches!(e.kind, berth_scan::layers::EntryKind::Symlink { .. })),
+        "os-release is read through its symlink"
+    );
+    let layers = [layer];
+    let inv = inventory(&merge(&layers));
+    assert!(inv.problems.is_empty(), "{:?}", inv.problems);
+    assert!(inv
+        .packages
+        .iter()
+        .all(|p| p.layer.as_deref() == Some(DIGEST)));
+    let matches = match_packages(index, &inv.packages);
+    (inv.packages, matches)
 }
 
 #[test]
@@ -186,6 +99,43 @@ fn bookworm_minbase_findings_equal_the_expected_file() {
         == Ecosystem::Debian {
             release: "12".into()
         }));
+    // The source mapping the Debian advisories need: an explicit source
+    // version under an epoch-carrying binary, and a binNMU.
+    let deb = |name: &str| debs.iter().find(|p| p.name == name).unwrap();
+    let bsdutils = deb("bsdutils");
+    assert_eq!(
+        (
+            bsdutils.version.as_str(),
+            bsdutils.source_name.as_deref(),
+            bsdutils.source_version.as_deref()
+        ),
+        (
+            "1:2.38.1-5+deb12u3",
+            Some("util-linux"),
+            Some("2.38.1-5+deb12u3")
+        )
+    );
+    assert_eq!(
+        bsdutils.purl,
+        "pkg:deb/debian/bsdutils@1:2.38.1-5%2Bdeb12u3?arch=amd64&distro=debian-12"
+    );
+    let e2fsprogs = deb("e2fsprogs");
+    assert_eq!(e2fsprogs.source_version.as_deref(), Some("1.47.0-2"));
+    assert_eq!(deb("libc6").source_name.as_deref(), Some("glibc"));
+    let pypi: BTreeSet<(&str, &str, &str)> = packages
+        .iter()
+        .filter(|p| p.ecosystem == Ecosystem::PyPI)
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.purl.as_str()))
+        .collect();
+    assert_eq!(
+        pypi,
+        BTreeSet::from([
+            ("Jinja2", "2.10", "pkg:pypi/jinja2@2.10"),
+            ("PyYAML", "5.3", "pkg:pypi/pyyaml@5.3"),
+            ("requests", "2.19.0", "pkg:pypi/requests@2.19.0"),
+            ("urllib3", "1.24.1", "pkg:pypi/urllib3@1.24.1"),
+        ])
+    );
 
     // Exactly the expected findings: same (package, advisory) pairs, no
     // more; each with its aliases, a fixed version the advisory names, and
@@ -280,8 +230,11 @@ fn bullseye_minbase_findings_name_installed_packages() {
     let index = index(&data);
     let root = data.join("fixtures/debian-bullseye-minbase");
     let (packages, matches) = scan(&root, index);
-    assert_eq!(debian_release(&root), "11");
     assert_eq!(packages.len(), 96);
+    assert!(packages.iter().all(|p| p.ecosystem
+        == Ecosystem::Debian {
+            release: "11".into()
+        }));
     let installed: BTreeSet<&str> = packages.iter().map(|p| p.name.as_str()).collect();
     let debian: Vec<_> = matches
         .findings

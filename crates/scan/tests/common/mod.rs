@@ -4,7 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
+use std::fs;
 use std::io::{Read, Write};
+use std::path::Path;
 
 use berth_scan::layers::{self, LayerInventory, Limits};
 
@@ -137,4 +139,45 @@ pub fn status(packages: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
 pub fn metadata(name: &str, version: &str) -> Vec<u8> {
     format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: x\n\nbody\n")
         .into_bytes()
+}
+
+/// `root` as a gzip layer. vulndata stores `etc/os-release`, a symlink
+/// in the real root filesystem, as a file holding its target: it goes
+/// into the layer as the symlink it was.
+pub fn rootfs_layer(root: &Path) -> Vec<u8> {
+    fn add(b: &mut tar::Builder<Vec<u8>>, root: &Path, dir: &Path) {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path.strip_prefix(root).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(1_700_000_000);
+            if path.is_dir() {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, name, &[][..]).unwrap();
+                add(b, root, &path);
+                continue;
+            }
+            let data = fs::read(&path).unwrap();
+            if name == Path::new("etc/os-release") && !data.contains(&b'=') {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                let target = String::from_utf8(data).unwrap();
+                b.append_link(&mut h, name, target.trim()).unwrap();
+            } else {
+                h.set_mode(0o644);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, name, &data[..]).unwrap();
+            }
+        }
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    add(&mut b, root, root);
+    gzip(&b.into_inner().unwrap())
 }
