@@ -65,17 +65,23 @@ pub fn compose(image: &Image<'_>) -> Composition {
         })
         .collect();
     for (i, w) in &image.wastes {
-        layers[*i].wasted_bytes += w.size;
+        layers[*i].wasted_bytes = layers[*i].wasted_bytes.saturating_add(w.size);
     }
     let mut largest: Vec<Waste> = image.wastes.iter().map(|(_, w)| w.clone()).collect();
     largest.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
     largest.truncate(LARGEST);
     Composition {
-        compressed_bytes: layers.iter().map(|l| l.compressed_bytes).sum(),
-        uncompressed_bytes: layers.iter().map(|l| l.uncompressed_bytes).sum(),
-        wasted_bytes: image.wastes.iter().map(|(_, w)| w.size).sum(),
+        compressed_bytes: sum(layers.iter().map(|l| l.compressed_bytes)),
+        uncompressed_bytes: sum(layers.iter().map(|l| l.uncompressed_bytes)),
+        wasted_bytes: sum(image.wastes.iter().map(|(_, w)| w.size)),
         wasted_files: image.wastes.len() as u64,
         layers,
         largest_waste: largest,
     }
+}
+
+/// Sizes come from tar headers (a sparse file declares its own): a
+/// hostile layer must not overflow the report.
+fn sum(sizes: impl Iterator<Item = u64>) -> u64 {
+    sizes.fold(0, u64::saturating_add)
 }

@@ -556,3 +556,21 @@ fn an_old_go_toolchain_matches_go_advisories() {
         .iter()
         .all(|f| f.path == "usr/bin/old" && f.layer.as_deref() == Some(L1)));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    /// A damaged ELF file (headers, pointers, lengths) is read as nothing
+    /// or as a problem, never a panic.
+    #[test]
+    fn damaged_binaries_never_panic(
+        flips in proptest::collection::vec((0usize..0x300, proptest::prelude::any::<u8>()), 1..6),
+    ) {
+        let mut elf = go117_elf();
+        for (at, byte) in &flips {
+            let i = at % elf.len();
+            elf[i] = *byte;
+        }
+        let _ = scan(&Layer::new().file_mode("usr/bin/x", 0o755, &elf).tar());
+    }
+}

@@ -616,3 +616,74 @@ fn pax_and_gnu_long_names_and_hardlinks() {
     let copy = &l.evidence["usr/lib/python3/dist-packages/pkg-copy.egg-info"];
     assert!(matches!(copy, Evidence::Packages { packages, .. } if packages[0].name == "pkg"));
 }
+
+#[test]
+fn a_declared_size_near_2_pow_64_is_refused_not_overflowed() {
+    for (kind, size) in [
+        (tar::EntryType::Regular, u64::MAX),
+        (tar::EntryType::Regular, u64::MAX - 100),
+        (tar::EntryType::GNUSparse, u64::MAX),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("var/lib/dpkg/status").unwrap();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        // Base-256, as GNU tar writes sizes that octal cannot hold.
+        h.as_gnu_mut().unwrap().size = {
+            let mut f = [0u8; 12];
+            f[0] = 0x80;
+            f[4..].copy_from_slice(&size.to_be_bytes());
+            f
+        };
+        if kind == tar::EntryType::GNUSparse {
+            h.as_gnu_mut().unwrap().set_real_size(u64::MAX);
+        }
+        h.set_cksum();
+        let tar = Layer::new().raw(&h, b"").tar();
+        let e = layers::walk_layer(&tar[..], L1, &Limits::default()).unwrap_err();
+        assert_eq!(
+            e,
+            LayerError::TooLarge { limit: 16 << 30 },
+            "{kind:?} {size}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Whatever bytes of a layer's first headers are damaged, the walk
+    /// gives a value or an error, never a panic; nor does the rest of the
+    /// scan of what it gives.
+    #[test]
+    fn damaged_layers_never_panic(
+        flips in proptest::collection::vec((0usize..3072, proptest::prelude::any::<u8>()), 1..8),
+        compress in 0u8..3,
+    ) {
+        let mut tar = three_layers_base_tar();
+        for (at, byte) in &flips {
+            let i = at % tar.len();
+            tar[i] = *byte;
+        }
+        // Damaged headers get a valid checksum, so that the damage reaches
+        // the parsing behind it.
+        for block in tar[..3072].chunks_mut(512) {
+            if &block[257..262] == b"ustar" {
+                block[148..156].fill(b' ');
+                let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+                block[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+            }
+        }
+        let layer = match compress {
+            0 => tar,
+            1 => gzip(&tar),
+            _ => zstd(&tar),
+        };
+        if let Ok(l) = layers::walk_layer(&layer[..], L1, &Limits::default()) {
+            let layers = [l];
+            let image = merge(&layers);
+            let _ = inventory(&image);
+            let _ = compose(&image);
+        }
+    }
+}

@@ -317,7 +317,8 @@ fn walk_tar<B: BufRead>(
         let kind = match h.kind {
             tar::Kind::File => {
                 inv.files += 1;
-                inv.file_bytes += h.size;
+                // Sparse sizes are declared, not read: sums saturate.
+                inv.file_bytes = inv.file_bytes.saturating_add(h.size);
                 read_wanted(&mut tar, &h, &path, limits, inv)?;
                 EntryKind::File { size: h.size }
             }

@@ -189,7 +189,7 @@ impl<R: BufRead> Reader<R> {
         if self.done {
             return Ok(None);
         }
-        self.skip(self.remaining + self.padding)?;
+        self.skip(self.remaining.saturating_add(self.padding))?;
         self.remaining = 0;
         self.padding = 0;
 
@@ -257,7 +257,7 @@ impl<R: BufRead> Reader<R> {
                 }
                 b'V' => {
                     // A volume label: not a member.
-                    self.skip(header_size + pad(header_size))?;
+                    self.skip(header_size.saturating_add(pad(header_size)))?;
                     continue;
                 }
                 b'M' => return Err(LayerError::Unsupported("multi-volume tar archive".into())),
@@ -328,7 +328,7 @@ impl<R: BufRead> Reader<R> {
                 _ => stored,
             };
             self.padding = pad(self.remaining);
-            self.reserve(self.remaining + self.padding)?;
+            self.reserve(self.remaining.saturating_add(self.padding))?;
             return Ok(Some(Header {
                 path_len: name.len(),
                 path: String::from_utf8_lossy(&name).into_owned(),

@@ -165,8 +165,8 @@ impl<'a> Image<'a> {
 
     /// `path` with every symlink in it followed, the image root as `/`: an
     /// absolute target starts again at the image root, `..` stops there, so
-    /// a resolution never leaves the image. `None` after [`MAX_LINKS`]
-    /// links (a loop).
+    /// a resolution never leaves the image. `None` past 40 links (a loop,
+    /// by Linux's count).
     pub fn resolve(&self, path: &str) -> Option<String> {
         let mut pending: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
         let mut done: Vec<String> = Vec::new();

@@ -101,8 +101,13 @@ impl<'a> Elf<'a> {
         let mut shnum = u64::from(elf.u16(rest + 8)?);
         let mut shstrndx = u64::from(elf.u16(rest + 10)?);
 
+        // Every field offset is checked against the file, so only the
+        // table entry's start can overflow.
+        let len = data.len() as u64;
         for i in 0..phnum {
-            let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
+            let at = phoff
+                .checked_add(i.checked_mul(phentsize)?)
+                .filter(|&at| at < len)?;
             let seg = if wide {
                 Segment {
                     load: elf.u32(at)? == PT_LOAD,
@@ -124,6 +129,9 @@ impl<'a> Elf<'a> {
         }
 
         if shoff != 0 {
+            if shoff >= len {
+                return None;
+            }
             // More than 0xff00 sections: the count and the name table's
             // index are in section 0.
             if shnum == 0 {
@@ -136,11 +144,13 @@ impl<'a> Elf<'a> {
             if shstrndx == 0xffff {
                 shstrndx = u64::from(elf.u32(shoff + if wide { 40 } else { 24 })?);
             }
-            if shnum.checked_mul(shentsize)? > data.len() as u64 {
+            if shnum.checked_mul(shentsize)? > len {
                 return None;
             }
             let header = |i: u64| -> Option<(u32, u32, u64, u64)> {
-                let at = shoff.checked_add(i.checked_mul(shentsize)?)?;
+                let at = shoff
+                    .checked_add(i.checked_mul(shentsize)?)
+                    .filter(|&at| at < len)?;
                 if wide {
                     Some((
                         elf.u32(at)?,
@@ -233,9 +243,10 @@ impl<'a> Elf<'a> {
                 && addr >= s.vaddr
                 && addr
                     .checked_add(len)
-                    .is_some_and(|end| end <= s.vaddr + s.filesz)
+                    .zip(s.vaddr.checked_add(s.filesz))
+                    .is_some_and(|(end, segment_end)| end <= segment_end)
         })?;
-        self.slice(s.offset + (addr - s.vaddr), len)
+        self.slice(s.offset.checked_add(addr - s.vaddr)?, len)
     }
 }
 
