@@ -130,7 +130,7 @@ fn go_binary_built_by_go() {
 /// `cargo-auditable` from `BERTH_CARGO_AUDITABLE`, PATH, or where
 /// scripts/install-test-deps puts it.
 fn cargo_auditable() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_CARGO_AUDITABLE") {
+    if let Some(p) = std::env::var_os("BERTH_CARGO_AUDITABLE").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
