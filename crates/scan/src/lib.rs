@@ -1,0 +1,22 @@
+//! Berth's vulnerability scanning core: pure code, no async, no network,
+//! no files of its own; layers arrive as any `std::io::Read`.
+//!
+//! [`layers`] walks image layers into cacheable per-layer inventories and
+//! merges them into the image's view, [`composition`] reports layer sizes
+//! and wasted bytes, [`packages`] turns the files package managers leave
+//! into [`inventory::Package`]s, and [`sbom`] writes SPDX and CycloneDX.
+//! [`version`] holds each ecosystem's version ordering, [`osv`] the OSV
+//! record model, [`cvss`] the CVSS scores, [`vulndb`] the in-memory advisory
+//! index, and [`matcher`] the rules that turn packages and the index into
+//! [`inventory::Finding`]s.
+
+pub mod composition;
+pub mod cvss;
+pub mod inventory;
+pub mod layers;
+pub mod matcher;
+pub mod osv;
+pub mod packages;
+pub mod sbom;
+pub mod version;
+pub mod vulndb;
