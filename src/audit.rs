@@ -79,6 +79,15 @@ fn entry(event: &Event, position: (i64, i64)) -> AuditRecord {
             ("delete", artifact(repository, digest), event.detail.clone())
         }
         Kind::TagDeleted => ("delete", artifact(repository, named), event.digest.clone()),
+        Kind::ScanCompleted | Kind::ScanFailed => (
+            if event.kind == Kind::ScanCompleted {
+                "scan.completed"
+            } else {
+                "scan.failed"
+            },
+            artifact(repository, digest),
+            event.detail.clone(),
+        ),
         other => {
             let action = match other {
                 Kind::ProjectCreated => "project.create",
@@ -89,6 +98,7 @@ fn entry(event: &Event, position: (i64, i64)) -> AuditRecord {
                 Kind::QuotaExceeded => "quota.exceeded",
                 Kind::RetentionFinished => "retention.run",
                 Kind::GcFinished => "gc.run",
+                Kind::VulndbImported => "vulndb.import",
                 Kind::Login => "login",
                 Kind::Request(operation) => operation.as_str(),
                 _ => unreachable!("artifact events are matched above"),

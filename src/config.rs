@@ -23,6 +23,33 @@ pub struct Config {
     pub storage: StorageConfig,
     pub database: DatabaseConfig,
     pub events: EventsConfig,
+    pub scan: ScanConfig,
+}
+
+/// Vulnerability scanning (see ARCHITECTURE.md, "Scanning").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Whether this replica runs scans (the queue is shared by replicas).
+    pub enabled: bool,
+    /// Scans run at once in this replica.
+    pub workers: usize,
+    /// Uncompressed bytes a layer may have: past this the scan fails (a
+    /// compression bomb, or a limit to raise).
+    pub max_layer_bytes: u64,
+    /// Largest file read whole (a package database, a binary's build info).
+    pub max_file_size: u64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            enabled: true,
+            workers: 1,
+            max_layer_bytes: 16 << 30,
+            max_file_size: 64 << 20,
+        }
+    }
 }
 
 /// The outbox of domain events (see ARCHITECTURE.md, "Events").
@@ -345,6 +372,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             database: DatabaseConfig::default(),
             events: EventsConfig::default(),
+            scan: ScanConfig::default(),
         }
     }
 }
@@ -557,6 +585,18 @@ impl Config {
         }
         if let Some(v) = env("BERTH_EVENTS_RETENTION_HOURS") {
             config.events.retention_hours = parse("BERTH_EVENTS_RETENTION_HOURS", v)?;
+        }
+        if let Some(v) = env("BERTH_SCAN_ENABLED") {
+            config.scan.enabled = parse("BERTH_SCAN_ENABLED", v)?;
+        }
+        if let Some(v) = env("BERTH_SCAN_WORKERS") {
+            config.scan.workers = parse("BERTH_SCAN_WORKERS", v)?;
+        }
+        if let Some(v) = env("BERTH_SCAN_MAX_LAYER_BYTES") {
+            config.scan.max_layer_bytes = parse("BERTH_SCAN_MAX_LAYER_BYTES", v)?;
+        }
+        if let Some(v) = env("BERTH_SCAN_MAX_FILE_SIZE") {
+            config.scan.max_file_size = parse("BERTH_SCAN_MAX_FILE_SIZE", v)?;
         }
         config.validate()?;
         Ok(config)

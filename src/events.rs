@@ -76,6 +76,12 @@ pub enum Kind {
     QuotaExceeded,
     RetentionFinished,
     GcFinished,
+    /// A scan ended with a report (`detail`: its counts).
+    ScanCompleted,
+    /// A scan could not be completed (`detail`: why).
+    ScanFailed,
+    /// A vulnerability database was imported and is now in use.
+    VulndbImported,
     Login,
     /// A management API request (the operation's name from the access table).
     Request(String),
@@ -99,6 +105,9 @@ impl Kind {
             Kind::QuotaExceeded => "quota.exceeded",
             Kind::RetentionFinished => "retention.finished",
             Kind::GcFinished => "gc.finished",
+            Kind::ScanCompleted => "scan.completed",
+            Kind::ScanFailed => "scan.failed",
+            Kind::VulndbImported => "vulndb.imported",
             Kind::Login => "login",
             Kind::Request(operation) => return format!("{REQUEST_PREFIX}{operation}").into(),
         };
@@ -122,6 +131,9 @@ impl Kind {
             "quota.exceeded" => Kind::QuotaExceeded,
             "retention.finished" => Kind::RetentionFinished,
             "gc.finished" => Kind::GcFinished,
+            "scan.completed" => Kind::ScanCompleted,
+            "scan.failed" => Kind::ScanFailed,
+            "vulndb.imported" => Kind::VulndbImported,
             "login" => Kind::Login,
             other => Kind::Request(other.strip_prefix(REQUEST_PREFIX)?.to_string()),
         })

@@ -147,6 +147,12 @@ impl Journal {
         }
     }
 
+    /// This data directory's id: what names this replica (its journal
+    /// files, its claims on scans).
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
     /// Records an event that has no transaction of its own.
     pub fn event(&self, event: Event) {
         self.record(&Fact::Event(event));

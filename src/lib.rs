@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod policy;
 pub mod registry;
+pub mod scanning;
 pub mod server;
 pub mod storage;
 pub mod workers;

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub bytes_sent: Counter,
     pub uploads_in_flight: Gauge,
     pub storage_bytes: Gauge<u64, AtomicU64>,
+    /// Vulnerability scans waiting, and running (in every replica).
+    pub scans_queued: Gauge<u64, AtomicU64>,
+    pub scans_running: Gauge<u64, AtomicU64>,
 }
 
 impl Metrics {
@@ -78,6 +81,18 @@ impl Metrics {
             "Bytes of blobs and manifests stored",
             storage_bytes.clone(),
         );
+        let scans_queued = Gauge::default();
+        registry.register(
+            "scans_queued",
+            "Vulnerability scans waiting for a scanner",
+            scans_queued.clone(),
+        );
+        let scans_running = Gauge::default();
+        registry.register(
+            "scans_running",
+            "Vulnerability scans being run",
+            scans_running.clone(),
+        );
         registry.register(
             "db_transactions",
             "Metadata transactions committed",
@@ -101,6 +116,8 @@ impl Metrics {
             bytes_sent,
             uploads_in_flight,
             storage_bytes,
+            scans_queued,
+            scans_running,
         }
     }
 

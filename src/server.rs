@@ -15,6 +15,7 @@ use crate::journal::{self, Journal};
 use crate::meta::{now_millis, Change, LeasedJob, MetaStore};
 use crate::policy::{Policy, PolicyError};
 use crate::registry::{GcSettings, GcWorker, Registry};
+use crate::scanning::{OnPush, Rematch, ScanWorker, Scanner};
 use crate::storage::BlobStore;
 use crate::workers::{Periodic, Progress, State, Stop, Worker, Workers};
 
@@ -34,6 +35,7 @@ pub struct Services {
     pub policy: Arc<Policy>,
     pub audit: Arc<AuditLog>,
     pub journal: Arc<Journal>,
+    pub scanner: Arc<Scanner>,
     meta: Arc<MetaStore>,
 }
 
@@ -64,12 +66,25 @@ pub async fn open(config: &Config) -> anyhow_like::Result<Services> {
         grace: Duration::from_secs(config.gc.grace_secs),
         untagged_delay: Duration::from_secs(config.gc.untagged_delay_secs),
     };
+    let registry = Registry::new(meta.clone(), blobs, journal.clone(), policy.clone(), gc);
+    let limits = berth_scan::layers::Limits {
+        max_layer_bytes: config.scan.max_layer_bytes,
+        max_file_size: config.scan.max_file_size,
+        ..Default::default()
+    };
+    let scanner = Arc::new(Scanner::new(
+        meta.clone(),
+        registry.clone(),
+        journal.replica().to_string(),
+        limits,
+    ));
     Ok(Services {
-        registry: Registry::new(meta.clone(), blobs, journal.clone(), policy.clone(), gc),
+        registry,
         auth,
         policy,
         audit,
         journal,
+        scanner,
         meta,
     })
 }
@@ -79,7 +94,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), auth = ?config.auth.mode, storage = ?config.storage.backend, "berth is serving");
 
-    let workers = start_workers(&services, &config);
+    let workers = start_workers(&services, &config).await?;
     let state = Arc::new(AppState {
         registry: services.registry.clone(),
         auth: services.auth.clone(),
@@ -87,6 +102,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         audit: services.audit.clone(),
         journal: services.journal.clone(),
         workers: workers.status(),
+        scanner: services.scanner.clone(),
         metrics: crate::metrics::Metrics::new(services.meta.write_counters()),
         trusted_proxies: config.trusted_proxies.iter().map(|p| p.0).collect(),
     });
@@ -108,7 +124,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
 }
 
 /// Every background job, each a worker of its own.
-fn start_workers(services: &Services, config: &Config) -> Workers {
+async fn start_workers(services: &Services, config: &Config) -> anyhow_like::Result<Workers> {
     let mut workers = Workers::default();
     let meta = &services.meta;
     // The audit log reads the outbox as soon as the journal has written to it.
@@ -180,6 +196,26 @@ fn start_workers(services: &Services, config: &Config) -> Workers {
             })
         }
     }));
+    let scanner = &services.scanner;
+    if config.scan.enabled {
+        let released = ScanWorker::release_abandoned(scanner).await?;
+        if released > 0 {
+            tracing::info!(released, "scans this replica left running are queued again");
+        }
+        for n in 0..config.scan.workers.max(1) {
+            workers.spawn(ScanWorker::new(scanner.clone(), n));
+        }
+    }
+    workers.spawn_leased(
+        meta.clone(),
+        LeasedJob::ScanOnPush,
+        OnPush::new(scanner.clone(), Arc::new(Notify::new())),
+    );
+    workers.spawn_leased(
+        meta.clone(),
+        LeasedJob::Rematch,
+        Rematch::new(scanner.clone()),
+    );
     if let Some(changes) = meta.changes() {
         workers.spawn(FollowChanges {
             changes,
@@ -190,7 +226,7 @@ fn start_workers(services: &Services, config: &Config) -> Workers {
             applied: 0,
         });
     }
-    workers
+    Ok(workers)
 }
 
 /// Scheduled retention, in the replica holding the retention lease. A run

@@ -29,10 +29,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "http",
         &[
             "audit", "auth", "config", "events", "journal", "meta", "metrics", "oci", "policy",
-            "registry", "workers",
+            "registry", "scanning", "workers",
         ],
     ),
     ("migrate", &["config", "meta", "storage"]),
+    (
+        "scanning",
+        &["events", "meta", "oci", "registry", "workers"],
+    ),
     ("cli", &[]),
 ];
 

@@ -136,8 +136,14 @@ impl Auth {
             .ok_or_else(|| AccountError::NotFound(format!("project {name:?} not found")))
     }
 
-    pub async fn update_project(&self, name: &str, public: bool) -> Result<()> {
-        if self.meta.update_project(name, public).await? {
+    /// Changes a project's settings; None leaves one as it is.
+    pub async fn update_project(
+        &self,
+        name: &str,
+        public: Option<bool>,
+        scan_on_push: Option<bool>,
+    ) -> Result<()> {
+        if self.meta.update_project(name, public, scan_on_push).await? {
             Ok(())
         } else {
             Err(AccountError::NotFound(format!(

@@ -111,20 +111,58 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, String> {
+        let text = self
+            .send(method, path, |rb| match body {
+                Some(body) => rb.json(body),
+                None => rb,
+            })
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A request with a body of `content_type`; the answer's JSON.
+    pub async fn upload(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Value, String> {
+        let content_type = content_type.to_string();
+        let text = self
+            .send(method, path, |rb| {
+                rb.header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(body)
+            })
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A GET whose answer is not JSON to interpret (a document to print).
+    pub async fn get_text(&self, path: &str) -> Result<String, String> {
+        self.send(reqwest::Method::GET, path, |rb| rb).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<String, String> {
         let mut rb = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
         if let Some(login) = &self.login {
             rb = rb.basic_auth(&login.username, Some(&login.password));
         }
-        if let Some(body) = body {
-            rb = rb.json(body);
-        }
-        let response = rb.send().await.map_err(|e| format!("{}: {e}", self.base))?;
+        let response = body(rb)
+            .send()
+            .await
+            .map_err(|e| format!("{}: {e}", self.base))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| e.to_string())?;
         if status.is_success() {
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+            return Ok(text);
         }
         let message = serde_json::from_str::<Value>(&text)
             .ok()

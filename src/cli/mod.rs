@@ -3,6 +3,7 @@
 //! `berth login` stored. Output is a table for people or `--json`.
 
 mod client;
+mod scan;
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -104,6 +105,36 @@ pub enum ClientCommand {
     /// The background workers of the server that answers: state, last run,
     /// last error, queue (administrators).
     Workers,
+    /// Vulnerability databases: import OSV data, show the one in use.
+    #[command(subcommand)]
+    Vulndb(scan::VulndbCommand),
+    /// Scan an image now (again, if it was scanned).
+    Scan {
+        /// project/repository:tag or project/repository@digest
+        image: String,
+        /// Wait for the result, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// An image's vulnerabilities, from its last scan.
+    Vulns {
+        image: String,
+        /// Only at or above: critical, high, medium, low, none, unknown.
+        #[arg(long)]
+        severity: Option<String>,
+        /// Only those with a fixed version.
+        #[arg(long)]
+        fixable: bool,
+    },
+    /// An image's SBOM (SPDX 2.3 or CycloneDX 1.5 JSON), from its last scan.
+    Sbom {
+        image: String,
+        #[arg(long, default_value = "spdx", value_parser = ["spdx", "cyclonedx"])]
+        format: String,
+    },
+    /// Images.
+    #[command(subcommand)]
+    Image(scan::ImageCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -806,6 +837,17 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                     ("DETAIL", "detail"),
                 ],
             );
+        }
+        ClientCommand::Vulndb(c) => scan::vulndb(o, &api()?, c).await?,
+        ClientCommand::Scan { image, wait } => scan::scan(o, &api()?, &image, wait).await?,
+        ClientCommand::Vulns {
+            image,
+            severity,
+            fixable,
+        } => scan::vulns(o, &api()?, &image, severity, fixable).await?,
+        ClientCommand::Sbom { image, format } => scan::sbom(&api()?, &image, &format).await?,
+        ClientCommand::Image(scan::ImageCommand::Inspect { image }) => {
+            scan::inspect(o, &api()?, &image).await?
         }
         ClientCommand::Tag(TagCommand::Ls { repository }) => {
             let items = api()?

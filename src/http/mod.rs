@@ -27,6 +27,7 @@ use crate::journal::Journal;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::policy::Policy;
 use crate::registry::Registry;
+use crate::scanning::Scanner;
 use crate::workers::StatusTable;
 
 pub struct AppState {
@@ -38,9 +39,18 @@ pub struct AppState {
     pub journal: Arc<Journal>,
     /// Every background worker's state.
     pub workers: StatusTable,
+    pub scanner: Arc<Scanner>,
     pub metrics: Metrics,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// A request body as the registry takes it.
+pub(crate) fn body_stream(body: axum::body::Body) -> crate::registry::ByteStream {
+    use futures_util::{StreamExt, TryStreamExt};
+    body.into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed()
 }
 
 /// Counts an upload request in the in-flight gauge while alive.
@@ -102,6 +112,10 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Ok(bytes) = state.registry.storage_bytes().await {
         state.metrics.storage_bytes.set(bytes);
+    }
+    if let Ok((queued, running)) = state.scanner.queue().await {
+        state.metrics.scans_queued.set(queued);
+        state.metrics.scans_running.set(running);
     }
     (
         [(

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::authentication;
 use super::error::V2Error;
 use super::routes::{self, Route};
-use super::AppState;
+use super::{body_stream, AppState};
 use crate::auth::{Access, Action, Caller};
 use crate::events::Actor;
 use crate::oci::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
@@ -40,14 +40,6 @@ struct Params {
     mount: Option<String>,
     from: Option<String>,
     artifact_type: Option<String>,
-}
-
-/// A request body as the registry takes it.
-fn body_stream(body: Body) -> crate::registry::ByteStream {
-    use futures_util::{StreamExt, TryStreamExt};
-    body.into_data_stream()
-        .map_err(std::io::Error::other)
-        .boxed()
 }
 
 /// The route a request took, for metrics and logs.

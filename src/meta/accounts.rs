@@ -15,6 +15,9 @@ pub struct ProjectRecord {
     pub public: bool,
     pub created_at: i64,
     pub created_by: Option<String>,
+    /// Whether what is pushed is scanned for vulnerabilities.
+    #[sqlx(try_from = "super::db::Flag")]
+    pub scan_on_push: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -114,7 +117,7 @@ impl MetaStore {
 
     pub async fn project(&self, name: &str) -> Result<Option<ProjectRecord>, MetaError> {
         Ok(sqlx::query_as(
-            "SELECT name, CAST(public AS INTEGER) AS public, created_at, created_by FROM projects WHERE name = $1",
+            "SELECT name, CAST(public AS INTEGER) AS public, created_at, created_by, CAST(scan_on_push AS INTEGER) AS scan_on_push FROM projects WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.reader)
@@ -129,7 +132,7 @@ impl MetaStore {
         limit: u32,
     ) -> Result<Vec<ProjectRecord>, MetaError> {
         let sql = format!(
-            "SELECT name, CAST(public AS INTEGER) AS public, created_at, created_by FROM projects
+            "SELECT name, CAST(public AS INTEGER) AS public, created_at, created_by, CAST(scan_on_push AS INTEGER) AS scan_on_push FROM projects
              WHERE name > $1 AND {} ORDER BY name LIMIT $5",
             visible("name", 2)
         );
@@ -305,14 +308,24 @@ impl MetaStore {
         .await
     }
 
-    pub async fn update_project(&self, name: &str, public: bool) -> Result<bool, MetaError> {
+    /// Changes a project's settings; None leaves one as it is.
+    pub async fn update_project(
+        &self,
+        name: &str,
+        public: Option<bool>,
+        scan_on_push: Option<bool>,
+    ) -> Result<bool, MetaError> {
         let name = name.to_string();
         self.access_write(Box::new(move |conn| {
             let name = name.clone();
             Box::pin(async move {
-                let n = sqlx::query("UPDATE projects SET public = $1 WHERE name = $2")
-                    .bind(public)
+                let n = sqlx::query(
+                    "UPDATE projects SET public = COALESCE($1, public), scan_on_push = COALESCE($3, scan_on_push)
+                     WHERE name = $2",
+                )
+                .bind(public)
                     .bind(&name)
+                .bind(scan_on_push)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected();

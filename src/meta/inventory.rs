@@ -29,6 +29,9 @@ pub struct ArtifactSummary {
     pub pushed_at: i64,
     pub last_pulled_at: Option<i64>,
     pub pull_count: i64,
+    /// Its scan's status and summary (JSON), if it was scanned.
+    pub scan_status: Option<String>,
+    pub scan_summary: Option<String>,
 }
 
 /// A tag, as stored.
@@ -75,8 +78,10 @@ impl MetaStore {
         let rows = sqlx::query(
             "SELECT rm.digest, m.media_type, m.artifact_type, m.subject, rm.pushed_at, rm.last_pulled_at, rm.pull_count,
                m.size + (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
-                         WHERE b.digest IN (SELECT mb.blob FROM manifest_blobs mb WHERE mb.manifest = m.digest))
+                         WHERE b.digest IN (SELECT mb.blob FROM manifest_blobs mb WHERE mb.manifest = m.digest)),
+               s.status, s.summary
              FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+             LEFT JOIN scans s ON s.manifest = rm.digest
              WHERE rm.repository = $1 AND (rm.pushed_at < $2 OR (rm.pushed_at = $2 AND rm.digest < $3))
              ORDER BY rm.pushed_at DESC, rm.digest DESC LIMIT $4",
         )
@@ -105,6 +110,8 @@ impl MetaStore {
                 last_pulled_at: r.get(5),
                 pull_count: r.get(6),
                 size: r.get::<i64, _>(7) as u64,
+                scan_status: r.get(8),
+                scan_summary: r.get(9),
                 tags,
             });
         }

@@ -19,6 +19,10 @@ pub enum LeasedJob {
     Pruning,
     /// The audit log's consumption of the outbox.
     AuditLog,
+    /// Queueing scans of what is pushed (an outbox consumer).
+    ScanOnPush,
+    /// Matching stored inventories against a new vulnerability database.
+    Rematch,
 }
 
 impl LeasedJob {
@@ -31,6 +35,8 @@ impl LeasedJob {
             LeasedJob::Retention => 2,
             LeasedJob::Pruning => 3,
             LeasedJob::AuditLog => 4,
+            LeasedJob::ScanOnPush => 5,
+            LeasedJob::Rematch => 6,
         }
     }
 }

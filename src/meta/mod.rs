@@ -26,6 +26,7 @@ mod outbox;
 mod quota;
 mod retention;
 mod rules;
+mod scans;
 mod transfer;
 mod writes;
 
@@ -43,6 +44,7 @@ pub use outbox::{EventCursor, JournalBatch, PullCount, StoredEvent};
 pub use quota::Usage;
 pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
+pub use scans::{ScanOutcome, ScanRecord, VulndbRecord};
 pub use transfer::{BlobRow, Snapshot, Table};
 
 use std::path::Path;

@@ -238,6 +238,21 @@ impl Registry {
         })
     }
 
+    /// A blob's size and bytes, read for Berth itself (the scanner): no
+    /// pull is recorded and no redirect offered.
+    pub async fn blob_content(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+    ) -> Result<(u64, ByteStream)> {
+        let (size, nonce) = self
+            .meta
+            .blob_file(repo, blob)
+            .await?
+            .ok_or(RegistryError::BlobUnknown)?;
+        Ok((size, self.blobs.read(blob, &nonce, None).await?))
+    }
+
     fn record_blob_pull(&self, repo: &RepositoryName, blob: &Digest) {
         self.journal.record(&Fact::Blob {
             at: now_millis(),

@@ -246,6 +246,38 @@ pub static RULES: &[Rule] = &[
     r("POST", "/api/v1/system/gc", Admin, "gc.start"),
     r("POST", "/api/v1/system/check", Admin, "system.check"),
     r("GET", "/api/v1/system/workers", Admin, "system.workers"),
+    r(
+        "POST",
+        "/api/v1/projects/{project}/repositories/{repository}/artifacts/{reference}/scan",
+        Repository(Action::Push),
+        "artifact.scan",
+    ),
+    r(
+        "GET",
+        "/api/v1/projects/{project}/repositories/{repository}/artifacts/{reference}/scan",
+        Repository(Action::Pull),
+        "artifact.scan_status",
+    ),
+    r(
+        "GET",
+        "/api/v1/projects/{project}/repositories/{repository}/artifacts/{reference}/vulnerabilities",
+        Repository(Action::Pull),
+        "artifact.vulnerabilities",
+    ),
+    r(
+        "GET",
+        "/api/v1/projects/{project}/repositories/{repository}/artifacts/{reference}/sbom",
+        Repository(Action::Pull),
+        "artifact.sbom",
+    ),
+    r(
+        "GET",
+        "/api/v1/projects/{project}/repositories/{repository}/artifacts/{reference}/composition",
+        Repository(Action::Pull),
+        "artifact.composition",
+    ),
+    r("GET", "/api/v1/system/vulndb", SignedIn, "vulndb.status"),
+    r("PUT", "/api/v1/system/vulndb", Admin, "vulndb.import"),
 ];
 
 pub fn rule(method: &Method, path: &str) -> Option<&'static Rule> {
@@ -264,12 +296,19 @@ pub struct Resource {
 impl Resource {
     pub fn from_params(params: &[(String, String)]) -> Resource {
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let project = get("project");
         Resource {
-            project: get("project"),
+            // Below a project (`/projects/{project}/repositories/{repository}`)
+            // the repository is named within it.
             repository: get("repository").map(|r| {
-                r.parse::<RepositoryName>()
-                    .map_err(|e| format!("repository {r:?}: {e}"))
+                let full = match &project {
+                    Some(p) => format!("{p}/{r}"),
+                    None => r,
+                };
+                full.parse::<RepositoryName>()
+                    .map_err(|e| format!("repository {full:?}: {e}"))
             }),
+            project,
             user: get("user"),
         }
     }
@@ -292,6 +331,7 @@ const RECORDED_BY_EVENT: &[&str] = &[
     "robot.delete",
     "artifact.delete",
     "tag.delete",
+    "vulndb.import",
 ];
 
 impl Rule {

@@ -12,6 +12,7 @@ mod repositories;
 mod retention;
 mod robots;
 mod rules;
+mod scans;
 mod system;
 mod users;
 
@@ -345,6 +346,11 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(system::gc, system::start_gc))
         .routes(routes!(system::check))
         .routes(routes!(system::workers))
+        .routes(routes!(scans::request, scans::status))
+        .routes(routes!(scans::vulnerabilities))
+        .routes(routes!(scans::sbom))
+        .routes(routes!(scans::composition))
+        .routes(routes!(scans::vulndb, scans::import))
 }
 
 /// The document with what applies to every operation, once all are known.

@@ -19,6 +19,8 @@ pub struct Project {
     pub public: bool,
     pub created_at: i64,
     pub created_by: Option<String>,
+    /// Whether images pushed here are scanned for vulnerabilities.
+    pub scan_on_push: bool,
 }
 
 impl From<ProjectRecord> for Project {
@@ -28,6 +30,7 @@ impl From<ProjectRecord> for Project {
             public: p.public,
             created_at: p.created_at,
             created_by: p.created_by,
+            scan_on_push: p.scan_on_push,
         }
     }
 }
@@ -41,12 +44,16 @@ pub struct NewProject {
     /// Private (false) unless set.
     #[serde(default)]
     pub public: bool,
+    /// Scan what is pushed (true unless set).
+    #[serde(default)]
+    pub scan_on_push: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectUpdate {
-    pub public: bool,
+    pub public: Option<bool>,
+    pub scan_on_push: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -124,6 +131,12 @@ pub async fn create(
         .auth
         .create_project(&new.name, new.public, &owner, &who.1)
         .await?;
+    if new.scan_on_push == Some(false) {
+        state
+            .auth
+            .update_project(&new.name, None, Some(false))
+            .await?;
+    }
     let project = state.auth.project(&new.name).await?;
     Ok((StatusCode::CREATED, Json(project.into())))
 }
@@ -145,7 +158,15 @@ pub async fn update(
     ApiPath(project): ApiPath<String>,
     ApiJson(update): ApiJson<ProjectUpdate>,
 ) -> ApiResult<Json<Project>> {
-    state.auth.update_project(&project, update.public).await?;
+    if update.public.is_none() && update.scan_on_push.is_none() {
+        return Err(ApiFailure::Invalid(
+            "give public, scan_on_push, or both".into(),
+        ));
+    }
+    state
+        .auth
+        .update_project(&project, update.public, update.scan_on_push)
+        .await?;
     Ok(Json(state.auth.project(&project).await?.into()))
 }
 

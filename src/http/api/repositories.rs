@@ -27,6 +27,11 @@ pub struct Artifact {
     pub pushed_at: i64,
     pub last_pulled_at: Option<i64>,
     pub pull_count: i64,
+    /// Its vulnerability scan, if it was scanned: queued, running,
+    /// finished, failed or unsupported (not an image).
+    pub scan_status: Option<String>,
+    /// The findings of a finished scan, by severity.
+    pub vulnerabilities: Option<super::scans::SummaryView>,
 }
 
 impl From<ArtifactSummary> for Artifact {
@@ -41,6 +46,11 @@ impl From<ArtifactSummary> for Artifact {
             pushed_at: a.pushed_at,
             last_pulled_at: a.last_pulled_at,
             pull_count: a.pull_count,
+            vulnerabilities: a
+                .scan_summary
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+            scan_status: a.scan_status,
         }
     }
 }

@@ -1,0 +1,878 @@
+//! Vulnerability scanning, wired from the pure core (`berth-scan`) to the
+//! registry: the scan queue (`meta::scans`) and the workers that drain it,
+//! layers read from the blob store and walked on a blocking thread (each
+//! layer's inventory cached by digest), the image's packages matched
+//! against the vulnerability database in use, the report stored with a
+//! `scan.completed` event, and SBOMs pushed as referrers of the image.
+//!
+//! A scan is of one manifest digest (content). An image manifest's layers
+//! are walked in order; an index is scanned per child (each child is a scan
+//! of its own) and reports the children's results by platform. Anything
+//! else (signatures, SBOMs, charts) is `unsupported`. When the database in
+//! use changes, stored inventories are matched again (`Rematch`), and no
+//! layer is read again.
+
+mod workers;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use berth_scan::inventory::{Finding, Package, Severity};
+use berth_scan::layers::{self, LayerInventory, Limits};
+use berth_scan::packages::{OsRelease, Problem};
+use berth_scan::vulndb::Index;
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{Actor, Event, Kind};
+use crate::meta::{now_millis, MetaError, MetaStore, ScanOutcome, ScanRecord, VulndbRecord};
+use crate::oci::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::oci::{Digest, Manifest, RepositoryName};
+use crate::registry::{Registry, RegistryError};
+
+pub use workers::{OnPush, Rematch, ScanWorker};
+
+/// Who scans, as events and pushes name it.
+pub fn scanner_actor() -> Actor {
+    Actor::system("scanner")
+}
+
+/// How long a claim on a scan lasts without a heartbeat.
+const CLAIM_MS: i64 = 60_000;
+/// Scans that fail for a passing reason (an outage) are retried this often.
+const MAX_ATTEMPTS: i64 = 5;
+
+/// Counts of findings by severity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub none: u64,
+    pub unknown: u64,
+    /// Findings with a fixed version.
+    pub fixable: u64,
+    pub total: u64,
+}
+
+impl Summary {
+    fn of(findings: &[Finding]) -> Summary {
+        let mut s = Summary::default();
+        for f in findings {
+            s.add(f.severity, f.fixed_version.is_some());
+        }
+        s
+    }
+
+    fn add(&mut self, severity: Severity, fixable: bool) {
+        match severity {
+            Severity::Critical => self.critical += 1,
+            Severity::High => self.high += 1,
+            Severity::Medium => self.medium += 1,
+            Severity::Low => self.low += 1,
+            Severity::None => self.none += 1,
+            Severity::Unknown => self.unknown += 1,
+        }
+        self.fixable += u64::from(fixable);
+        self.total += 1;
+    }
+
+    fn merge(&mut self, other: &Summary) {
+        self.critical += other.critical;
+        self.high += other.high;
+        self.medium += other.medium;
+        self.low += other.low;
+        self.none += other.none;
+        self.unknown += other.unknown;
+        self.fixable += other.fixable;
+        self.total += other.total;
+    }
+}
+
+/// One platform of an index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Child {
+    pub digest: String,
+    /// `os/architecture[/variant]`, from the index.
+    pub platform: Option<String>,
+    pub status: String,
+    pub summary: Summary,
+}
+
+/// What a scan found, as stored (`scans.report`) and shown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub os: Option<OsRelease>,
+    pub packages: Vec<Package>,
+    pub findings: Vec<Finding>,
+    pub summary: Summary,
+    /// Files that could not be read, advisories that could not be decided.
+    pub problems: Vec<Problem>,
+    pub composition: Option<berth_scan::composition::Composition>,
+    /// An index: its children's results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Child>,
+    /// The SBOMs pushed as referrers (media type → manifest digest), or why not.
+    #[serde(default)]
+    pub sboms: BTreeMap<String, String>,
+}
+
+/// The vulnerability database a replica has loaded.
+struct Loaded {
+    id: String,
+    index: Arc<Index>,
+}
+
+/// Why a scan did not finish.
+#[derive(Debug)]
+enum Failure {
+    /// Worth trying again later (the store or database was unavailable).
+    Passing(String),
+    /// The content is at fault: the scan ends failed with the reason.
+    Content(String),
+    /// This replica is stopping.
+    Stopped,
+}
+
+impl From<MetaError> for Failure {
+    fn from(e: MetaError) -> Self {
+        Failure::Passing(e.to_string())
+    }
+}
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::StorageUnavailable(m) | RegistryError::MetadataUnavailable(m) => {
+                Failure::Passing(m)
+            }
+            e => Failure::Content(e.to_string()),
+        }
+    }
+}
+
+pub struct Scanner {
+    meta: Arc<MetaStore>,
+    registry: Arc<Registry>,
+    /// This replica's name in claims.
+    worker: String,
+    limits: Limits,
+    database: tokio::sync::Mutex<Option<Loaded>>,
+    /// Wakes the scan workers when scans are queued here.
+    queued: tokio::sync::Notify,
+    /// Wakes the rematch worker when a database is imported here.
+    imported: tokio::sync::Notify,
+}
+
+/// Whether a manifest is an image the scanner reads (and its layers).
+fn image_layers(manifest: &Manifest) -> Option<&[crate::oci::Descriptor]> {
+    let config = manifest.blobs.first()?;
+    let image_config = matches!(
+        config.media_type.as_str(),
+        "application/vnd.oci.image.config.v1+json"
+            | "application/vnd.docker.container.image.v1+json"
+    );
+    // An artifact (a signature, an SBOM) names a type of its own.
+    let artifact = manifest
+        .artifact_type
+        .as_deref()
+        .is_some_and(|t| t != config.media_type);
+    (image_config
+        && !artifact
+        && [OCI_MANIFEST, DOCKER_MANIFEST].contains(&manifest.media_type.as_str()))
+    .then(|| &manifest.blobs[1..])
+}
+
+fn is_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.")
+}
+
+/// The platform of each child of an index, by digest.
+fn platforms(content: &str) -> BTreeMap<String, String> {
+    let raw: serde_json::Value = serde_json::from_str(content).unwrap_or_default();
+    let mut found = BTreeMap::new();
+    for m in raw["manifests"].as_array().into_iter().flatten() {
+        let p = &m["platform"];
+        if let (Some(d), Some(os), Some(arch)) = (
+            m["digest"].as_str(),
+            p["os"].as_str(),
+            p["architecture"].as_str(),
+        ) {
+            let mut platform = format!("{os}/{arch}");
+            if let Some(v) = p["variant"].as_str() {
+                platform.push('/');
+                platform.push_str(v);
+            }
+            found.insert(d.to_string(), platform);
+        }
+    }
+    found
+}
+
+impl Scanner {
+    pub fn new(
+        meta: Arc<MetaStore>,
+        registry: Arc<Registry>,
+        worker: String,
+        limits: Limits,
+    ) -> Scanner {
+        Scanner {
+            meta,
+            registry,
+            worker,
+            limits,
+            database: tokio::sync::Mutex::new(None),
+            queued: tokio::sync::Notify::new(),
+            imported: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Queues scans of `manifests` in `repository` (again, for those done,
+    /// with `again`) and wakes this replica's workers.
+    pub async fn request(
+        &self,
+        repository: &RepositoryName,
+        manifests: Vec<String>,
+        again: bool,
+    ) -> Result<u64, MetaError> {
+        let n = self
+            .meta
+            .queue_scans(repository.as_str(), manifests, again)
+            .await?;
+        self.queued.notify_waiters();
+        Ok(n)
+    }
+
+    pub async fn scan_record(&self, manifest: &Digest) -> Result<Option<ScanRecord>, MetaError> {
+        self.meta.scan(manifest.as_str()).await
+    }
+
+    /// The database in use (the newest imported), loaded here if it is
+    /// not yet; None if none was imported.
+    async fn database(&self) -> Result<Option<(String, Arc<Index>)>, Failure> {
+        let Some(newest) = self.meta.vulndbs(1).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut loaded = self.database.lock().await;
+        if let Some(l) = loaded.as_ref().filter(|l| l.id == newest.id) {
+            return Ok(Some((l.id.clone(), l.index.clone())));
+        }
+        let index = Arc::new(self.load(&newest).await?);
+        *loaded = Some(Loaded {
+            id: newest.id.clone(),
+            index: index.clone(),
+        });
+        tracing::info!(id = %newest.id, records = newest.records, "vulnerability database loaded");
+        Ok(Some((newest.id, index)))
+    }
+
+    /// Reads a database's records from its artifact and indexes them.
+    async fn load(&self, db: &VulndbRecord) -> Result<Index, Failure> {
+        let repo: RepositoryName = VULNDB_REPOSITORY.parse().expect("a valid name");
+        let digest: Digest = db
+            .id
+            .parse()
+            .map_err(|e| Failure::Content(format!("database id: {e}")))?;
+        let (_, stream) = self.registry.blob_content(&repo, &digest).await?;
+        let bytes: Vec<u8> = stream
+            .map_ok(|b| b.to_vec())
+            .try_concat()
+            .await
+            .map_err(|e| Failure::Passing(e.to_string()))?;
+        tokio::task::spawn_blocking(move || index_zip(&bytes))
+            .await
+            .map_err(|e| Failure::Content(e.to_string()))?
+            .map_err(Failure::Content)
+    }
+
+    /// Runs one claimed scan to its end and records the outcome.
+    async fn run(&self, job: ScanRecord, stop: &crate::workers::Stop) -> Result<(), MetaError> {
+        let started = std::time::Instant::now();
+        let result = self.scan(&job, stop).await;
+        let (status, error, vulndb, report) = match result {
+            Ok((status, vulndb, report)) => (status, None, vulndb, Some(report)),
+            Err(Failure::Stopped) => {
+                // Handed back: the next start (or another replica) takes it.
+                return self.meta.requeue_scan(&job.manifest, &self.worker, 0).await;
+            }
+            Err(Failure::Passing(why)) if job.attempts < MAX_ATTEMPTS => {
+                tracing::warn!(manifest = %job.manifest, error = %why, "scan postponed");
+                let later = now_millis() + 5_000 * job.attempts;
+                return self
+                    .meta
+                    .requeue_scan(&job.manifest, &self.worker, later)
+                    .await;
+            }
+            Err(Failure::Passing(why) | Failure::Content(why)) => ("failed", Some(why), None, None),
+        };
+        if let Some(Report { children, .. }) = &report {
+            if children
+                .iter()
+                .any(|c| c.status == "queued" || c.status == "running")
+            {
+                // An index whose children are still being scanned.
+                return self
+                    .meta
+                    .requeue_scan(&job.manifest, &self.worker, now_millis() + 1_000)
+                    .await;
+            }
+        }
+        let kind = if status == "failed" {
+            Kind::ScanFailed
+        } else {
+            Kind::ScanCompleted
+        };
+        let mut event = Event::new(kind, &scanner_actor(), now_millis())
+            .in_repository(&job.repository)
+            .with_detail(match (&report, &error) {
+                (Some(r), _) => format!(
+                    "{status}: {} packages, {} findings ({} critical, {} high)",
+                    r.packages.len(),
+                    r.summary.total,
+                    r.summary.critical,
+                    r.summary.high
+                ),
+                (None, Some(e)) => e.clone(),
+                (None, None) => status.to_string(),
+            });
+        event.digest = Some(job.manifest.clone());
+        if status == "failed" {
+            event = event.failed();
+        }
+        let summary = report
+            .as_ref()
+            .map(|r| serde_json::to_string(&r.summary).expect("summaries serialize"));
+        let report = report.map(|r| serde_json::to_string(&r).expect("reports serialize"));
+        let outcome = ScanOutcome {
+            status,
+            error: error.clone(),
+            vulndb,
+            summary,
+            report,
+            event,
+        };
+        if self
+            .meta
+            .finish_scan(&job.manifest, &self.worker, outcome)
+            .await?
+        {
+            tracing::info!(manifest = %job.manifest, status, error = ?error, ms = started.elapsed().as_millis() as u64, "scan ended");
+        }
+        Ok(())
+    }
+
+    /// Scans one manifest: (status, database used, report).
+    async fn scan(
+        &self,
+        job: &ScanRecord,
+        stop: &crate::workers::Stop,
+    ) -> Result<(&'static str, Option<String>, Report), Failure> {
+        let (media_type, content) = self
+            .meta
+            .manifest_content(&job.manifest)
+            .await?
+            .ok_or_else(|| Failure::Content("the manifest is no longer stored".into()))?;
+        let manifest = Manifest::parse(content.as_bytes(), Some(&media_type))
+            .map_err(|e| Failure::Content(e.to_string()))?;
+        if [OCI_INDEX, DOCKER_MANIFEST_LIST].contains(&manifest.media_type.as_str()) {
+            return self.scan_index(job, &manifest, &content).await;
+        }
+        let Some(descriptors) = image_layers(&manifest) else {
+            return Ok(("unsupported", None, Report::default()));
+        };
+        let repo: RepositoryName = job
+            .repository
+            .parse()
+            .map_err(|e| Failure::Content(format!("repository: {e}")))?;
+        let mut layers = Vec::with_capacity(descriptors.len());
+        let mut problems = Vec::new();
+        let total = descriptors.len() as i64;
+        for (done, layer) in descriptors.iter().enumerate() {
+            if stop.is_set() {
+                return Err(Failure::Stopped);
+            }
+            let until = now_millis() + CLAIM_MS;
+            if !self
+                .meta
+                .scan_progress(&job.manifest, &self.worker, until, done as i64, total)
+                .await?
+            {
+                return Err(Failure::Passing(
+                    "the claim was lost to another worker".into(),
+                ));
+            }
+            if !is_layer(&layer.media_type) {
+                continue;
+            }
+            if layer.urls.is_some() {
+                problems.push(Problem {
+                    path: String::new(),
+                    layer: Some(layer.digest.to_string()),
+                    reason: "a foreign layer (stored elsewhere) is not read".into(),
+                });
+                continue;
+            }
+            layers.push(self.layer(&repo, &layer.digest).await?);
+        }
+        let (database, report) = self.analyse(&layers, problems).await?;
+        let mut report = report;
+        self.push_sboms(&repo, job, &manifest, &mut report).await;
+        Ok(("finished", database, report))
+    }
+
+    /// The inventory of one layer: from the cache, or read and walked.
+    async fn layer(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<LayerInventory, Failure> {
+        let format = i64::from(layers::FORMAT);
+        if let Some(cached) = self.meta.layer_inventory(digest.as_str(), format).await? {
+            if let Ok(inventory) = serde_json::from_str(&cached) {
+                return Ok(inventory);
+            }
+        }
+        let (_, stream) = self.registry.blob_content(repo, digest).await?;
+        let reader = tokio_util::io::StreamReader::new(stream);
+        let bridge = tokio_util::io::SyncIoBridge::new(reader);
+        let (name, limits) = (digest.to_string(), self.limits.clone());
+        let walked =
+            tokio::task::spawn_blocking(move || layers::walk_layer(bridge, &name, &limits))
+                .await
+                .map_err(|e| Failure::Content(format!("walking layer {digest}: {e}")))?
+                .map_err(|e| Failure::Content(format!("layer {digest}: {e}")))?;
+        let json = serde_json::to_string(&walked).expect("inventories serialize");
+        self.meta
+            .store_layer_inventory(digest.as_str(), format, json)
+            .await?;
+        Ok(walked)
+    }
+
+    /// An image's packages, composition and findings from its layers.
+    async fn analyse(
+        &self,
+        layers: &[LayerInventory],
+        mut problems: Vec<Problem>,
+    ) -> Result<(Option<String>, Report), Failure> {
+        let image = layers::merge(layers);
+        let inventory = berth_scan::packages::inventory(&image);
+        let composition = berth_scan::composition::compose(&image);
+        problems.extend(inventory.problems);
+        let mut report = Report {
+            os: inventory.os,
+            packages: inventory.packages,
+            problems,
+            composition: Some(composition),
+            ..Report::default()
+        };
+        let database = self.database().await?;
+        if let Some((_, index)) = &database {
+            rematch(index, &mut report);
+        }
+        Ok((database.map(|(id, _)| id), report))
+    }
+
+    /// An index: each child is a scan of its own (queued if it is not);
+    /// the index reports them by platform once they have all ended.
+    async fn scan_index(
+        &self,
+        job: &ScanRecord,
+        manifest: &Manifest,
+        content: &str,
+    ) -> Result<(&'static str, Option<String>, Report), Failure> {
+        let platforms = platforms(content);
+        let children: Vec<String> = manifest
+            .manifests
+            .iter()
+            .map(|m| m.digest.to_string())
+            .collect();
+        self.meta
+            .queue_scans(&job.repository, children.clone(), false)
+            .await?;
+        self.queued.notify_waiters();
+        let mut report = Report::default();
+        let mut database = None;
+        for digest in children {
+            let scan = self.meta.scan(&digest).await?;
+            let (status, summary) = match &scan {
+                Some(s) => (
+                    s.status.clone(),
+                    s.report
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str::<Report>(r).ok())
+                        .map(|r| r.summary)
+                        .unwrap_or_default(),
+                ),
+                None => ("queued".to_string(), Summary::default()),
+            };
+            if let Some(s) = &scan {
+                database = database.or(s.vulndb.clone());
+            }
+            report.summary.merge(&summary);
+            report.children.push(Child {
+                platform: platforms.get(&digest).cloned(),
+                digest,
+                status,
+                summary,
+            });
+        }
+        Ok(("finished", database, report))
+    }
+
+    /// Pushes SPDX and CycloneDX documents of an image's packages as its
+    /// referrers in `repo`, noting in the report what was pushed (or why
+    /// not: a project over its quota refuses them like any push).
+    async fn push_sboms(
+        &self,
+        repo: &RepositoryName,
+        job: &ScanRecord,
+        manifest: &Manifest,
+        report: &mut Report,
+    ) {
+        let info = berth_scan::sbom::ImageInfo {
+            repository: repo.to_string(),
+            digest: job.manifest.clone(),
+            created: sbom_time(job.requested_at),
+        };
+        for (artifact_type, document) in [
+            (SPDX, berth_scan::sbom::spdx(&info, &report.packages)),
+            (
+                CYCLONEDX,
+                berth_scan::sbom::cyclonedx(&info, &report.packages),
+            ),
+        ] {
+            let pushed = match document {
+                Ok(doc) => {
+                    self.push_referrer(repo, job, manifest, artifact_type, doc)
+                        .await
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let entry = match pushed {
+                Ok(digest) => digest,
+                Err(why) => {
+                    tracing::warn!(manifest = %job.manifest, artifact_type, error = %why, "SBOM not stored");
+                    format!("not stored: {why}")
+                }
+            };
+            report.sboms.insert(artifact_type.to_string(), entry);
+        }
+    }
+
+    async fn push_referrer(
+        &self,
+        repo: &RepositoryName,
+        job: &ScanRecord,
+        manifest: &Manifest,
+        artifact_type: &str,
+        document: String,
+    ) -> Result<String, String> {
+        let actor = scanner_actor();
+        let body = bytes::Bytes::from(document);
+        let layer = Digest::sha256_of(&body);
+        let empty = bytes::Bytes::from_static(b"{}");
+        let config = Digest::sha256_of(&empty);
+        for (digest, bytes) in [(&config, empty), (&layer, body.clone())] {
+            let len = bytes.len() as u64;
+            let stream = futures_util::stream::once(async move { Ok(bytes) });
+            self.registry
+                .push_blob(&actor, repo, digest, Some(len), Box::pin(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let subject_size = self
+            .meta
+            .manifest_content(&job.manifest)
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |(_, c)| c.len());
+        let referrer = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+            "layers": [{"mediaType": artifact_type, "digest": layer, "size": body.len(),
+                        "annotations": {"org.opencontainers.image.title": sbom_file(artifact_type)}}],
+            "subject": {"mediaType": manifest.media_type, "digest": job.manifest, "size": subject_size},
+            "annotations": {GENERATED_BY: "berth", "org.opencontainers.image.created": sbom_time(job.requested_at)},
+        });
+        let bytes = serde_json::to_vec(&referrer).expect("json");
+        let digest = Digest::sha256_of(&bytes);
+        self.registry
+            .put_manifest(
+                &actor,
+                repo,
+                &crate::oci::Reference::Digest(digest.clone()),
+                Some(OCI_MANIFEST),
+                &bytes,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(digest.to_string())
+    }
+}
+
+/// The repository holding the imported vulnerability databases.
+pub const VULNDB_REPOSITORY: &str = "berth-system/vulndb";
+/// Artifact types of the SBOMs the scanner stores.
+pub const SPDX: &str = "application/spdx+json";
+pub const CYCLONEDX: &str = "application/vnd.cyclonedx+json";
+/// Annotation marking the referrers Berth made itself.
+pub const GENERATED_BY: &str = "dev.berth.generated-by";
+
+fn sbom_file(artifact_type: &str) -> &'static str {
+    if artifact_type == SPDX {
+        "sbom.spdx.json"
+    } else {
+        "sbom.cdx.json"
+    }
+}
+
+/// A time as SPDX writes it.
+fn sbom_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Matches a report's packages again: its findings, problems of
+/// undecided advisories, and summary.
+fn rematch(index: &Index, report: &mut Report) {
+    let matches = berth_scan::matcher::match_packages(index, &report.packages);
+    report.problems.retain(|p| !p.reason.starts_with(UNDECIDED));
+    report
+        .problems
+        .extend(matches.undecided.into_iter().map(|u| Problem {
+            path: String::new(),
+            layer: None,
+            reason: format!("{UNDECIDED} {} for {}: {}", u.id, u.package, u.reason),
+        }));
+    report.summary = Summary::of(&matches.findings);
+    report.findings = matches.findings;
+}
+
+const UNDECIDED: &str = "advisory not decided:";
+
+/// Indexes the OSV records of a zip (osv.dev's bulk format).
+pub fn index_zip(bytes: &[u8]) -> Result<Index, String> {
+    let files =
+        berth_scan::vulndb::read_zip(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    Index::build(files).map_err(|e| e.to_string())
+}
+
+/// Why an import was refused.
+#[derive(Debug)]
+pub enum ImportError {
+    /// The data is not a usable database (the message says where).
+    Invalid(String),
+    /// It could not be stored.
+    Failed(String),
+}
+
+/// Largest database accepted, as uploaded.
+const MAX_IMPORT_BYTES: u64 = 4 << 30;
+
+impl Scanner {
+    pub async fn databases(&self, limit: u32) -> Result<Vec<VulndbRecord>, MetaError> {
+        self.meta.vulndbs(limit).await
+    }
+
+    /// Scans waiting, and running.
+    pub async fn queue(&self) -> Result<(u64, u64), MetaError> {
+        self.meta.scan_queue().await
+    }
+
+    /// For each of `layers`, how many other artifacts of `project` have it.
+    pub async fn layer_sharing(
+        &self,
+        project: &str,
+        manifest: &str,
+        layers: &[String],
+    ) -> Result<BTreeMap<String, u64>, MetaError> {
+        self.meta.layer_sharing(project, manifest, layers).await
+    }
+
+    /// Imports a vulnerability database from a zip of OSV records: read to
+    /// a temporary file, every record checked and indexed, then stored as
+    /// an artifact of `berth-system/vulndb` and recorded, which makes it
+    /// the one in use. Nothing is stored unless all of it reads.
+    pub async fn import(
+        &self,
+        actor: &Actor,
+        mut body: crate::registry::ByteStream,
+    ) -> Result<VulndbRecord, ImportError> {
+        use futures_util::StreamExt;
+        use std::io::Write;
+        let failed = |e: &dyn std::fmt::Display| ImportError::Failed(e.to_string());
+        let mut file = tempfile_in_tmp().map_err(|e| failed(&e))?;
+        let mut hasher = crate::oci::Algorithm::Sha256.hasher();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ImportError::Invalid(format!("upload: {e}")))?;
+            size += chunk.len() as u64;
+            if size > MAX_IMPORT_BYTES {
+                return Err(ImportError::Invalid(format!(
+                    "the database is over {MAX_IMPORT_BYTES} bytes"
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).map_err(|e| failed(&e))?;
+        }
+        let digest = hasher.finish();
+        let path = file.path.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let reader = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+            let files = berth_scan::vulndb::read_zip(reader).map_err(|e| e.to_string())?;
+            let newest = berth_scan::vulndb::newest_modified(&files);
+            let index = Index::build(files).map_err(|e| e.to_string())?;
+            Ok::<_, String>((index, newest))
+        })
+        .await
+        .map_err(|e| failed(&e))?;
+        let (index, newest) = checked.map_err(ImportError::Invalid)?;
+        let stats = index.stats().clone();
+        if stats.records == 0 {
+            return Err(ImportError::Invalid("the zip holds no OSV record".into()));
+        }
+        let repo: RepositoryName = VULNDB_REPOSITORY.parse().expect("a valid name");
+        let stream = tokio_util::io::ReaderStream::new(
+            tokio::fs::File::open(&file.path)
+                .await
+                .map_err(|e| failed(&e))?,
+        );
+        self.registry
+            .push_blob(actor, &repo, &digest, Some(size), Box::pin(stream))
+            .await
+            .map_err(|e| failed(&e))?;
+        let now = now_millis();
+        let tag = format!(
+            "osv-{}",
+            chrono::DateTime::from_timestamp_millis(now)
+                .unwrap_or_default()
+                .format("%Y%m%d%H%M%S%3f")
+        );
+        let empty = bytes::Bytes::from_static(b"{}");
+        let config = Digest::sha256_of(&empty);
+        let len = empty.len() as u64;
+        self.registry
+            .push_blob(
+                actor,
+                &repo,
+                &config,
+                Some(len),
+                Box::pin(futures_util::stream::once(async move { Ok(empty) })),
+            )
+            .await
+            .map_err(|e| failed(&e))?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": VULNDB_ARTIFACT,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+            "layers": [{"mediaType": "application/zip", "digest": digest, "size": size,
+                        "annotations": {"org.opencontainers.image.title": "osv.zip"}}],
+            "annotations": {
+                "org.opencontainers.image.created": sbom_time(now),
+                "dev.berth.vulndb.records": stats.records.to_string(),
+            },
+        });
+        let bytes = serde_json::to_vec(&manifest).expect("json");
+        let manifest_digest = self
+            .registry
+            .put_manifest(
+                actor,
+                &repo,
+                &crate::oci::Reference::Tag(tag.parse().expect("a valid tag")),
+                Some(OCI_MANIFEST),
+                &bytes,
+            )
+            .await
+            .map_err(|e| failed(&e))?
+            .digest;
+        let record = VulndbRecord {
+            id: digest.to_string(),
+            manifest: manifest_digest.to_string(),
+            tag: tag.clone(),
+            imported_at: now,
+            imported_by: actor.name.clone(),
+            built_at: newest,
+            records: stats.records as i64,
+            withdrawn: stats.withdrawn as i64,
+            ecosystems: serde_json::to_string(&stats.per_ecosystem).expect("json"),
+        };
+        let mut event = Event::new(Kind::VulndbImported, actor, now)
+            .in_repository(VULNDB_REPOSITORY)
+            .with_detail(format!("{} records", stats.records));
+        event.digest = Some(digest.to_string());
+        event.reference = Some(tag);
+        self.meta
+            .add_vulndb(record.clone(), event)
+            .await
+            .map_err(|e| failed(&e))?;
+        // Loaded here at once; other replicas load it at their next scan.
+        *self.database.lock().await = Some(Loaded {
+            id: record.id.clone(),
+            index: Arc::new(index),
+        });
+        self.imported.notify_waiters();
+        tracing::info!(id = %record.id, records = record.records, "vulnerability database imported");
+        Ok(record)
+    }
+}
+
+/// The artifact type of a stored vulnerability database.
+pub const VULNDB_ARTIFACT: &str = "application/vnd.berth.vulndb.osv.v1+zip";
+
+/// A temporary file, deleted when dropped.
+struct TempFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl std::io::Write for TempFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn tempfile_in_tmp() -> std::io::Result<TempFile> {
+    let path = std::env::temp_dir().join(format!("berth-vulndb-{}.zip", uuid::Uuid::new_v4()));
+    let file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)?;
+    Ok(TempFile { file, path })
+}
+
+/// The SBOM of a finished scan, as the scanner stores it.
+pub fn sbom(
+    repo: &RepositoryName,
+    scan: &ScanRecord,
+    report: &Report,
+    media_type: &str,
+) -> Result<String, String> {
+    let info = berth_scan::sbom::ImageInfo {
+        repository: repo.to_string(),
+        digest: scan.manifest.clone(),
+        created: sbom_time(scan.requested_at),
+    };
+    let made = if media_type == SPDX {
+        berth_scan::sbom::spdx(&info, &report.packages)
+    } else {
+        berth_scan::sbom::cyclonedx(&info, &report.packages)
+    };
+    made.map_err(|e| e.to_string())
+}
