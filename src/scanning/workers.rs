@@ -225,13 +225,40 @@ impl Rematch {
                     if report.children.is_empty() {
                         rematch(&index, &mut report);
                     }
-                    let summary = serde_json::to_string(&report.summary).ok()?;
-                    Some((s.manifest, serde_json::to_string(&report).ok()?, summary))
+                    Some((s.manifest, report))
                 })
                 .collect::<Vec<_>>()
         })
         .await
         .map_err(|e| e.to_string())?;
+        // An index sums its children's reports, once they are all matched
+        // against this database (until then it waits for a later pass).
+        let mut ready = Vec::with_capacity(updated.len());
+        'reports: for (manifest, mut report) in updated {
+            if !report.children.is_empty() {
+                report.summary = Default::default();
+                for child in &mut report.children {
+                    let scan = meta.scan(&child.digest).await.map_err(|e| e.to_string())?;
+                    if scan.as_ref().is_some_and(|s| {
+                        s.status == "finished" && s.vulndb.as_deref() != Some(id.as_str())
+                    }) {
+                        continue 'reports;
+                    }
+                    child.summary = scan
+                        .and_then(|s| serde_json::from_str(s.summary.as_deref()?).ok())
+                        .unwrap_or_default();
+                    report.summary.merge(&child.summary);
+                }
+            }
+            ready.push((manifest, report));
+        }
+        let updated: Vec<(String, String, String)> = ready
+            .into_iter()
+            .map(|(manifest, report)| {
+                let summary = serde_json::to_string(&report.summary).expect("json");
+                (manifest, serde_json::to_string(&report).expect("json"), summary)
+            })
+            .collect();
         self.matched += updated.len() as u64;
         meta.rematched(&id, updated)
             .await
