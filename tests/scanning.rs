@@ -395,3 +395,74 @@ async fn bad_layers_fail_only_their_own_scan() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// A server killed with SIGKILL while it scans, and while a database is
+/// being uploaded: after the restart the scan is run again to its end, and
+/// the half-sent database was never made the one in use.
+#[tokio::test]
+async fn scans_and_imports_survive_sigkill() {
+    let mut server = common::Server::start();
+    let api = Api::new(server.url());
+    // Big enough to be killed in the middle of: 400 MB of one file.
+    let layer = Command::new("sh")
+        .args([
+            "-c",
+            "d=$(mktemp -d) && head -c 400000000 /dev/zero > $d/big && tar -C $d -czf - . && rm -r $d",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    let (_, digest) = api.push_image("kill/app", "v1", &layer).await;
+    let path = format!("/api/v1/projects/kill/repositories/app/artifacts/{digest}/scan");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = server.admin_call(Method::GET, &path, json!(null)).await;
+        if r.status() == StatusCode::OK {
+            let v: Value = r.json().await.unwrap();
+            if v["status"] == "running" {
+                break;
+            }
+            assert_eq!(v["status"], "queued", "{v}");
+        }
+        assert!(Instant::now() < deadline, "the scan never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill_and_restart();
+    let report = scanned(&server, "kill/app", &digest).await;
+    assert_eq!(report["status"], "finished", "{report}");
+    assert_eq!(report["packages"], 0);
+
+    // A database in use, then an upload cut off by a kill: the one in use
+    // stays in use, and nothing of the cut-off one is left active.
+    let url = format!("{}/api/v1/system/vulndb", server.url());
+    let Some(data) = vulndata() else { return };
+    let zip = std::fs::read(data.join("pypi/all.zip")).unwrap();
+    let r = reqwest::Client::new()
+        .put(&url)
+        .header("content-type", "application/zip")
+        .body(zip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let first: Value = r.json().await.unwrap();
+    let body = futures_util::stream::unfold(0u32, |n| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (n < 200).then(|| (Ok::<_, std::io::Error>(vec![b'P'; 4096]), n + 1))
+    });
+    let upload = tokio::spawn(
+        reqwest::Client::new()
+            .put(url)
+            .header("content-type", "application/zip")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill_and_restart();
+    let _ = upload.await;
+    let status = server
+        .admin(Method::GET, "/api/v1/system/vulndb", json!(null))
+        .await;
+    assert_eq!(status["active"]["id"], first["id"], "{status}");
+    assert_eq!(status["previous"], json!([]), "{status}");
+}

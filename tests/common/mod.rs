@@ -113,6 +113,11 @@ impl Server {
                 child: None,
             };
         }
+        // Chosen and bound under the lock a restart holds, so that no other
+        // test's server is given the port a killed server is about to take
+        // again (it would find it busy, exit, and the test would talk to the
+        // other one).
+        let _ports = PORTS.read().unwrap_or_else(|e| e.into_inner());
         let mut server = Server {
             addr: free_port(),
             dir: Some(TempDir::new("berth-test")),
@@ -219,6 +224,7 @@ impl Server {
 
     /// Kills the process with SIGKILL and starts it again on the same port and data.
     pub fn kill_and_restart(&mut self) {
+        let _ports = PORTS.write().unwrap_or_else(|e| e.into_inner());
         let Some(mut child) = self.child.take() else {
             panic!("cannot restart an external registry");
         };
@@ -231,6 +237,7 @@ impl Server {
     /// Kills the process with SIGKILL, calls `between` with its data
     /// directory, then starts it again on the same port and data.
     pub fn kill_and_restart_after(&mut self, between: impl FnOnce(&std::path::Path)) {
+        let _ports = PORTS.write().unwrap_or_else(|e| e.into_inner());
         let Some(mut child) = self.child.take() else {
             panic!("cannot restart an external registry");
         };
@@ -518,6 +525,10 @@ pub fn azurite_store(endpoint: &str, container: &str) -> object_store::azure::Mi
         .build()
         .unwrap()
 }
+
+/// Held (shared) while a server is given a free port and starts, and
+/// (exclusively) while a killed server restarts on its port.
+static PORTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
