@@ -32,7 +32,7 @@ pub struct ScanRecord {
 }
 
 /// A vulnerability database as imported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct VulndbRecord {
     pub id: String,
     pub manifest: String,
@@ -426,42 +426,13 @@ impl MetaStore {
 
     /// The databases imported, newest (the one in use) first.
     pub async fn vulndbs(&self, limit: u32) -> Result<Vec<VulndbRecord>, MetaError> {
-        let rows: Vec<(String, String, String, i64, String, Option<i64>, i64, i64, String)> =
-            sqlx::query_as(
-                "SELECT id, manifest, tag, imported_at, imported_by, built_at, records, withdrawn, ecosystems
-                 FROM vulndb_versions ORDER BY imported_at DESC, id LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    manifest,
-                    tag,
-                    imported_at,
-                    imported_by,
-                    built_at,
-                    records,
-                    withdrawn,
-                    ecosystems,
-                )| {
-                    VulndbRecord {
-                        id,
-                        manifest,
-                        tag,
-                        imported_at,
-                        imported_by,
-                        built_at,
-                        records,
-                        withdrawn,
-                        ecosystems,
-                    }
-                },
-            )
-            .collect())
+        Ok(sqlx::query_as(
+            "SELECT id, manifest, tag, imported_at, imported_by, built_at, records, withdrawn, ecosystems
+             FROM vulndb_versions ORDER BY imported_at DESC, id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     /// Whether a project scans what is pushed into it (true for a

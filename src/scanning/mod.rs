@@ -659,9 +659,9 @@ const UNDECIDED: &str = "advisory not decided:";
 
 /// Indexes the OSV records of a zip (osv.dev's bulk format).
 pub fn index_zip(bytes: &[u8]) -> Result<Index, String> {
-    let files =
-        berth_scan::vulndb::read_zip(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
-    Index::build(files).map_err(|e| e.to_string())
+    let zip = berth_scan::vulndb::read_zip(std::io::Cursor::new(bytes), &Default::default())
+        .map_err(|e| e.to_string())?;
+    Index::build(zip.records).map_err(|e| e.to_string())
 }
 
 /// Why an import was refused.
@@ -726,9 +726,15 @@ impl Scanner {
         let path = file.path.clone();
         let checked = tokio::task::spawn_blocking(move || {
             let reader = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-            let files = berth_scan::vulndb::read_zip(reader).map_err(|e| e.to_string())?;
-            let newest = berth_scan::vulndb::newest_modified(&files);
-            let index = Index::build(files).map_err(|e| e.to_string())?;
+            let zip = berth_scan::vulndb::read_zip(reader, &Default::default())
+                .map_err(|e| e.to_string())?;
+            let index = Index::build(zip.records).map_err(|e| e.to_string())?;
+            let newest = index
+                .stats()
+                .newest_modified
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis());
             Ok::<_, String>((index, newest))
         })
         .await

@@ -256,7 +256,11 @@ impl Rematch {
             .into_iter()
             .map(|(manifest, report)| {
                 let summary = serde_json::to_string(&report.summary).expect("json");
-                (manifest, serde_json::to_string(&report).expect("json"), summary)
+                (
+                    manifest,
+                    serde_json::to_string(&report).expect("json"),
+                    summary,
+                )
             })
             .collect();
         self.matched += updated.len() as u64;

@@ -734,27 +734,3 @@ mod tests {
         assert_eq!(placeholder_only.stats().newest_modified, None);
     }
 }
-
-// STUB until the zip reader lands (scan-sbom-input): every `*.json` member.
-pub fn read_zip<R: std::io::Read + std::io::Seek>(
-    reader: R,
-) -> Result<Vec<(String, Vec<u8>)>, String> {
-    use std::io::Read;
-    let mut zip = zip::ZipArchive::new(reader).map_err(|e| e.to_string())?;
-    let mut files = Vec::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).map_err(|e| e.to_string())?;
-        if f.is_file() && f.name().ends_with(".json") {
-            let name = f.name().to_string();
-            let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-            files.push((name, bytes));
-        }
-    }
-    Ok(files)
-}
-
-// STUB: the newest `modified` of the records.
-pub fn newest_modified(_files: &[(String, Vec<u8>)]) -> Option<i64> {
-    None
-}
