@@ -8,6 +8,7 @@ mod http;
 mod nullserver;
 mod registry;
 mod report;
+mod scan;
 mod stats;
 
 use std::collections::BTreeSet;
@@ -124,6 +125,22 @@ struct Args {
     /// Keep the --gc data directory afterwards.
     #[arg(long)]
     gc_keep: bool,
+    /// Instead of the HTTP phases: time Berth's scanner at --url (auth off;
+    /// needs --pid, --scan-layer and --scan-vulndb; see README).
+    #[arg(long, requires_all = ["pid", "scan_layer", "scan_vulndb"])]
+    scan: bool,
+    /// A gzip tar layer to scan cold (a debootstrap minbase root filesystem).
+    #[arg(long)]
+    scan_layer: Option<std::path::PathBuf>,
+    /// A directory of OSV records, one subdirectory per ecosystem.
+    #[arg(long)]
+    scan_vulndb: Option<std::path::PathBuf>,
+    /// Images on the same layer whose inventories are matched again.
+    #[arg(long, default_value_t = 1000)]
+    scan_images: usize,
+    /// Size of the uncompressed layer whose scan's memory is measured.
+    #[arg(long, default_value_t = 1024)]
+    scan_big_mib: usize,
 }
 
 /// Sizes and counts after --quick and overrides.
@@ -221,6 +238,25 @@ fn main() {
             keep: args.gc_keep,
         };
         if let Err(e) = rt.block_on(gc::run(gc_args)) {
+            eprintln!("berth-bench: error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.scan {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let scan_args = scan::ScanArgs {
+            url: args.url,
+            pid: args.pid.expect("required"),
+            layer: args.scan_layer.expect("required"),
+            vulndb: args.scan_vulndb.expect("required"),
+            images: args.scan_images,
+            big_mib: args.scan_big_mib,
+        };
+        if let Err(e) = rt.block_on(scan::run(scan_args)) {
             eprintln!("berth-bench: error: {e}");
             std::process::exit(1);
         }

@@ -3,7 +3,7 @@
 //! `berth login` stored. Output is a table for people or `--json`.
 
 mod client;
-mod scan;
+pub mod scan;
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;

@@ -49,7 +49,7 @@ fn artifact_path(image: &str) -> Result<String, String> {
 }
 
 /// A zip of every `*.json` under `dir`, stored (the server reads it once).
-fn zip_directory(dir: &std::path::Path) -> Result<Vec<u8>, String> {
+pub fn zip_directory(dir: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::io::Write;
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
