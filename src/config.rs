@@ -24,6 +24,45 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub events: EventsConfig,
     pub scan: ScanConfig,
+    pub harbor_adapter: HarborAdapterConfig,
+}
+
+/// Harbor's pluggable scanner adapter API, served so that a Harbor can use
+/// Berth as its scanner (see ARCHITECTURE.md, "Scanning").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HarborAdapterConfig {
+    /// Off: the routes do not exist.
+    pub enabled: bool,
+    /// Where the API is served: `{prefix}/api/v1/metadata`, ….
+    pub prefix: String,
+    /// Hex SHA-256 of the bearer token Harbor is configured to send.
+    pub token_sha256: Option<String>,
+    /// Scans of Harbor's artifacts run at once.
+    pub workers: usize,
+    /// How long a scan's result is kept for Harbor to fetch (in memory:
+    /// Harbor asks for a scan again when a report is lost).
+    pub results_ttl_secs: u64,
+}
+
+impl Default for HarborAdapterConfig {
+    fn default() -> Self {
+        HarborAdapterConfig {
+            enabled: false,
+            prefix: "/harbor-adapter".into(),
+            token_sha256: None,
+            workers: 1,
+            results_ttl_secs: 3600,
+        }
+    }
+}
+
+impl HarborAdapterConfig {
+    /// The token's hash, once `validate` has accepted it.
+    pub fn token_hash(&self) -> Option<[u8; 32]> {
+        let hex = self.token_sha256.as_deref()?;
+        hex::decode(hex.trim()).ok()?.try_into().ok()
+    }
 }
 
 /// Vulnerability scanning (see ARCHITECTURE.md, "Scanning").
@@ -373,6 +412,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             events: EventsConfig::default(),
             scan: ScanConfig::default(),
+            harbor_adapter: HarborAdapterConfig::default(),
         }
     }
 }
@@ -598,6 +638,22 @@ impl Config {
         if let Some(v) = env("BERTH_SCAN_MAX_FILE_SIZE") {
             config.scan.max_file_size = parse("BERTH_SCAN_MAX_FILE_SIZE", v)?;
         }
+        let harbor = &mut config.harbor_adapter;
+        if let Some(v) = env("BERTH_HARBOR_ADAPTER_ENABLED") {
+            harbor.enabled = parse("BERTH_HARBOR_ADAPTER_ENABLED", v)?;
+        }
+        if let Some(v) = env("BERTH_HARBOR_ADAPTER_PREFIX") {
+            harbor.prefix = v;
+        }
+        if let Some(v) = env("BERTH_HARBOR_ADAPTER_TOKEN_SHA256") {
+            harbor.token_sha256 = Some(v);
+        }
+        if let Some(v) = env("BERTH_HARBOR_ADAPTER_WORKERS") {
+            harbor.workers = parse("BERTH_HARBOR_ADAPTER_WORKERS", v)?;
+        }
+        if let Some(v) = env("BERTH_HARBOR_ADAPTER_RESULTS_TTL_SECS") {
+            harbor.results_ttl_secs = parse("BERTH_HARBOR_ADAPTER_RESULTS_TTL_SECS", v)?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -621,6 +677,26 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "storage.gcs: set service_account_path or service_account_key, not both".into(),
             ));
+        }
+        let harbor = &self.harbor_adapter;
+        if harbor.enabled {
+            if harbor.token_hash().is_none() {
+                return Err(ConfigError::Invalid(
+                    "harbor_adapter.token_sha256 (BERTH_HARBOR_ADAPTER_TOKEN_SHA256) must be \
+                     the hex SHA-256 of the token Harbor sends (64 hex digits)"
+                        .into(),
+                ));
+            }
+            let p = &harbor.prefix;
+            let taken = ["/v2", "/api", "/auth", "/healthz", "/readyz", "/metrics"]
+                .iter()
+                .any(|t| p == t || p.starts_with(&format!("{t}/")));
+            if !p.starts_with('/') || p.ends_with('/') || p.contains('{') || taken {
+                return Err(ConfigError::Invalid(format!(
+                    "harbor_adapter.prefix {p:?} must start with / and not end with one, \
+                     and not be under Berth's own routes (/v2, /api, /auth, ...)"
+                )));
+            }
         }
         Ok(())
     }
@@ -695,6 +771,43 @@ mod tests {
         assert_eq!(c.gc.untagged_delay_secs, 24 * 3600);
         assert!(Config::load(None, |k| (k == "BERTH_GC_ENABLED").then(|| "yes".into())).is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn harbor_adapter_from_env_and_checked() {
+        let hash = "ab".repeat(32);
+        let c = Config::load(None, |k| match k {
+            "BERTH_HARBOR_ADAPTER_ENABLED" => Some("true".into()),
+            "BERTH_HARBOR_ADAPTER_PREFIX" => Some("/scanner".into()),
+            "BERTH_HARBOR_ADAPTER_TOKEN_SHA256" => Some(hash.clone()),
+            "BERTH_HARBOR_ADAPTER_WORKERS" => Some("3".into()),
+            "BERTH_HARBOR_ADAPTER_RESULTS_TTL_SECS" => Some("60".into()),
+            _ => None,
+        })
+        .unwrap();
+        let h = &c.harbor_adapter;
+        assert!(h.enabled);
+        assert_eq!(
+            (h.prefix.as_str(), h.workers, h.results_ttl_secs),
+            ("/scanner", 3, 60)
+        );
+        assert_eq!(h.token_hash(), Some([0xab; 32]));
+        let off = Config::load(None, |_| None).unwrap().harbor_adapter;
+        assert!(!off.enabled && off.prefix == "/harbor-adapter");
+        for (k, v) in [
+            ("BERTH_HARBOR_ADAPTER_TOKEN_SHA256", "not hex"),
+            ("BERTH_HARBOR_ADAPTER_PREFIX", "/v2/harbor"),
+            ("BERTH_HARBOR_ADAPTER_PREFIX", "harbor"),
+            ("BERTH_HARBOR_ADAPTER_PREFIX", "/harbor/"),
+        ] {
+            let loaded = Config::load(None, |name| match name {
+                "BERTH_HARBOR_ADAPTER_ENABLED" => Some("true".into()),
+                "BERTH_HARBOR_ADAPTER_TOKEN_SHA256" if k != name => Some(hash.clone()),
+                n if n == k => Some(v.into()),
+                _ => None,
+            });
+            assert!(loaded.is_err(), "{k}={v} accepted");
+        }
     }
 
     #[test]

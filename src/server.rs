@@ -103,6 +103,9 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         journal: services.journal.clone(),
         workers: workers.status(),
         scanner: services.scanner.clone(),
+        harbor: config.harbor_adapter.enabled.then(|| {
+            crate::scanning::harbor::Adapter::new(services.scanner.clone(), &config.harbor_adapter)
+        }),
         metrics: crate::metrics::Metrics::new(services.meta.write_counters()),
         trusted_proxies: config.trusted_proxies.iter().map(|p| p.0).collect(),
     });

@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use accounts::{AccountError, NewRobot, RobotCreated};
 pub use permissions::{Action, Role};
+pub use secrets::sha256_is;
 pub use tokens::{Claims, Scope};
 
 use crate::config::{AuthConfig, AuthMode};
@@ -77,6 +78,9 @@ pub enum Caller {
     Principal(Principal),
     /// Presenting a registry token: `/v2/` access is what the token grants.
     Token(Arc<Claims>),
+    /// Harbor, presenting the scanner adapter's bearer token: it may use
+    /// the adapter API and nothing else.
+    HarborAdapter,
 }
 
 impl Caller {
@@ -84,6 +88,7 @@ impl Caller {
     pub fn actor(&self, address: &str) -> Actor {
         let (name, kind) = match self {
             Caller::Anonymous => ("anonymous".to_string(), "anonymous"),
+            Caller::HarborAdapter => ("harbor".to_string(), "harbor-adapter"),
             Caller::Principal(p) => (p.name().to_string(), p.kind()),
             Caller::Token(c) if c.kind == "anonymous" => ("anonymous".to_string(), "anonymous"),
             Caller::Token(c) => (
@@ -119,6 +124,8 @@ pub enum Access {
     SelfOrAdmin(String),
     Project(String, Action),
     Repository(RepositoryName, Action),
+    /// Harbor's scanner adapter API: its own token, whatever the auth mode.
+    HarborAdapter,
 }
 
 /// Why a request is refused.
@@ -363,7 +370,7 @@ impl Auth {
     /// whose subject is gone).
     pub async fn principal_of(&self, caller: &Caller) -> Result<Option<Principal>, MetaError> {
         match caller {
-            Caller::Anonymous => Ok(None),
+            Caller::Anonymous | Caller::HarborAdapter => Ok(None),
             Caller::Principal(p) => Ok(Some(p.clone())),
             Caller::Token(claims) => self.principal(claims).await,
         }
@@ -413,6 +420,13 @@ impl Auth {
 
     /// The one access decision: may `caller` do `access`?
     pub async fn authorize(&self, caller: &Caller, access: &Access) -> Result<(), Denial> {
+        // Harbor's token opens the adapter API only, and only it does.
+        match (access, caller) {
+            (Access::HarborAdapter, Caller::HarborAdapter) => return Ok(()),
+            (Access::HarborAdapter, _) => return Err(Denial::Unauthenticated),
+            (_, Caller::HarborAdapter) => return Err(Denial::Forbidden),
+            _ => {}
+        }
         if self.config.mode == AuthMode::Off {
             return Ok(());
         }
@@ -423,7 +437,7 @@ impl Auth {
             };
         }
         let principal = match caller {
-            Caller::Anonymous => None,
+            Caller::Anonymous | Caller::HarborAdapter => None,
             Caller::Principal(p) => Some(p.clone()),
             Caller::Token(claims) => {
                 if let Access::Repository(repo, action) = access {

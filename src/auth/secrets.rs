@@ -61,6 +61,14 @@ pub fn verify_secret(hash: &str, secret: &str) -> bool {
     hash_secret(secret).as_bytes().ct_eq(hash.as_bytes()).into()
 }
 
+/// Whether `secret`'s SHA-256 is `hash` (constant-time).
+pub fn sha256_is(hash: &[u8; 32], secret: &str) -> bool {
+    Sha256::digest(secret.as_bytes())
+        .as_slice()
+        .ct_eq(hash)
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +86,8 @@ mod tests {
         assert!(verify_secret(&hs, &s));
         assert!(!verify_secret(&hs, &generate_secret()));
         assert_ne!(generate_secret(), s);
+        let raw: [u8; 32] = Sha256::digest(b"harbor-token").into();
+        assert!(sha256_is(&raw, "harbor-token"));
+        assert!(!sha256_is(&raw, "harbor-token "));
     }
 }

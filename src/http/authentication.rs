@@ -82,6 +82,24 @@ pub async fn authenticate(
     }
 }
 
+/// Who a request to Harbor's scanner adapter API is from: Harbor when it
+/// presents the bearer token whose SHA-256 is `token_hash` (compared in
+/// constant time), anonymous otherwise. Berth's own credentials mean
+/// nothing there.
+pub fn harbor_adapter_caller(headers: &HeaderMap, token_hash: &[u8; 32]) -> Caller {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    match token {
+        Some(t) if crate::auth::sha256_is(token_hash, t.trim()) => Caller::HarborAdapter,
+        _ => Caller::Anonymous,
+    }
+}
+
 /// The answer to a failed login.
 pub fn login_failed(state: &AppState, headers: &HeaderMap, e: LoginError) -> Response {
     match e {

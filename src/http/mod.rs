@@ -5,6 +5,7 @@ mod api;
 mod authentication;
 mod client;
 mod error;
+mod harbor;
 mod routes;
 mod token;
 mod v2;
@@ -40,6 +41,8 @@ pub struct AppState {
     /// Every background worker's state.
     pub workers: StatusTable,
     pub scanner: Arc<Scanner>,
+    /// Harbor's scanner adapter, when enabled.
+    pub harbor: Option<Arc<crate::scanning::harbor::Adapter>>,
     pub metrics: Metrics,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -70,7 +73,11 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if let Some(adapter) = &state.harbor {
+        router = router.merge(harbor::router(state.clone(), adapter.prefix()));
+    }
+    router
         .route("/v2", any(v2::dispatch))
         .route("/v2/", any(v2::dispatch))
         .route("/v2/{*path}", any(v2::dispatch))
@@ -165,6 +172,13 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
         None if path.starts_with("/v2") => "v2_other",
         None if path.starts_with("/api/") => "api",
         None if path.starts_with("/auth/") => "token",
+        None if state
+            .harbor
+            .as_ref()
+            .is_some_and(|h| path.starts_with(&format!("{}/", h.prefix()))) =>
+        {
+            "harbor_adapter"
+        }
         None => "ops",
     };
     let m = &state.metrics;

@@ -11,7 +11,10 @@
 //! else (signatures, SBOMs, charts) is `unsupported`. When the database in
 //! use changes, stored inventories are matched again (`Rematch`), and no
 //! layer is read again.
+//!
+//! `harbor` serves the same scan to a Harbor, of images in its registry.
 
+pub mod harbor;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -428,11 +431,8 @@ impl Scanner {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<LayerInventory, Failure> {
-        let format = i64::from(layers::FORMAT);
-        if let Some(cached) = self.meta.layer_inventory(digest.as_str(), format).await? {
-            if let Ok(inventory) = serde_json::from_str(&cached) {
-                return Ok(inventory);
-            }
+        if let Some(cached) = self.cached_layer(digest).await? {
+            return Ok(cached);
         }
         let (_, stream) = self.registry.blob_content(repo, digest).await?;
         let reader = tokio_util::io::StreamReader::new(stream);
@@ -443,11 +443,26 @@ impl Scanner {
                 .await
                 .map_err(|e| Failure::Content(format!("walking layer {digest}: {e}")))?
                 .map_err(|e| Failure::Content(format!("layer {digest}: {e}")))?;
-        let json = serde_json::to_string(&walked).expect("inventories serialize");
+        self.cache_layer(digest, &walked).await?;
+        Ok(walked)
+    }
+
+    /// A layer's inventory from the cache (by digest), if it is there.
+    async fn cached_layer(&self, digest: &Digest) -> Result<Option<LayerInventory>, Failure> {
+        let format = i64::from(layers::FORMAT);
+        let cached = self.meta.layer_inventory(digest.as_str(), format).await?;
+        Ok(cached.and_then(|c| serde_json::from_str(&c).ok()))
+    }
+
+    /// Caches the inventory of the layer `digest` (whose bytes were checked
+    /// to be that digest's).
+    async fn cache_layer(&self, digest: &Digest, walked: &LayerInventory) -> Result<(), Failure> {
+        let format = i64::from(layers::FORMAT);
+        let json = serde_json::to_string(walked).expect("inventories serialize");
         self.meta
             .store_layer_inventory(digest.as_str(), format, json)
             .await?;
-        Ok(walked)
+        Ok(())
     }
 
     /// An image's packages, composition and findings from its layers.

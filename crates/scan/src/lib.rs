@@ -8,10 +8,12 @@
 //! [`version`] holds each ecosystem's version ordering, [`osv`] the OSV
 //! record model, [`cvss`] the CVSS scores, [`vulndb`] the in-memory advisory
 //! index, and [`matcher`] the rules that turn packages and the index into
-//! [`inventory::Finding`]s.
+//! [`inventory::Finding`]s; [`harbor`] writes them as Harbor's scanner
+//! adapter reports.
 
 pub mod composition;
 pub mod cvss;
+pub mod harbor;
 pub mod inventory;
 pub mod layers;
 pub mod matcher;

@@ -1,4 +1,5 @@
-//! The access rule of every management API route, in one table. A route
+//! The access rule of every management API route, in one table, and of
+//! every route of Harbor's scanner adapter API, in another. A route
 //! missing here is refused to everyone (and a unit test fails).
 
 use axum::http::Method;
@@ -20,6 +21,8 @@ pub enum Need {
     Project(Action),
     /// An action in the project of the repository `{repository}`.
     Repository(Action),
+    /// Harbor, with the scanner adapter's token.
+    HarborAdapter,
 }
 
 pub struct Rule {
@@ -280,10 +283,31 @@ pub static RULES: &[Rule] = &[
     r("PUT", "/api/v1/system/vulndb", Admin, "vulndb.import"),
 ];
 
-pub fn rule(method: &Method, path: &str) -> Option<&'static Rule> {
-    RULES
+/// Harbor's scanner adapter API, below its configured prefix.
+pub static HARBOR_ADAPTER_RULES: &[Rule] = &[
+    r("GET", "/api/v1/metadata", HarborAdapter, "harbor.metadata"),
+    r("POST", "/api/v1/scan", HarborAdapter, "harbor.scan"),
+    r(
+        "GET",
+        "/api/v1/scan/{id}/report",
+        HarborAdapter,
+        "harbor.report",
+    ),
+];
+
+fn find(rules: &'static [Rule], method: &Method, path: &str) -> Option<&'static Rule> {
+    rules
         .iter()
         .find(|r| r.method == method.as_str() && r.path == path)
+}
+
+pub fn rule(method: &Method, path: &str) -> Option<&'static Rule> {
+    find(RULES, method, path)
+}
+
+/// The rule of an adapter route (`path` without the prefix).
+pub fn harbor_adapter_rule(method: &Method, path: &str) -> Option<&'static Rule> {
+    find(HARBOR_ADAPTER_RULES, method, path)
 }
 
 /// The path parameters a rule can depend on.
@@ -367,6 +391,7 @@ impl Rule {
                 Some(Err(e)) => return Err(e.clone()),
                 None => return Err(missing("repository")),
             },
+            HarborAdapter => Access::HarborAdapter,
         }])
     }
 }

@@ -4,7 +4,7 @@
 //! Every route passes `guard`, which authenticates the caller, checks the
 //! access `access_table::rule` names for the route, and audits changes.
 
-mod access_table;
+pub(super) mod access_table;
 mod audit;
 mod projects;
 mod quota;
