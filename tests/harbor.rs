@@ -275,16 +275,26 @@ impl Harbor {
     /// Posts a scan and polls its report as Harbor does: (the final
     /// status, content type, body, how many 302s came first).
     async fn scan(&self, request: Value) -> (StatusCode, String, Value, usize) {
+        let id = self.submit(request).await;
+        self.poll(&id).await
+    }
+
+    /// Posts a scan: its id.
+    async fn submit(&self, request: Value) -> String {
         let r = self.post_scan(request).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         assert_eq!(
             header_of(&r, "content-type"),
             Some("application/vnd.scanner.adapter.scan.response+json; version=1.0")
         );
-        let id = r.json::<Value>().await.unwrap()["id"]
+        r.json::<Value>().await.unwrap()["id"]
             .as_str()
             .unwrap()
-            .to_string();
+            .to_string()
+    }
+
+    /// Polls a scan's report until it is not 302.
+    async fn poll(&self, id: &str) -> (StatusCode, String, Value, usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut waits = 0;
         loop {
@@ -643,5 +653,32 @@ async fn without_the_setting_the_adapter_routes_do_not_exist() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn reports_expire_after_their_ttl() {
+    let server = common::Server::start_with_env(
+        &[],
+        &[
+            ("BERTH_HARBOR_ADAPTER_ENABLED", "true"),
+            ("BERTH_HARBOR_ADAPTER_TOKEN_SHA256", &token_sha256()),
+            ("BERTH_HARBOR_ADAPTER_RESULTS_TTL_SECS", "1"),
+        ],
+    );
+    let harbor = Harbor::new(&server);
+    // Nothing listens there: the scan fails at once.
+    let nowhere = format!("http://{}", common::free_port());
+    let digest = sha256(b"nothing");
+    let id = harbor
+        .submit(scan_request(&nowhere, "", "library/app", &digest))
+        .await;
+    let (status, _, body, _) = harbor.poll(&id).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Harbor's registry"), "{message}");
+    assert!(!message.contains(&nowhere), "{message}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = harbor.get(&format!("/api/v1/scan/{id}/report")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -34,6 +34,9 @@ const MAX_JOBS: usize = 1024;
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// The largest token endpoint answer read.
 const MAX_TOKEN_BYTES: usize = 1 << 20;
+/// A scan still running after this fails (a registry trickling bytes
+/// would hold a worker and a job forever).
+const SCAN_TIMEOUT: Duration = Duration::from_secs(3600);
 /// What a 302 tells Harbor to wait before asking again, in seconds.
 pub const REFRESH_AFTER_SECS: u64 = 2;
 
@@ -166,7 +169,9 @@ impl Adapter {
             let state = match adapter.permits.clone().acquire_owned().await {
                 Ok(_permit) => {
                     let started = Instant::now();
-                    let result = adapter.scan(target).await;
+                    let result = tokio::time::timeout(SCAN_TIMEOUT, adapter.scan(target))
+                        .await
+                        .unwrap_or_else(|_| Err("the scan took over an hour".into()));
                     match &result {
                         Ok(r) => tracing::info!(
                             job,
