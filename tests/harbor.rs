@@ -416,6 +416,7 @@ async fn harbor_scans_an_image_of_its_registry_through_berth() {
     assert_eq!(
         m["capabilities"],
         json!([{
+            "type": "vulnerability",
             "consumes_mime_types": [OCI_MANIFEST, DOCKER_MANIFEST],
             "produces_mime_types": [REPORT_MIME]
         }])
@@ -432,7 +433,7 @@ async fn harbor_scans_an_image_of_its_registry_through_berth() {
     // The image, in Harbor's registry.
     let registry = Api::with_basic(distribution.url.clone(), ROBOT, ROBOT_PASSWORD);
     let layer = bookworm(&data);
-    let (_, digest) = registry.push_image("library/app", "v1", &layer).await;
+    let (oci_manifest, digest) = registry.push_image("library/app", "v1", &layer).await;
     let robot = basic(ROBOT, ROBOT_PASSWORD);
 
     let (status, content_type, report, waits) = harbor
@@ -484,6 +485,29 @@ async fn harbor_scans_an_image_of_its_registry_through_berth() {
     let rank = |s: &Value| SEVERITIES.iter().position(|n| s == n).unwrap();
     let highest = vulns.iter().map(|v| rank(&v["severity"])).max().unwrap();
     assert_eq!(report["severity"], SEVERITIES[highest]);
+
+    // The same image under a Docker v2 manifest (its layer now cached).
+    let oci: Value = serde_json::from_str(&oci_manifest).unwrap();
+    let docker = json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": oci["config"]["digest"], "size": oci["config"]["size"]},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "digest": oci["layers"][0]["digest"], "size": oci["layers"][0]["size"]}],
+    })
+    .to_string();
+    let r = registry
+        .put_manifest("library/app", "v1-docker", DOCKER_MANIFEST, &docker)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let docker_digest = sha256(docker.as_bytes());
+    let mut request = scan_request(&distribution.url, &robot, "library/app", &docker_digest);
+    request["artifact"]["mime_type"] = json!(DOCKER_MANIFEST);
+    let (status, _, docker_report, _) = harbor.scan(request).await;
+    assert_eq!(status, StatusCode::OK, "{docker_report}");
+    assert_eq!(ids(&docker_report), want);
+    assert_eq!(docker_report["artifact"]["mime_type"], DOCKER_MANIFEST);
 
     // Bad requests are refused at once.
     for (body, status) in [

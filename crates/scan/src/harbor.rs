@@ -28,6 +28,9 @@ pub struct Scanner {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capability {
+    /// `vulnerability` (spec v1.2; Harbor before 2.11 ignores it).
+    #[serde(rename = "type")]
+    pub kind: String,
     pub consumes_mime_types: Vec<String>,
     pub produces_mime_types: Vec<String>,
 }
@@ -57,6 +60,7 @@ impl Metadata {
         Metadata {
             scanner,
             capabilities: vec![Capability {
+                kind: "vulnerability".into(),
                 consumes_mime_types: vec![OCI_MANIFEST.into(), DOCKER_MANIFEST.into()],
                 produces_mime_types: vec![REPORT_MIME.into()],
             }],
@@ -397,7 +401,7 @@ mod tests {
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(
             v["capabilities"],
-            json!([{"consumes_mime_types": [OCI_MANIFEST, DOCKER_MANIFEST], "produces_mime_types": [REPORT_MIME]}])
+            json!([{"type": "vulnerability", "consumes_mime_types": [OCI_MANIFEST, DOCKER_MANIFEST], "produces_mime_types": [REPORT_MIME]}])
         );
         assert_eq!(
             v["properties"],
