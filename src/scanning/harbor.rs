@@ -453,29 +453,38 @@ impl Remote<'_> {
         let response = ok(response, &format!("layer {digest}"))?;
         let stream = chunks(response);
         let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-        let (name, expected) = (digest.to_string(), digest.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut reader = Checked {
-                inner: bridge,
-                hasher: expected.algorithm().hasher(),
-                read: 0,
-                size,
-            };
-            let walked = layers::walk_layer(&mut reader, &name, &limits)
-                .map_err(|e| format!("layer {name}: {e}"))?;
-            // What the walker left (tar padding) is part of the digest.
-            std::io::copy(&mut reader, &mut std::io::sink())
-                .map_err(|e| format!("layer {name}: {e}"))?;
-            if reader.read != size || reader.hasher.finish() != expected {
-                return Err(format!(
-                    "layer {name}: the bytes Harbor's registry sent are not that digest"
-                ));
-            }
-            Ok(walked)
-        })
-        .await
-        .map_err(|e| format!("walking layer {digest}: {e}"))?
+        let expected = digest.clone();
+        tokio::task::spawn_blocking(move || walk_checked(bridge, &expected, size, &limits))
+            .await
+            .map_err(|e| format!("walking layer {digest}: {e}"))?
     }
+}
+
+/// Walks a layer read from `reader`, whose bytes must be `size` long and
+/// hash to `digest` for its inventory to count.
+fn walk_checked(
+    reader: impl Read,
+    digest: &Digest,
+    size: u64,
+    limits: &layers::Limits,
+) -> Result<LayerInventory, String> {
+    let name = digest.to_string();
+    let mut reader = Checked {
+        inner: reader,
+        hasher: digest.algorithm().hasher(),
+        read: 0,
+        size,
+    };
+    let walked =
+        layers::walk_layer(&mut reader, &name, limits).map_err(|e| format!("layer {name}: {e}"))?;
+    // What the walker left (tar padding) is part of the digest.
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| format!("layer {name}: {e}"))?;
+    if reader.read != size || reader.hasher.finish() != *digest {
+        return Err(format!(
+            "layer {name}: the bytes Harbor's registry sent are not that digest"
+        ));
+    }
+    Ok(walked)
 }
 
 /// A reader that hashes what passes and reads at most `size` bytes.
@@ -602,6 +611,22 @@ mod tests {
         );
         assert_eq!(bearer_challenge(r#"Basic realm="registry""#), None);
         assert_eq!(bearer_challenge(r#"Bearer service="s""#), None);
+    }
+
+    #[test]
+    fn layers_count_only_when_their_bytes_are_their_digest() {
+        // An empty tar: two zero blocks, and the padding a tar writes.
+        let layer = vec![0u8; 10240];
+        let digest = Digest::sha256_of(&layer);
+        let limits = layers::Limits::default();
+        let size = layer.len() as u64;
+        assert!(walk_checked(&layer[..], &digest, size, &limits).is_ok());
+        let other = Digest::sha256_of(b"other");
+        let e = walk_checked(&layer[..], &other, size, &limits).unwrap_err();
+        assert!(e.contains("not that digest"), "{e}");
+        // Shorter or longer than the descriptor says.
+        assert!(walk_checked(&layer[..], &digest, size + 1, &limits).is_err());
+        assert!(walk_checked(&layer[..], &digest, size - 1, &limits).is_err());
     }
 
     fn request(url: &str, auth: Option<&str>, repo: &str, digest: &str) -> ScanRequest {
