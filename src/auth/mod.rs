@@ -744,3 +744,60 @@ fn robot_principal(robot: crate::meta::RobotRecord) -> Option<Principal> {
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Harbor's adapter token opens the adapter API and nothing else, and
+    /// nothing else opens the adapter API, whatever the mode.
+    #[tokio::test]
+    async fn the_harbor_adapter_is_an_access_of_its_own() {
+        let dir = std::env::temp_dir().join(format!("berth-auth-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for mode in [AuthMode::Off, AuthMode::Token] {
+            let meta = MetaStore::open_sqlite(&dir.join(format!("{mode:?}.db")))
+                .await
+                .unwrap();
+            let journal = Journal::open(&dir.join(format!("{mode:?}-journal"))).unwrap();
+            let config = AuthConfig {
+                mode,
+                admin_password: Some("an admin password".into()),
+                ..AuthConfig::default()
+            };
+            let auth = Auth::open(Arc::new(meta), Arc::new(journal), config)
+                .await
+                .unwrap();
+            let harbor = Caller::HarborAdapter;
+            assert_eq!(
+                auth.authorize(&harbor, &Access::HarborAdapter).await,
+                Ok(())
+            );
+            let repo: RepositoryName = "library/app".parse().unwrap();
+            for other in [
+                Access::Anyone,
+                Access::Registry,
+                Access::Admin,
+                Access::Repository(repo, Action::Pull),
+            ] {
+                assert_eq!(
+                    auth.authorize(&harbor, &other).await,
+                    Err(Denial::Forbidden),
+                    "{mode:?} {other:?}"
+                );
+            }
+            let admin = auth
+                .login("admin", "an admin password", "127.0.0.1")
+                .await
+                .unwrap();
+            for caller in [Caller::Anonymous, Caller::Principal(admin)] {
+                assert_eq!(
+                    auth.authorize(&caller, &Access::HarborAdapter).await,
+                    Err(Denial::Unauthenticated),
+                    "{mode:?} {caller:?}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
