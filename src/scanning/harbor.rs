@@ -348,7 +348,8 @@ impl Remote<'_> {
         let mut bearer = self.bearer.lock().await;
         let auth = bearer.clone().or_else(|| self.target.authorization.clone());
         let response = send(auth).await.map_err(unreachable)?;
-        if response.status() != StatusCode::UNAUTHORIZED || bearer.is_some() {
+        // Asked for a token (again, when the one held expired mid-scan).
+        if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
         let challenge = response
