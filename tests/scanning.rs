@@ -467,3 +467,197 @@ async fn scans_and_imports_survive_sigkill() {
     assert_eq!(status["active"]["id"], first["id"], "{status}");
     assert_eq!(status["previous"], json!([]), "{status}");
 }
+
+/// The ORAS client (tests/clients/oras_client.py, over the Python `oras`
+/// package) pushing an artifact with a subject; `None` when it is absent.
+fn oras_push(
+    host: &str,
+    target: &str,
+    subject: &str,
+    file: &str,
+    annotation: &str,
+) -> Option<Value> {
+    let python = std::env::var("BERTH_ORAS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/opt/berth-test-deps/oras-venv"))
+        .join("bin/python");
+    if !python.exists() {
+        eprintln!(
+            "SKIP: no ORAS virtualenv at {} (scripts/install-test-deps makes it)",
+            python.display()
+        );
+        return None;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/oras_client.py");
+    let out = Command::new(python)
+        .args([script, "push", &format!("{host}/{target}")])
+        .args([
+            "--artifact-type",
+            "application/vnd.cyclonedx+json",
+            "--subject",
+            subject,
+        ])
+        .args(["--annotation", annotation])
+        .arg(format!("{file}:application/vnd.cyclonedx+json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "oras: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// The vulnerability report of `repo@digest` once `done` says it is the
+/// one wanted.
+async fn report_when(server: &common::Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = server.admin(Method::GET, path, json!(null)).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the report never came: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An image whose layers hold no package database (a static binary on
+/// scratch) is scanned from the SBOM a build tool attached to it with ORAS:
+/// the push of the SBOM scans the image again, its packages are matched,
+/// the SBOM itself is not scanned, and a newer SBOM that does not read is
+/// a problem of the report while the readable one still serves.
+#[tokio::test]
+async fn a_client_sbom_is_read_for_an_image_without_a_package_database() {
+    let Some(data) = vulndata() else { return };
+    let server = common::Server::start();
+    let api = Api::new(server.url());
+    let zip = std::fs::read(data.join("pypi/all.zip")).unwrap();
+    let r = reqwest::Client::new()
+        .put(format!("{}/api/v1/system/vulndb", server.url()))
+        .header("content-type", "application/zip")
+        .body(zip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let root = std::env::temp_dir().join(format!("berth-static-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(root.join("app")).unwrap();
+    std::fs::write(root.join("app/server"), support::pattern(50_000, 7)).unwrap();
+    let layer = layer_of(&root);
+    let (_, digest) = api.push_image("lib/static", "v1", &layer).await;
+    let path =
+        format!("/api/v1/projects/lib/repositories/static/artifacts/{digest}/vulnerabilities");
+    let first = scanned(&server, "lib/static", &digest).await;
+    assert_eq!(
+        (first["status"].as_str(), first["packages"].as_u64()),
+        (Some("finished"), Some(0))
+    );
+    assert_eq!(first["sbom_input"], Value::Null);
+
+    // The SBOM as Syft writes CycloneDX 1.5 (its published shape, written
+    // here: Syft does not run on this machine): a PyPI package with its
+    // location, a Debian package with its source, one entry without purl.
+    let sbom = json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "serialNumber": "urn:uuid:2f1f6b1e-0b0e-4f8e-9d7c-5c1b6f0f6a11",
+        "metadata": {"component": {"type": "container", "name": "lib/static"}},
+        "components": [
+            {"type": "library", "name": "urllib3", "version": "1.24.1",
+             "purl": "pkg:pypi/urllib3@1.24.1",
+             "properties": [{"name": "syft:location:0:path",
+                             "value": "/app/lib/urllib3-1.24.1.dist-info/METADATA"}]},
+            {"type": "library", "name": "bsdutils", "version": "1:2.38.1-5+deb12u3",
+             "purl": "pkg:deb/debian/bsdutils@1:2.38.1-5%2Bdeb12u3?arch=amd64&distro=debian-12&upstream=util-linux%402.38.1-5%2Bdeb12u3"},
+            {"type": "file", "name": "/app/server"}
+        ]
+    });
+    let file = root.join("sbom.cdx.json");
+    std::fs::write(&file, serde_json::to_vec(&sbom).unwrap()).unwrap();
+    let host = server.url().trim_start_matches("http://").to_string();
+    let Some(pushed) = oras_push(
+        &host,
+        "lib/static:sbom",
+        &digest,
+        file.to_str().unwrap(),
+        "org.opencontainers.image.created=2026-12-01T00:00:00Z",
+    ) else {
+        return;
+    };
+    let sbom_digest = pushed["digest"].as_str().unwrap().to_string();
+    let report = report_when(&server, &path, |v| v["sbom_input"].is_object()).await;
+    assert_eq!(report["status"], "finished", "{report}");
+    assert_eq!(report["sbom_input"]["digest"], sbom_digest.as_str());
+    assert_eq!(report["sbom_input"]["format"], "CycloneDX 1.5");
+    assert_eq!(report["sbom_input"]["skipped"], 1);
+    assert_eq!(report["packages"], 2);
+    let want = [
+        "PYSEC-2019-132",
+        "PYSEC-2019-133",
+        "PYSEC-2020-148",
+        "PYSEC-2021-108",
+        "PYSEC-2023-192",
+        "PYSEC-2023-207",
+        "PYSEC-2023-212",
+    ];
+    assert_eq!(ids(&report), want);
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["path"] == "/app/lib/urllib3-1.24.1.dist-info/METADATA"));
+    // The SBOM is not an image to scan, and Berth stored no SBOM of its
+    // own beside the client's.
+    let r = server
+        .admin_call(
+            Method::GET,
+            &format!(
+                "/api/v1/projects/lib/repositories/static/artifacts/{sbom_digest}/vulnerabilities"
+            ),
+            json!(null),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let referrers: Value = api
+        .get(&format!("/v2/lib/static/referrers/{digest}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [sbom_digest.as_str()]);
+
+    // A newer SBOM that is not one: a problem, and the readable one serves.
+    std::fs::write(
+        &file,
+        b"{\"bomFormat\": \"CycloneDX\", \"specVersion\": \"1.5\", \"components\": [",
+    )
+    .unwrap();
+    let broken = oras_push(
+        &host,
+        "lib/static:sbom2",
+        &digest,
+        file.to_str().unwrap(),
+        "org.opencontainers.image.created=2026-12-02T00:00:00Z",
+    )
+    .unwrap();
+    let broken = broken["digest"].as_str().unwrap().to_string();
+    let report = report_when(&server, &path, |v| {
+        v["problems"].to_string().contains(&broken)
+    })
+    .await;
+    assert!(
+        report["problems"].to_string().contains("not JSON"),
+        "{report}"
+    );
+    assert_eq!(report["sbom_input"]["digest"], sbom_digest.as_str());
+    assert_eq!(ids(&report), want);
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -462,20 +462,23 @@ impl MetaStore {
 }
 
 impl MetaStore {
-    /// Queues scans of `wanted` (repository, manifest) for the outbox
-    /// consumer `consumer` and moves its cursor from `from` to `to`, in one
-    /// transaction: each pushed image is queued exactly once.
+    /// Queues scans of `wanted` (repository, manifest) and queues again
+    /// the scans of `again` (manifests already scanned, or being queued: an
+    /// SBOM was attached to them; one running is left to finish) for the
+    /// outbox consumer `consumer`, and moves its cursor from `from` to `to`,
+    /// in one transaction: each push is acted on exactly once.
     pub async fn queue_scans_consumed(
         &self,
         consumer: &str,
         from: super::EventCursor,
         to: super::EventCursor,
         wanted: Vec<(String, String)>,
+        again: Vec<String>,
     ) -> Result<(), MetaError> {
         let consumer = consumer.to_string();
         self.committer
             .write(move |conn| {
-                let (consumer, wanted) = (consumer.clone(), wanted.clone());
+                let (consumer, wanted, again) = (consumer.clone(), wanted.clone(), again.clone());
                 Box::pin(async move {
                     let now = now_millis();
                     for (repository, manifest) in &wanted {
@@ -485,6 +488,17 @@ impl MetaStore {
                         )
                         .bind(manifest)
                         .bind(repository)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    for manifest in &again {
+                        sqlx::query(
+                            "UPDATE scans SET status = 'queued', requested_at = $2, not_before = $2,
+                               attempts = 0, error = NULL, claimed_by = NULL, claimed_until = NULL
+                             WHERE manifest = $1 AND status <> 'running'",
+                        )
+                        .bind(manifest)
                         .bind(now)
                         .execute(&mut *conn)
                         .await?;

@@ -119,6 +119,21 @@ pub struct Report {
     /// The SBOMs pushed as referrers (media type → manifest digest), or why not.
     #[serde(default)]
     pub sboms: BTreeMap<String, String>,
+    /// Set when the packages came from an SBOM a client attached to the
+    /// image (its layers listed none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom_input: Option<SbomInput>,
+}
+
+/// The client's SBOM a scan read its packages from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SbomInput {
+    /// The SBOM artifact's manifest digest.
+    pub digest: String,
+    /// `SPDX-2.3`, `CycloneDX 1.5`.
+    pub format: String,
+    /// Its entries that name no package Berth can place.
+    pub skipped: u64,
 }
 
 /// The vulnerability database a replica has loaded.
@@ -419,10 +434,142 @@ impl Scanner {
             }
             layers.push(self.layer(&repo, &layer.digest).await?);
         }
-        let (database, report) = self.analyse(&layers, problems).await?;
-        let mut report = report;
-        self.push_sboms(&repo, job, &manifest, &mut report).await;
+        let (database, mut report) = self.analyse(&layers, problems).await?;
+        if report.packages.is_empty() {
+            self.client_sbom(&repo, &job.manifest, &mut report).await?;
+        }
+        // An inventory read from the client's SBOM is not written back as
+        // Berth's (the client's is the referrer to find), and no package is
+        // nothing to describe (an SBOM may yet be attached).
+        if report.sbom_input.is_none() && !report.packages.is_empty() {
+            self.push_sboms(&repo, job, &manifest, &mut report).await;
+        }
         Ok(("finished", database, report))
+    }
+
+    /// An image whose layers list no package (distroless, scratch, a static
+    /// binary): the packages of the newest SBOM a client attached to it as
+    /// a referrer that reads, matched like any. An SBOM that cannot be read
+    /// is a problem of the report, not a failed scan.
+    async fn client_sbom(
+        &self,
+        repo: &RepositoryName,
+        manifest: &str,
+        report: &mut Report,
+    ) -> Result<(), Failure> {
+        let subject: Digest = manifest
+            .parse()
+            .map_err(|e| Failure::Content(format!("manifest digest: {e}")))?;
+        let (referrers, _) = self.registry.referrers(repo, &subject, None, None).await?;
+        let created = |d: &crate::oci::Descriptor| {
+            d.annotations
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.created").cloned())
+                .unwrap_or_default()
+        };
+        let mut sboms: Vec<_> = referrers
+            .into_iter()
+            .filter(|d| is_client_sbom(d.artifact_type.as_deref(), d.annotations.as_ref()))
+            .collect();
+        sboms.sort_by_key(|d| std::cmp::Reverse((created(d), d.digest.to_string())));
+        let mut read = None;
+        for sbom in sboms {
+            match self.read_sbom(repo, &sbom.digest).await? {
+                Ok(input) => {
+                    read = Some((sbom, input));
+                    break;
+                }
+                Err(reason) => {
+                    tracing::warn!(%manifest, sbom = %sbom.digest, %reason, "client SBOM not read");
+                    report.problems.push(Problem {
+                        path: String::new(),
+                        layer: None,
+                        reason: format!("the SBOM {} was not read: {reason}", sbom.digest),
+                    });
+                }
+            }
+        }
+        let Some((chosen, input)) = read else {
+            return Ok(());
+        };
+        let evidence = format!("sbom {}", chosen.digest);
+        report.packages = input.packages;
+        for p in &mut report.packages {
+            if p.path.is_empty() {
+                p.path.clone_from(&evidence);
+            }
+        }
+        report.os = report.os.take().or(input.os);
+        if input.skipped > 0 {
+            report.problems.push(Problem {
+                path: String::new(),
+                layer: None,
+                reason: format!(
+                    "{} entries of the SBOM {} name no package (no package URL or version)",
+                    input.skipped, chosen.digest
+                ),
+            });
+        }
+        report.sbom_input = Some(SbomInput {
+            digest: chosen.digest.to_string(),
+            format: input.format,
+            skipped: input.skipped as u64,
+        });
+        if let Some((_, index)) = self.database().await? {
+            rematch(&index, report);
+        }
+        Ok(())
+    }
+
+    /// An SBOM artifact's document, parsed: `Err` says why it is not one.
+    async fn read_sbom(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Result<berth_scan::sbom::input::Input, String>, Failure> {
+        use berth_scan::sbom::input::{parse, MAX_BYTES};
+        let Some((media_type, content)) = self.meta.manifest_content(digest.as_str()).await? else {
+            return Ok(Err("its manifest is no longer stored".into()));
+        };
+        let manifest = match Manifest::parse(content.as_bytes(), Some(&media_type)) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let layers = manifest.blobs.get(1..).unwrap_or_default();
+        let document = layers
+            .iter()
+            .find(|l| is_sbom_type(&l.media_type))
+            .or(match layers {
+                [only] => Some(only),
+                _ => None,
+            });
+        let Some(document) = document else {
+            return Ok(Err("it has no SPDX or CycloneDX JSON layer".into()));
+        };
+        if document.size > MAX_BYTES as u64 {
+            return Ok(Err(format!(
+                "its document is {} bytes, over the {MAX_BYTES} read",
+                document.size
+            )));
+        }
+        let (_, stream) = self.registry.blob_content(repo, &document.digest).await?;
+        let mut bytes = Vec::with_capacity(document.size as usize);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| Failure::Passing(e.to_string()))?
+        {
+            if bytes.len() + chunk.len() > MAX_BYTES {
+                return Ok(Err(format!(
+                    "its document is over the {MAX_BYTES} bytes read"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        tokio::task::spawn_blocking(move || parse(&bytes).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| Failure::Content(format!("reading the SBOM: {e}")))
     }
 
     /// The inventory of one layer: from the cache, or read and walked.
@@ -637,6 +784,24 @@ pub const SPDX: &str = "application/spdx+json";
 pub const CYCLONEDX: &str = "application/vnd.cyclonedx+json";
 /// Annotation marking the referrers Berth made itself.
 pub const GENERATED_BY: &str = "dev.berth.generated-by";
+
+/// The SBOM media types a scan reads (JSON only: SPDX tag-value and
+/// CycloneDX XML are not read).
+fn is_sbom_type(media_type: &str) -> bool {
+    [SPDX, CYCLONEDX].contains(&media_type)
+}
+
+/// Whether a referrer is an SBOM a client attached (not one of Berth's).
+pub fn is_client_sbom(
+    artifact_type: Option<&str>,
+    annotations: Option<&BTreeMap<String, String>>,
+) -> bool {
+    artifact_type.is_some_and(is_sbom_type)
+        && annotations
+            .and_then(|a| a.get(GENERATED_BY))
+            .map(String::as_str)
+            != Some("berth")
+}
 
 fn sbom_file(artifact_type: &str) -> &'static str {
     if artifact_type == SPDX {

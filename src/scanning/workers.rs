@@ -115,6 +115,24 @@ fn scannable(media_type: Option<&str>) -> bool {
     })
 }
 
+/// The image a client's SBOM was attached to, if `digest` is one: its
+/// scan is run again (it reads the SBOM when the layers list no package),
+/// and the SBOM itself is not scanned.
+async fn sbom_subject(meta: &MetaStore, digest: &str) -> Result<Option<String>, String> {
+    let Some((media_type, content)) = meta
+        .manifest_content(digest)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let Ok(m) = crate::oci::Manifest::parse(content.as_bytes(), Some(&media_type)) else {
+        return Ok(None);
+    };
+    let sbom = super::is_client_sbom(m.artifact_type.as_deref(), m.annotations.as_ref());
+    Ok(m.subject.filter(|_| sbom).map(|d| d.to_string()))
+}
+
 impl Worker for OnPush {
     fn name(&self) -> &'static str {
         ON_PUSH
@@ -133,6 +151,7 @@ impl Worker for OnPush {
         let to = last.cursor;
         let mut on: BTreeMap<String, bool> = BTreeMap::new();
         let mut wanted = Vec::new();
+        let mut again = Vec::new();
         for e in &events {
             let e = &e.event;
             // The scanner's own pushes (SBOMs) are not images.
@@ -143,6 +162,12 @@ impl Worker for OnPush {
             else {
                 continue;
             };
+            if e.media_type.as_deref() == Some(OCI_MANIFEST) {
+                if let Some(subject) = sbom_subject(meta, digest).await? {
+                    again.push(subject);
+                    continue;
+                }
+            }
             if !scannable(e.media_type.as_deref()) {
                 continue;
             }
@@ -157,7 +182,7 @@ impl Worker for OnPush {
                 wanted.push((repo.clone(), digest.clone()));
             }
         }
-        meta.queue_scans_consumed(ON_PUSH, from, to, wanted)
+        meta.queue_scans_consumed(ON_PUSH, from, to, wanted, again)
             .await
             .map_err(|e| e.to_string())?;
         self.scanner.queued.notify_waiters();

@@ -9,6 +9,8 @@
 //! CycloneDX serial number from the digest, so the same image and
 //! inventory give the same bytes.
 
+pub mod input;
+
 use serde_json::{json, Value};
 
 use crate::inventory::Package;

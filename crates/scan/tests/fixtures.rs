@@ -117,7 +117,7 @@ fn bookworm_minbase_findings_equal_the_expected_file() {
     );
     assert_eq!(
         bsdutils.purl,
-        "pkg:deb/debian/bsdutils@1:2.38.1-5%2Bdeb12u3?arch=amd64&distro=debian-12"
+        "pkg:deb/debian/bsdutils@1:2.38.1-5%2Bdeb12u3?arch=amd64&distro=debian-12&upstream=util-linux%402.38.1-5%2Bdeb12u3"
     );
     let e2fsprogs = deb("e2fsprogs");
     assert_eq!(e2fsprogs.source_version.as_deref(), Some("1.47.0-2"));

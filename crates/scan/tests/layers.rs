@@ -129,7 +129,7 @@ fn later_layers_delete_and_replace_what_earlier_ones_installed() {
     assert_eq!(libc6.source_name.as_deref(), Some("glibc"));
     assert_eq!(
         libc6.purl,
-        "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12"
+        "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc"
     );
     let e2fs = inv.packages.iter().find(|p| p.name == "e2fsprogs").unwrap();
     assert_eq!(e2fs.source_version.as_deref(), Some("1.47.0-2"));
@@ -307,7 +307,7 @@ fn symlinks_resolve_inside_the_image_only() {
     assert_eq!(p.source_name.as_deref(), Some("openssl"));
     assert_eq!(
         p.purl,
-        "pkg:apk/alpine/libcrypto3@3.1.4-r0?arch=x86_64&distro=alpine-3.18.4"
+        "pkg:apk/alpine/libcrypto3@3.1.4-r0?arch=x86_64&distro=alpine-3.18.4&upstream=openssl"
     );
     assert_eq!(p.layer.as_deref(), Some(L1));
 }

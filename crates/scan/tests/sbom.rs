@@ -145,7 +145,7 @@ fn spdx_2_3_validates_with_spdx_tools() {
         );
         assert_eq!(
             b["externalRefs"][0]["referenceLocator"],
-            "pkg:deb/debian/bsdutils@1:2.38.1-5%2Bdeb12u3?arch=amd64&distro=debian-12"
+            "pkg:deb/debian/bsdutils@1:2.38.1-5%2Bdeb12u3?arch=amd64&distro=debian-12&upstream=util-linux%402.38.1-5%2Bdeb12u3"
         );
     }
     assert_eq!(
@@ -229,4 +229,44 @@ fn cyclonedx_1_5_validates_with_cyclonedx_python_lib() {
     assert!(!out.status.success());
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_file(file2);
+}
+
+/// What matching and the report use of a package, with the spellings the
+/// purl leaves to its type (a PyPI name is normalised; a source package
+/// named as its binary is said once).
+fn identity(p: &Package) -> (String, String, String, String, Option<String>, String) {
+    let name = match p.ecosystem {
+        Ecosystem::PyPI => berth_scan::version::pep440::normalize_name(&p.name),
+        _ => p.name.clone(),
+    };
+    let source = p.source_name.clone().unwrap_or_else(|| name.clone());
+    (
+        p.ecosystem.to_string(),
+        name,
+        p.version.clone(),
+        source,
+        p.source_version.clone(),
+        format!("{} {:?} {}", p.purl, p.layer, p.path),
+    )
+}
+
+/// Berth's own documents read back as a scan's input give the packages
+/// they were written from: ecosystem and release, name, version, source
+/// package, purl, layer and path.
+#[test]
+fn both_documents_read_back_as_the_same_packages() {
+    let packages = packages();
+    let mut want: Vec<_> = packages.iter().map(identity).collect();
+    want.sort();
+    for (doc, format) in [
+        (spdx(&info(), &packages).unwrap(), "SPDX-2.3"),
+        (cyclonedx(&info(), &packages).unwrap(), "CycloneDX 1.5"),
+    ] {
+        let input = berth_scan::sbom::input::parse(doc.as_bytes()).unwrap();
+        assert_eq!(input.format, format);
+        assert_eq!(input.skipped, 0, "{format}");
+        let mut got: Vec<_> = input.packages.iter().map(identity).collect();
+        got.sort();
+        assert_eq!(got, want, "{format}");
+    }
 }

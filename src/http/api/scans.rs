@@ -206,6 +206,20 @@ pub struct VulnerabilityReport {
     pub children: Vec<ChildView>,
     /// Files that could not be read, and advisories that could not be decided.
     pub problems: Vec<String>,
+    /// Set when the packages came from an SBOM a client attached to the
+    /// image, because its layers list none (distroless, scratch).
+    pub sbom_input: Option<SbomInputView>,
+}
+
+/// The client's SBOM a scan read its packages from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SbomInputView {
+    /// The SBOM artifact (a referrer of the image).
+    pub digest: String,
+    /// `SPDX-2.3`, `CycloneDX 1.5`, …
+    pub format: String,
+    /// Entries that name no package (no package URL or version).
+    pub skipped: u64,
 }
 
 fn severity_rank(s: &str) -> Option<u8> {
@@ -306,6 +320,11 @@ pub async fn vulnerabilities(
                 }
             })
             .collect(),
+        sbom_input: report.sbom_input.map(|i| SbomInputView {
+            digest: i.digest,
+            format: i.format,
+            skipped: i.skipped,
+        }),
         scan: scan.into(),
     }))
 }

@@ -102,7 +102,7 @@ fn package(stanza: &[(&str, &str)], status_d: bool) -> Result<Option<Found>, Str
     }))
 }
 
-fn strip_binnmu(version: &str) -> &str {
+pub(crate) fn strip_binnmu(version: &str) -> &str {
     match version.rsplit_once("+b") {
         Some((v, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => v,
         _ => version,

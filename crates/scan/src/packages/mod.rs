@@ -25,6 +25,8 @@ mod osrelease;
 mod python;
 mod rpm;
 
+pub(crate) use dpkg::strip_binnmu;
+
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -365,7 +367,7 @@ fn attribute(image: &Image<'_>, path: &str, history: &[usize]) -> Vec<usize> {
 }
 
 /// The advisory ecosystem of a package, given the image's OS.
-fn ecosystem(kind: Kind, os: Option<&OsRelease>) -> Ecosystem {
+pub(crate) fn ecosystem(kind: Kind, os: Option<&OsRelease>) -> Ecosystem {
     let id = os.map(|o| o.id.as_str()).unwrap_or("");
     match kind {
         Kind::Python => Ecosystem::PyPI,
@@ -418,6 +420,16 @@ fn purl(f: &Found, ecosystem: &Ecosystem, os: Option<&OsRelease>) -> String {
         }
     };
     let arch = f.arch.as_ref().map(|a| format!("arch={}", pct(a)));
+    // The source package advisories name (as Syft writes it): `name`, or
+    // `name@version` when the source's version differs.
+    let upstream = || {
+        let source = f.source_name.as_ref()?;
+        Some(match &f.source_version {
+            Some(v) => format!("upstream={}", pct(&format!("{source}@{v}"))),
+            None if *source != f.name => format!("upstream={}", pct(source)),
+            None => return None,
+        })
+    };
     let namespace = || pct(os.map(|o| o.id.as_str()).unwrap_or("unknown"));
     match f.kind {
         Kind::Dpkg => {
@@ -429,7 +441,7 @@ fn purl(f: &Found, ecosystem: &Ecosystem, os: Option<&OsRelease>) -> String {
                 "pkg:deb/{}/{}@{v}{}",
                 namespace(),
                 pct(&f.name),
-                qualifiers(vec![arch, distro_qualifier(release)])
+                qualifiers(vec![arch, distro_qualifier(release), upstream()])
             )
         }
         Kind::Apk => format!(
@@ -438,7 +450,8 @@ fn purl(f: &Found, ecosystem: &Ecosystem, os: Option<&OsRelease>) -> String {
             pct(&f.name),
             qualifiers(vec![
                 arch,
-                distro_qualifier(os.and_then(|o| o.version_id.clone()))
+                distro_qualifier(os.and_then(|o| o.version_id.clone())),
+                upstream()
             ])
         ),
         Kind::Rpm => {
