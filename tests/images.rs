@@ -475,8 +475,93 @@ fn listed(
     }
 }
 
+/// One entry of a layer tar: its type (`-` file, `d`, `l`, `h`), path
+/// without `./`, and size.
+fn tar_entries(tar: &Path) -> Vec<(char, String, u64)> {
+    run(Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(tar))
+    .lines()
+    .map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let path = f[5..].join(" ");
+        let path = path.split(" -> ").next().unwrap();
+        let path = path.split(" link to ").next().unwrap();
+        let kind = l.chars().next().unwrap();
+        (
+            kind,
+            path.trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_owned(),
+            // A device's field is its major,minor.
+            if kind == '-' {
+                f[2].parse().unwrap()
+            } else {
+                0
+            },
+        )
+    })
+    .collect()
+}
+
+/// The files the layers lose, by the OCI rules applied to the tars
+/// themselves: each layer's whiteouts and opaque directories delete what
+/// lower layers put there, then its entries replace what they overwrite.
+/// The wasted files (as the composition report lists them, unsorted) and
+/// the bytes lost per layer.
+fn expected_waste(dir: &Path, layer: &HashMap<&str, String>) -> (Vec<Value>, HashMap<String, u64>) {
+    let mut visible: BTreeMap<String, (&str, u64)> = BTreeMap::new();
+    let mut waste = Vec::new();
+    let mut lost: HashMap<String, u64> = HashMap::new();
+    let mut lose = |path: &str, from: (&str, u64), by: &str, deleted: bool| {
+        *lost.entry(from.0.to_owned()).or_default() += from.1;
+        waste.push(json!({"path": path, "size": from.1, "layer": layer[from.0],
+            "by": layer[by], "deleted": deleted}));
+    };
+    for name in NAMES {
+        let entries = tar_entries(&dir.join(format!("layers/{name}.tar")));
+        for (_, path, _) in &entries {
+            let (parent, file) = path.rsplit_once('/').unwrap_or(("", path));
+            let Some(hidden) = file.strip_prefix(".wh.") else {
+                continue;
+            };
+            let (target, itself) = if hidden == ".wh..opq" {
+                (parent.to_owned(), false)
+            } else if parent.is_empty() {
+                (hidden.to_owned(), true)
+            } else {
+                (format!("{parent}/{hidden}"), true)
+            };
+            let under = format!("{target}/");
+            let gone: Vec<String> = visible
+                .keys()
+                .filter(|p| (itself && **p == target) || p.starts_with(&under))
+                .cloned()
+                .collect();
+            for p in gone {
+                let from = visible.remove(&p).unwrap();
+                lose(&p, from, name, true);
+            }
+        }
+        for (kind, path, size) in entries {
+            if kind == 'd' || path.rsplit('/').next().unwrap().starts_with(".wh.") {
+                continue;
+            }
+            if let Some(from) = visible.remove(&path) {
+                lose(&path, from, name, false);
+            }
+            if kind == '-' {
+                visible.insert(path, (name, size));
+            }
+        }
+    }
+    (waste, lost)
+}
+
 const SITE: &str = "usr/local/lib/python3.11/site-packages";
-const NAMES: [&str; 7] = ["base", "python", "go", "rust", "npm", "jar", "cleanup"];
+const NAMES: [&str; 8] = [
+    "base", "python", "go", "rust", "npm", "jar", "dpkg", "cleanup",
+];
 
 /// What each test needs: the data, the built images, a server with the
 /// database imported, the CLI logged in to it.
@@ -658,16 +743,29 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
     // base layer's status file, the pip, Go, Rust, npm and Maven packages
     // each in the layer that added it, and no Jinja2.
     let listed_all = sboms(&cli, "team/app:v1", &tmp.0);
-    let status = run(Command::new("tar")
+    // The base's packages stay the base's though dpkg -i rewrote the
+    // status file; those it installed are the dpkg layer's.
+    let base_installed = dpkg_installed(&run(Command::new("tar")
         .arg("-xOf")
         .arg(dir.join("layers/base.tar"))
-        .arg("./var/lib/dpkg/status"));
-    let installed = dpkg_installed(&status);
-    assert!(installed.len() > 80, "{installed:?}");
+        .arg("./var/lib/dpkg/status")));
+    let installed = dpkg_installed(&run(Command::new("tar")
+        .arg("-xOf")
+        .arg(dir.join("layers/dpkg.tar"))
+        .arg("./var/lib/dpkg/status")));
+    assert!(base_installed.len() > 80, "{base_installed:?}");
+    // libcommons-lang3-java, and the poms it depends on.
+    assert_eq!(installed.len(), base_installed.len() + 3);
+    assert_eq!(installed["libcommons-lang3-java"], facts["jar_deb_version"]);
     let debian: BTreeMap<String, String> = of(&listed_all, "Debian:12")
         .iter()
         .map(|l| {
-            assert_eq!(l.layer, layer["base"], "{l:?}");
+            let by = if base_installed.contains_key(&l.name) {
+                "base"
+            } else {
+                "dpkg"
+            };
+            assert_eq!(l.layer, layer[by], "{l:?}");
             assert_eq!(l.path, "var/lib/dpkg/status", "{l:?}");
             assert!(
                 l.purl.starts_with(&format!(
@@ -681,6 +779,17 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
         })
         .collect();
     assert_eq!(debian, installed);
+    let lang3 = of(&listed_all, "Debian:12")
+        .into_iter()
+        .find(|l| l.name == "libcommons-lang3-java")
+        .unwrap();
+    assert_eq!(
+        lang3.purl,
+        format!(
+            "pkg:deb/debian/libcommons-lang3-java@{}?arch=all&distro=debian-12",
+            facts["jar_deb_version"].replace('+', "%2B")
+        )
+    );
     let bash = of(&listed_all, "Debian:12")
         .into_iter()
         .find(|l| l.name == "bash")
@@ -689,7 +798,7 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
         bash.purl,
         format!(
             "pkg:deb/debian/bash@{}?arch=amd64&distro=debian-12",
-            installed["bash"].replace('+', "%2B")
+            base_installed["bash"].replace('+', "%2B")
         )
     );
     let mut rest: Vec<Listed> = listed_all
@@ -782,6 +891,14 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
             &layer["jar"],
             &jar_path(&facts),
         ),
+        listed(
+            "Maven",
+            &jar_name,
+            &jar_version,
+            &jar_purl,
+            &layer["dpkg"],
+            "usr/share/java/commons-lang3.jar!/META-INF/maven/org.apache.commons/commons-lang3/pom.properties",
+        ),
     ];
     expected.sort();
     assert_eq!(rest, expected);
@@ -802,28 +919,21 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
     let layers = composition["layers"].as_array().unwrap();
     assert_eq!(layers.len(), NAMES.len());
     let files = |name: &str| tar_files(&dir.join(format!("layers/{name}.tar")));
-    let mut waste: Vec<Value> = Vec::new();
-    let mut wasted_in: HashMap<&str, u64> = HashMap::new();
-    for (name, lost) in [
-        (
-            "python",
-            vec![
-                format!("{SITE}/Jinja2-2.10.dist-info/"),
-                format!("{SITE}/jinja2/"),
-                "app/model.bin".into(),
-            ],
-        ),
-        ("npm", vec!["app/node_modules/ms/".into()]),
-    ] {
-        for (path, size) in files(name) {
-            if lost.iter().any(|l| path.starts_with(l.as_str())) {
-                *wasted_in.entry(name).or_default() += size;
-                waste.push(json!({"path": path, "size": size, "layer": layer[name],
-                    "by": layer["cleanup"], "deleted": path != "app/model.bin"}));
-            }
-        }
-    }
+    let (mut waste, wasted_in) = expected_waste(&dir, &layer);
     assert!(waste.len() > 30, "{waste:?}");
+    for (path, deleted) in [
+        (format!("{SITE}/jinja2/__init__.py"), true),
+        ("app/model.bin".to_owned(), false),
+        ("app/node_modules/ms/package.json".to_owned(), true),
+        ("var/lib/dpkg/status".to_owned(), false),
+    ] {
+        assert!(
+            waste
+                .iter()
+                .any(|w| w["path"] == path.as_str() && w["deleted"] == deleted),
+            "{path}: {waste:?}"
+        );
+    }
     let total: u64 = wasted_in.values().sum();
     for ((name, l), m) in NAMES
         .iter()
@@ -842,7 +952,7 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
         assert_eq!(l["files"], files(name).len(), "{name}: its regular files");
         assert_eq!(
             l["wasted_bytes"],
-            wasted_in.get(name).copied().unwrap_or(0),
+            wasted_in.get(*name).copied().unwrap_or(0),
             "{name}"
         );
     }
