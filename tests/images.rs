@@ -1126,3 +1126,192 @@ async fn a_distroless_image_built_with_buildah_is_scanned_from_zstd() {
     expected.sort();
     assert_eq!(listed_all, expected);
 }
+
+/// The source package and version of each installed package of a dpkg
+/// status file: `Source: name (version)`, or the binary's own.
+fn dpkg_sources(status: &str) -> Vec<(String, String, String, String)> {
+    status
+        .split("\n\n")
+        .filter(|s| s.contains("\nStatus: install ok installed"))
+        .map(|s| {
+            let field = |k: &str| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| v.trim().to_owned())
+            };
+            let name = field("Package:").unwrap();
+            let version = field("Version:").unwrap();
+            let (source, source_version) = match field("Source:") {
+                None => (name.clone(), version.clone()),
+                Some(src) => match src.split_once(" (") {
+                    Some((n, v)) => (n.to_owned(), v.trim_end_matches(')').to_owned()),
+                    None => (src, version.clone()),
+                },
+            };
+            (name, version, source, source_version)
+        })
+        .collect()
+}
+
+/// `dpkg --compare-versions a lt b`: Debian's own ordering.
+fn dpkg_lt(a: &str, b: &str) -> bool {
+    Command::new("dpkg")
+        .args(["--compare-versions", a, "lt", b])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The Debian advisories of shared/vulndata that hold for the packages of
+/// a `Debian:<release>` status file, decided with dpkg's own version
+/// comparison on the source package and version: the oracle for the
+/// scanner's Debian findings.
+fn debian_advisories(
+    data: &Path,
+    release: &str,
+    installed: &[(String, String, String, String)],
+) -> BTreeSet<(String, String, String)> {
+    let ecosystem = format!("Debian:{release}");
+    let mut memo: HashMap<(String, String), bool> = HashMap::new();
+    let mut lt = |a: &str, b: &str| {
+        *memo
+            .entry((a.to_owned(), b.to_owned()))
+            .or_insert_with(|| dpkg_lt(a, b))
+    };
+    let mut hits = BTreeSet::new();
+    for entry in std::fs::read_dir(data.join("debian/osv")).unwrap() {
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        if record.get("withdrawn").is_some_and(|w| !w.is_null()) {
+            continue;
+        }
+        for a in record["affected"].as_array().into_iter().flatten() {
+            if a["package"]["ecosystem"] != ecosystem.as_str() {
+                continue;
+            }
+            for (name, version, source, source_version) in installed {
+                if a["package"]["name"] != source.as_str() {
+                    continue;
+                }
+                let hit = a["ranges"].as_array().into_iter().flatten().any(|range| {
+                    let mut affected = false;
+                    for e in range["events"].as_array().unwrap() {
+                        if let Some(i) = e["introduced"].as_str() {
+                            if i == "0" || !lt(source_version, i) {
+                                affected = true;
+                            }
+                        } else if let Some(f) = e["fixed"].as_str() {
+                            if !lt(source_version, f) {
+                                affected = false;
+                            }
+                        }
+                    }
+                    affected
+                });
+                if hit {
+                    hits.insert((
+                        record["id"].as_str().unwrap().to_owned(),
+                        name.clone(),
+                        version.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// A bullseye root filesystem (11.11, the last point release): its
+/// packages are older than the LTS advisories of 2024 and 2025 in the
+/// data, so it has real Debian findings, matched on the source package.
+#[tokio::test]
+async fn a_bullseye_image_gets_its_debian_advisories() {
+    let Some(Setup {
+        data,
+        dir,
+        facts,
+        tmp,
+        server,
+        cli,
+    }) = setup("skopeo").await
+    else {
+        return;
+    };
+    let creds = format!("admin:{}", common::ADMIN_PASSWORD);
+    let digest_file = tmp.0.join("bullseye.digest");
+    run(Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+        ])
+        .args(["--dest-creds", &creds, "--digestfile"])
+        .arg(&digest_file)
+        .arg(format!("oci:{}:bullseye", dir.join("oci").display()))
+        .arg(format!("docker://{}/team/bullseye:v1", server.host())));
+    let digest = std::fs::read_to_string(&digest_file).unwrap();
+    assert_eq!(digest, facts["bullseye_manifest"]);
+    let report = scanned(&server, "team/bullseye", &digest).await;
+    assert_eq!(report["status"], "finished", "{report}");
+    assert_eq!(report["problems"], json!([]), "{report}");
+    assert_eq!(report["os"], "Debian GNU/Linux 11 (bullseye)");
+
+    let status = run(Command::new("tar")
+        .arg("-xOf")
+        .arg(dir.join("layers/bullseye.tar"))
+        .arg("./var/lib/dpkg/status"));
+    let installed = dpkg_sources(&status);
+    assert!(installed.len() > 80, "{installed:?}");
+    let want = debian_advisories(&data, "11", &installed);
+    // What the data's README says of 11.11: gnutls28's and perl's LTS
+    // advisories apply.
+    for (id, package) in [("DLA-4063-1", "libgnutls30"), ("DLA-3926-1", "perl-base")] {
+        assert!(
+            want.iter().any(|(i, p, _)| i == id && p == package),
+            "{id} {package}: {want:?}"
+        );
+    }
+    let layer = server
+        .admin(
+            Method::GET,
+            &format!("/api/v1/projects/team/repositories/bullseye/artifacts/{digest}/composition"),
+            json!(null),
+        )
+        .await["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let want: BTreeSet<Finding> = want
+        .into_iter()
+        .map(|(id, package, version)| {
+            (
+                id,
+                package,
+                version,
+                "var/lib/dpkg/status".into(),
+                layer.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(findings(&report), want, "{report}");
+    eprintln!(
+        "bullseye {}: {} Debian findings",
+        facts["bullseye_version"],
+        want.len()
+    );
+
+    let listed_all = sboms(&cli, "team/bullseye:v1", &tmp.0);
+    let debian: BTreeMap<String, String> = of(&listed_all, "Debian:11")
+        .iter()
+        .map(|l| {
+            assert!(l.purl.ends_with("distro=debian-11"), "{l:?}");
+            (l.name.clone(), l.version.clone())
+        })
+        .collect();
+    assert_eq!(debian.len(), listed_all.len());
+    let installed: BTreeMap<String, String> =
+        installed.into_iter().map(|(n, v, _, _)| (n, v)).collect();
+    assert_eq!(debian, installed);
+    assert_eq!(facts["bullseye_version"].split('.').next(), Some("11"));
+}
