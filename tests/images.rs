@@ -731,6 +731,16 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
     ));
     assert_eq!(findings(&report), want, "{report}");
     assert_eq!(report["summary"]["total"], want.len());
+    // Debian's urllib3 1.26.12 carries Debian's fixes: PyPI's advisories
+    // for 1.26.12 are not its.
+    assert!(
+        !report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["installed_version"] == "1.26.12"),
+        "{report}"
+    );
     let smallvec = report["findings"]
         .as_array()
         .unwrap()
@@ -754,8 +764,13 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
         .arg(dir.join("layers/dpkg.tar"))
         .arg("./var/lib/dpkg/status")));
     assert!(base_installed.len() > 80, "{base_installed:?}");
-    // libcommons-lang3-java, and the poms it depends on.
-    assert_eq!(installed.len(), base_installed.len() + 3);
+    // libcommons-lang3-java and the poms it depends on, python3-urllib3
+    // and python3-six.
+    assert_eq!(installed.len(), base_installed.len() + 5);
+    assert_eq!(
+        installed["python3-urllib3"].split('-').next(),
+        Some("1.26.12")
+    );
     assert_eq!(installed["libcommons-lang3-java"], facts["jar_deb_version"]);
     let debian: BTreeMap<String, String> = of(&listed_all, "Debian:12")
         .iter()
@@ -891,8 +906,10 @@ async fn a_debian_image_pushed_with_skopeo_is_scanned() {
             &layer["jar"],
             &jar_path(&facts),
         ),
-        // Not the jar dpkg installed in usr/share/java: it is
-        // libcommons-lang3-java's (a file of its .list).
+        // Not the jar dpkg installed in usr/share/java, nor Debian's
+        // urllib3 and six in usr/lib/python3/dist-packages: they are
+        // libcommons-lang3-java's, python3-urllib3's and python3-six's
+        // (files of their .list).
     ];
     expected.sort();
     assert_eq!(rest, expected);
