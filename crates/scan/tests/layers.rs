@@ -687,3 +687,86 @@ proptest::proptest! {
         }
     }
 }
+
+/// Found by tests/images.rs's question of Debian's own Python packages: a
+/// language package in files dpkg installed is the Debian package's, not
+/// reported again under its upstream name (Debian's python3-urllib3
+/// 1.26.12-1+deb12u4 has PyPI's 1.26.12 metadata and Debian's fixes), also
+/// where dpkg names the path through a merged-/usr symlink; one that pip
+/// put beside it still is, and so is what a removed `.list` owned.
+#[test]
+fn language_packages_in_files_dpkg_installed_are_the_debian_packages() {
+    let egg = "usr/lib/python3/dist-packages/urllib3-1.26.12.egg-info/PKG-INFO";
+    let base = Layer::new()
+        .file("usr/lib/os-release", OS_RELEASE_BOOKWORM)
+        .symlink("etc/os-release", "../usr/lib/os-release")
+        .symlink("lib", "usr/lib")
+        .file(
+            "var/lib/dpkg/status",
+            &status(&[
+                (
+                    "python3-urllib3",
+                    "1.26.12-1+deb12u4",
+                    Some("python-urllib3"),
+                ),
+                ("python3-six", "1.16.0-4", Some("six")),
+            ]),
+        )
+        .file(
+            "var/lib/dpkg/info/python3-urllib3.list",
+            format!("/.\n/usr\n/usr/lib\n/{egg}\n/usr/lib/python3/dist-packages/urllib3\n")
+                .as_bytes(),
+        )
+        // Listed through the `lib` symlink.
+        .file(
+            "var/lib/dpkg/info/python3-six.list",
+            b"/lib/python3/dist-packages/six-1.16.0.egg-info/PKG-INFO\n",
+        )
+        .file(egg, &metadata("urllib3", "1.26.12"))
+        .file(
+            "usr/lib/python3/dist-packages/six-1.16.0.egg-info/PKG-INFO",
+            &metadata("six", "1.16.0"),
+        )
+        .file(
+            "usr/local/lib/python3.11/dist-packages/requests-2.19.0.dist-info/METADATA",
+            &metadata("requests", "2.19.0"),
+        )
+        .tar();
+    let layers = vec![walk(&base, L1)];
+    let inv = inventory(&merge(&layers));
+    assert!(inv.problems.is_empty(), "{:?}", inv.problems);
+    let mut got: Vec<(String, &str, &str)> = inv
+        .packages
+        .iter()
+        .map(|p| (p.ecosystem.to_string(), p.name.as_str(), p.version.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("Debian:12".to_owned(), "python3-six", "1.16.0-4"),
+            (
+                "Debian:12".to_owned(),
+                "python3-urllib3",
+                "1.26.12-1+deb12u4"
+            ),
+            ("PyPI".to_owned(), "requests", "2.19.0"),
+        ]
+    );
+
+    // dpkg -r python3-six (its .list gone, its files left by a careless
+    // layer): the file is nobody's, so it is reported.
+    let removed = Layer::new()
+        .whiteout("var/lib/dpkg/info/python3-six.list")
+        .tar();
+    let layers = vec![walk(&base, L1), walk(&removed, L2)];
+    let inv = inventory(&merge(&layers));
+    assert!(inv
+        .packages
+        .iter()
+        .any(|p| p.ecosystem == Ecosystem::PyPI && p.name == "six"));
+    assert!(!inv
+        .packages
+        .iter()
+        .any(|p| p.ecosystem == Ecosystem::PyPI && p.name == "urllib3"));
+}

@@ -41,7 +41,8 @@ pub use view::{merge, Image, Visible};
 /// The version of [`LayerInventory`]'s contents: a cache keyed by layer
 /// digest must also be keyed by this, since it changes whenever a parser
 /// reads files differently.
-pub const FORMAT: u32 = 1;
+/// 2: dpkg's `.list` files are read (what dpkg installed).
+pub const FORMAT: u32 = 2;
 
 /// Bounds on what one layer may cost.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,16 @@
 //!
 //! A file that a parser cannot read is [`Evidence::Malformed`]: it becomes a
 //! [`Problem`] of the inventory, and every other file is still read.
+//!
+//! A file that dpkg installed (listed in a visible
+//! `var/lib/dpkg/info/<package>.list`) is the Debian package's: the
+//! language packages and binaries it holds (Debian's python3-urllib3
+//! `*.egg-info`, a jar of `lib*-java`, a Go program) are not reported
+//! again under their upstream names. Debian patches them without changing
+//! the upstream version (python3-urllib3 1.26.12-1+deb12u4 carries fixes of
+//! 1.26.17 and 1.26.18), so PyPI's or Maven's advisories for that version
+//! are false; Debian's own advisories reach them through the source
+//! package, as Trivy does.
 
 mod apk;
 mod binary;
@@ -43,6 +53,8 @@ pub enum Interest {
     OsRelease,
     /// `var/lib/dpkg/status`
     DpkgStatus,
+    /// `var/lib/dpkg/info/<package>.list`: the files dpkg installed.
+    DpkgFiles,
     /// A distroless `var/lib/dpkg/status.d/<package>` file.
     DpkgStatusD,
     /// `lib/apk/db/installed`
@@ -78,6 +90,11 @@ pub fn interest(path: &str, mode: u32, size: u64) -> Option<Interest> {
         // Each package has a stanza file and a `.md5sums` beside it.
         if !name.contains('/') && !name.ends_with(".md5sums") {
             return Some(Interest::DpkgStatusD);
+        }
+    }
+    if let Some(name) = path.strip_prefix("var/lib/dpkg/info/") {
+        if !name.contains('/') && name.ends_with(".list") {
+            return Some(Interest::DpkgFiles);
         }
     }
     let file = path.rsplit('/').next().unwrap_or(path);
@@ -121,6 +138,11 @@ pub enum Evidence {
         /// limits), reported as problems.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
+    },
+    /// Files a package manager installed (image paths, without the leading
+    /// `/`, as it names them: through the image's symlinks).
+    Owned {
+        files: Vec<String>,
     },
     /// The file is not what its name says, or is corrupt.
     Malformed {
@@ -194,6 +216,16 @@ pub fn examine(interest: Interest, bytes: Vec<u8>, limits: &Limits) -> Option<Ev
         },
         Interest::DpkgStatus => packages(dpkg::parse(&bytes, false)),
         Interest::DpkgStatusD => packages(dpkg::parse(&bytes, true)),
+        Interest::DpkgFiles => Evidence::Owned {
+            files: String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(|l| l.trim_start_matches('/'))
+                // `/.` is the root; directories do not matter, but telling
+                // them apart would need the image.
+                .filter(|l| !l.is_empty() && *l != ".")
+                .map(str::to_owned)
+                .collect(),
+        },
         Interest::Apk => packages(apk::parse(&bytes)),
         Interest::Rpmdb => packages(rpm::parse(bytes)),
         Interest::Python => packages(python::parse(&bytes)),
@@ -241,6 +273,7 @@ pub fn inventory(image: &Image<'_>) -> Inventory {
         packages: Vec::new(),
         problems: Vec::new(),
     };
+    let owned = owned_files(image);
     let mut unplaced: HashMap<Kind, (String, usize)> = HashMap::new();
     for (path, history, evidence) in image.all_evidence() {
         let top = *history.last().expect("the visible layer is in the history");
@@ -250,7 +283,7 @@ pub fn inventory(image: &Image<'_>) -> Inventory {
             reason,
         };
         let (found, notes) = match evidence {
-            Evidence::OsRelease { .. } => continue,
+            Evidence::OsRelease { .. } | Evidence::Owned { .. } => continue,
             Evidence::Malformed { reason } => {
                 inv.problems.push(problem(reason.clone()));
                 continue;
@@ -261,6 +294,10 @@ pub fn inventory(image: &Image<'_>) -> Inventory {
             .extend(notes.iter().map(|n| problem(n.clone())));
         let introduced = attribute(image, path, &history);
         for (i, f) in found.iter().enumerate() {
+            let os_package = matches!(f.kind, Kind::Dpkg | Kind::Apk | Kind::Rpm);
+            if !os_package && owned.contains(path) {
+                continue;
+            }
             let ecosystem = ecosystem(f.kind, inv.os.as_ref());
             if let Ecosystem::Other(_) = ecosystem {
                 if matches!(f.kind, Kind::Dpkg | Kind::Apk | Kind::Rpm) {
@@ -330,6 +367,32 @@ pub fn inventory(image: &Image<'_>) -> Inventory {
         }
     }
     inv
+}
+
+/// The image paths of the files dpkg installed, by its visible `.list`
+/// files, each resolved through the image's symlinks (on a merged-/usr
+/// system dpkg lists `/bin/x` for what is at `usr/bin/x`).
+fn owned_files(image: &Image<'_>) -> std::collections::HashSet<String> {
+    let mut owned = std::collections::HashSet::new();
+    for (_, _, evidence) in image.all_evidence() {
+        if let Evidence::Owned { files } = evidence {
+            for f in files {
+                // The directories are followed, not the file itself: a
+                // listed symlink owns the link, not what it points to.
+                if let Some((dir, name)) = f.rsplit_once('/') {
+                    if let Some(dir) = image.resolve(dir).filter(|d| d != dir) {
+                        owned.insert(if dir.is_empty() {
+                            name.to_owned()
+                        } else {
+                            format!("{dir}/{name}")
+                        });
+                    }
+                }
+                owned.insert(f.clone());
+            }
+        }
+    }
+    owned
 }
 
 /// For each package of the visible copy of `path`, the layer it first
@@ -524,6 +587,12 @@ mod tests {
                 Some(Interest::DpkgStatusD),
             ),
             ("var/lib/dpkg/status.d/libc6.md5sums", 0o644, None),
+            (
+                "var/lib/dpkg/info/python3-urllib3.list",
+                0o644,
+                Some(Interest::DpkgFiles),
+            ),
+            ("var/lib/dpkg/info/python3-urllib3.md5sums", 0o644, None),
             ("lib/apk/db/installed", 0o644, Some(Interest::Apk)),
             (
                 "usr/lib/sysimage/rpm/rpmdb.sqlite",
