@@ -38,6 +38,39 @@ pub fn random_bytes(len: usize, seed: u64) -> Bytes {
     Bytes::from(v)
 }
 
+/// A small real image layer (a gzip tar): a Debian os-release, a dpkg
+/// status file of one package, and 4 KiB of bytes from `seed`, so that a
+/// registry scanning on push reads, lists, matches and stores as it would
+/// for a real image.
+pub fn small_layer(seed: u64) -> Bytes {
+    let files: [(&str, Bytes); 3] = [
+        (
+            "etc/os-release",
+            Bytes::from_static(b"ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n"),
+        ),
+        (
+            "var/lib/dpkg/status",
+            Bytes::from_static(
+                b"Package: base-files\nStatus: install ok installed\nArchitecture: amd64\n\
+                  Version: 12.4+deb12u5\n\n",
+            ),
+        ),
+        ("opt/data", random_bytes(4096, seed)),
+    ];
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (path, body) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, &body[..])
+            .expect("a tar in memory");
+    }
+    let gz = tar.into_inner().expect("a tar in memory");
+    Bytes::from(gz.finish().expect("gzip in memory"))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -988,7 +988,7 @@ struct ManifestRefs {
 
 impl ManifestRefs {
     fn new(seed: u64) -> ManifestRefs {
-        let layer = data::random_bytes(4096, seed ^ 2);
+        let layer = data::small_layer(seed ^ 2);
         let layer_digest = data::digest(&layer);
         let config = Bytes::from(format!(
             "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{}},\
