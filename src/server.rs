@@ -104,7 +104,16 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
         workers: workers.status(),
         scanner: services.scanner.clone(),
         harbor: config.harbor_adapter.enabled.then(|| {
-            crate::scanning::harbor::Adapter::new(services.scanner.clone(), &config.harbor_adapter)
+            let c = &config.harbor_adapter;
+            let settings = crate::scanning::harbor::Settings {
+                prefix: c.prefix.clone(),
+                token_hash: c
+                    .token_hash()
+                    .expect("validated: harbor_adapter.token_sha256"),
+                workers: c.workers,
+                results_ttl: Duration::from_secs(c.results_ttl_secs),
+            };
+            crate::scanning::harbor::Adapter::new(services.scanner.clone(), settings)
         }),
         metrics: crate::metrics::Metrics::new(services.meta.write_counters()),
         trusted_proxies: config.trusted_proxies.iter().map(|p| p.0).collect(),

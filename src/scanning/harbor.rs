@@ -23,7 +23,6 @@ use reqwest::header::{self, HeaderValue};
 use reqwest::StatusCode;
 
 use super::{image_layers, is_layer, Failure, Scanner};
-use crate::config::HarborAdapterConfig;
 use crate::meta::MetaError;
 use crate::oci::manifest::{DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::oci::{Digest, Manifest, RepositoryName};
@@ -85,9 +84,21 @@ struct Target {
     artifact: api::Artifact,
 }
 
+/// What the adapter is configured with (the server reads it from the
+/// validated `[harbor_adapter]` section).
+pub struct Settings {
+    pub prefix: String,
+    /// SHA-256 of the bearer token Harbor presents.
+    pub token_hash: [u8; 32],
+    /// Scans run at once.
+    pub workers: usize,
+    /// How long a finished job's report is kept.
+    pub results_ttl: Duration,
+}
+
 impl Adapter {
-    /// The adapter of an enabled, validated configuration.
-    pub fn new(scanner: Arc<Scanner>, config: &HarborAdapterConfig) -> Arc<Adapter> {
+    /// The adapter with these settings (from `[harbor_adapter]`).
+    pub fn new(scanner: Arc<Scanner>, settings: Settings) -> Arc<Adapter> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -98,12 +109,10 @@ impl Adapter {
             scanner,
             client,
             jobs: Mutex::new(HashMap::new()),
-            permits: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
-            ttl: Duration::from_secs(config.results_ttl_secs),
-            prefix: config.prefix.clone(),
-            token_hash: config
-                .token_hash()
-                .expect("validated: harbor_adapter.token_sha256"),
+            permits: Arc::new(tokio::sync::Semaphore::new(settings.workers.max(1))),
+            ttl: settings.results_ttl,
+            prefix: settings.prefix,
+            token_hash: settings.token_hash,
         })
     }
 
