@@ -1,6 +1,6 @@
 //! The audit log: appended in batches, read newest first with filters.
 
-use super::db::{fetch_all_once, Args};
+use super::db::{fetch_all_with, Args};
 use super::outbox::EventCursor;
 use super::{MetaError, MetaStore};
 
@@ -52,15 +52,23 @@ impl MetaStore {
         from: EventCursor,
         to: EventCursor,
     ) -> Result<(), MetaError> {
-        // 11 parameters a row; SQLite allows 32,766 per statement.
-        const ROWS_PER_STATEMENT: usize = 1000;
+        // Statements of two lengths only, ROWS rows and one, so that both
+        // stay prepared in the connection's statement cache: an insert of
+        // every batch's own length was parsed afresh each time, and under a
+        // push load parsing (and binding) 1,000-row inserts took a seventh
+        // of the SQLite writer's time.
+        const ROWS: usize = 32;
         let records = std::sync::Arc::new(records);
         let consumer = consumer.to_string();
         self.committer
             .write(move |conn| {
                 let (records, consumer) = (records.clone(), consumer.clone());
                 Box::pin(async move {
-                    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                    let mut rest = records.as_slice();
+                    while !rest.is_empty() {
+                        let n = if rest.len() >= ROWS { ROWS } else { 1 };
+                        let (chunk, tail) = rest.split_at(n);
+                        rest = tail;
                         let mut args = Args::default();
                         let rows: Vec<String> = chunk
                             .iter()
@@ -87,7 +95,7 @@ impl MetaStore {
                              VALUES {} ON CONFLICT (id) DO UPDATE SET count = audit_log.count + excluded.count",
                             rows.join(", ")
                         );
-                        fetch_all_once(conn, &sql, &args).await?;
+                        fetch_all_with(conn, &sql, &args).await?;
                     }
                     super::outbox::advance(conn, &consumer, from, to, super::now_millis()).await
                 })
