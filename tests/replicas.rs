@@ -696,3 +696,79 @@ async fn each_scan_runs_in_exactly_one_replica() {
         assert_eq!(ran, 1, "{digest} scanned {ran} times");
     }
 }
+
+/// A replica killed in the middle of a scan leaves the scan claimed; once
+/// the claim lapses (30 s without the heartbeat that renews it), the other
+/// replica takes the scan over and finishes it. The image has 200 distinct
+/// layers, each read from S3 and its inventory stored, so the scan is still
+/// running when the replica that started it is killed.
+#[tokio::test]
+async fn a_scan_whose_replica_dies_is_finished_by_another() {
+    let env = [("BERTH_SCAN_WORKERS", "1"), ("BERTH_LOG", "info")];
+    let Some(mut servers) = replicas(2, &env) else {
+        return;
+    };
+    let api = Api::new(servers[0].url());
+    let repo = "taken-over/app";
+    let mut layers = Vec::new();
+    for n in 0..200 {
+        let layer = package_layer(n);
+        let digest = api.push_blob(repo, &layer).await;
+        layers.push((digest, layer.len()));
+    }
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = api.push_blob(repo, config).await;
+    let refs: Vec<(&str, usize)> = layers.iter().map(|(d, s)| (d.as_str(), *s)).collect();
+    let manifest = image_manifest(&config_digest, config.len(), &refs, None, None);
+    let r = api.put_manifest(repo, "v1", OCI_MANIFEST, &manifest).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let digest = sha256(manifest.as_bytes());
+
+    // Kill whichever replica starts the scan, as soon as it has.
+    let started = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("scan started") && l.contains(digest.as_str()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        if let Some(i) = (0..2).find(|&i| started(&servers[i].log())) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "the scan never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    servers[running].kill();
+    let killed_log = servers[running].log();
+    assert!(
+        !killed_log.contains("scan ended"),
+        "the scan ended before its replica was killed: make it longer"
+    );
+    let survivor = &servers[1 - running];
+
+    let path =
+        format!("/api/v1/projects/taken-over/repositories/app/artifacts/{digest}/vulnerabilities");
+    let killed_at = Instant::now();
+    let deadline = killed_at + Duration::from_secs(120);
+    loop {
+        let v = survivor
+            .admin(reqwest::Method::GET, &path, serde_json::json!(null))
+            .await;
+        if v["status"] == "finished" {
+            // Each layer's dpkg status replaces the one below it.
+            assert_eq!(v["packages"], 1, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never finished: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Taken over when the claim lapsed, not before (the dead replica's
+    // heartbeat had renewed it at most 30 s before the kill).
+    assert!(killed_at.elapsed() < Duration::from_secs(60));
+    let log = survivor.log();
+    let ended: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("scan ended") && l.contains(digest.as_str()))
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert!(ended[0].contains("finished"), "{}", ended[0]);
+}

@@ -267,7 +267,7 @@ impl Adapter {
                 .map_err(why)?;
             walked.push(inventory);
         }
-        let (database, report) = self.scanner.analyse(&walked, problems).await.map_err(why)?;
+        let (database, report) = self.scanner.analyse(walked, problems).await.map_err(why)?;
         if database.is_none() {
             return Err("no vulnerability database has been imported into Berth".into());
         }
@@ -464,9 +464,10 @@ impl Remote<'_> {
         let stream = chunks(response);
         let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
         let expected = digest.clone();
-        tokio::task::spawn_blocking(move || walk_checked(bridge, &expected, size, &limits))
-            .await
-            .map_err(|e| format!("walking layer {digest}: {e}"))?
+        super::lane::run(&format!("walking layer {digest}"), move || {
+            walk_checked(bridge, &expected, size, &limits)
+        })
+        .await?
     }
 }
 

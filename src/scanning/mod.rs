@@ -1,7 +1,7 @@
 //! Vulnerability scanning, wired from the pure core (`berth-scan`) to the
 //! registry: the scan queue (`meta::scans`) and the workers that drain it,
-//! layers read from the blob store and walked on a blocking thread (each
-//! layer's inventory cached by digest), the image's packages matched
+//! layers read from the blob store and walked on a low-priority thread
+//! (`lane`; each layer's inventory cached by digest), the image's packages matched
 //! against the vulnerability database in use, the report stored with a
 //! `scan.completed` event, and SBOMs pushed as referrers of the image.
 //!
@@ -15,10 +15,13 @@
 //! `harbor` serves the same scan to a Harbor, of images in its registry.
 
 pub mod harbor;
+mod lane;
 mod workers;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use berth_scan::inventory::{Finding, Package, Severity};
 use berth_scan::layers::{self, LayerInventory, Limits};
@@ -40,8 +43,14 @@ pub fn scanner_actor() -> Actor {
     Actor::system("scanner")
 }
 
-/// How long a claim on a scan lasts without a heartbeat.
-const CLAIM_MS: i64 = 60_000;
+/// How long a claim on a scan lasts without a heartbeat: a replica that
+/// dies mid-scan leaves its scans to the others for this long.
+const CLAIM_MS: i64 = 30_000;
+/// A running scan's claim is renewed this often...
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// ...and its progress written at most this often (a scan shorter than
+/// this writes none).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Scans that fail for a passing reason (an outage) are retried this often.
 const MAX_ATTEMPTS: i64 = 5;
 
@@ -137,6 +146,28 @@ pub struct SbomInput {
 }
 
 /// The vulnerability database a replica has loaded.
+/// A running scan's progress (layers read of all), which its heartbeat
+/// writes.
+#[derive(Default)]
+struct Beat {
+    done: AtomicI64,
+    total: AtomicI64,
+}
+
+impl Beat {
+    fn set(&self, done: i64, total: i64) {
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(done, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (i64, i64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+}
+
 struct Loaded {
     id: String,
     index: Arc<Index>,
@@ -299,16 +330,52 @@ impl Scanner {
             .try_concat()
             .await
             .map_err(|e| Failure::Passing(e.to_string()))?;
-        tokio::task::spawn_blocking(move || index_zip(&bytes))
+        lane::run("loading the database", move || index_zip(&bytes))
             .await
-            .map_err(|e| Failure::Content(e.to_string()))?
+            .map_err(Failure::Content)?
             .map_err(Failure::Content)
+    }
+
+    /// Renews the claim on a running scan and writes its progress, until
+    /// the claim is found lost (another worker has the scan): then the
+    /// scan is stopped with the reason.
+    async fn heartbeat(&self, job: &ScanRecord, beat: &Beat) -> Failure {
+        let (mut written, mut renewed) = ((0, 0), Instant::now());
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = beat.get();
+            if now == written && renewed.elapsed() < RENEW_EVERY {
+                continue;
+            }
+            let until = now_millis() + CLAIM_MS;
+            let (done, total) = now;
+            match self
+                .meta
+                .scan_progress(&job.manifest, &self.worker, until, done, total)
+                .await
+            {
+                Ok(true) => (written, renewed) = (now, Instant::now()),
+                Ok(false) => {
+                    return Failure::Passing("the claim was lost to another worker".into())
+                }
+                Err(e) => {
+                    tracing::warn!(manifest = %job.manifest, error = %e, "scan claim not renewed")
+                }
+            }
+        }
     }
 
     /// Runs one claimed scan to its end and records the outcome.
     async fn run(&self, job: ScanRecord, stop: &crate::workers::Stop) -> Result<(), MetaError> {
-        let started = std::time::Instant::now();
-        let result = self.scan(&job, stop).await;
+        let started = Instant::now();
+        tracing::info!(manifest = %job.manifest, attempts = job.attempts, "scan started");
+        let beat = Beat::default();
+        let result = tokio::select! {
+            result = self.scan(&job, stop, &beat) => result,
+            lost = self.heartbeat(&job, &beat) => Err(lost),
+        };
         let (status, error, vulndb, report) = match result {
             Ok((status, vulndb, report)) => (status, None, vulndb, Some(report)),
             Err(Failure::Stopped) => {
@@ -386,6 +453,7 @@ impl Scanner {
         &self,
         job: &ScanRecord,
         stop: &crate::workers::Stop,
+        beat: &Beat,
     ) -> Result<(&'static str, Option<String>, Report), Failure> {
         let (media_type, content) = self
             .meta
@@ -411,16 +479,7 @@ impl Scanner {
             if stop.is_set() {
                 return Err(Failure::Stopped);
             }
-            let until = now_millis() + CLAIM_MS;
-            if !self
-                .meta
-                .scan_progress(&job.manifest, &self.worker, until, done as i64, total)
-                .await?
-            {
-                return Err(Failure::Passing(
-                    "the claim was lost to another worker".into(),
-                ));
-            }
+            beat.set(done as i64, total);
             if !is_layer(&layer.media_type) {
                 continue;
             }
@@ -434,7 +493,7 @@ impl Scanner {
             }
             layers.push(self.layer(&repo, &layer.digest).await?);
         }
-        let (database, mut report) = self.analyse(&layers, problems).await?;
+        let (database, mut report) = self.analyse(layers, problems).await?;
         if report.packages.is_empty() {
             self.client_sbom(&repo, &job.manifest, &mut report).await?;
         }
@@ -567,9 +626,11 @@ impl Scanner {
             }
             bytes.extend_from_slice(&chunk);
         }
-        tokio::task::spawn_blocking(move || parse(&bytes).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| Failure::Content(format!("reading the SBOM: {e}")))
+        lane::run("reading the SBOM", move || {
+            parse(&bytes).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(Failure::Content)
     }
 
     /// The inventory of one layer: from the cache, or read and walked.
@@ -585,11 +646,12 @@ impl Scanner {
         let reader = tokio_util::io::StreamReader::new(stream);
         let bridge = tokio_util::io::SyncIoBridge::new(reader);
         let (name, limits) = (digest.to_string(), self.limits.clone());
-        let walked =
-            tokio::task::spawn_blocking(move || layers::walk_layer(bridge, &name, &limits))
-                .await
-                .map_err(|e| Failure::Content(format!("walking layer {digest}: {e}")))?
-                .map_err(|e| Failure::Content(format!("layer {digest}: {e}")))?;
+        let walked = lane::run(&format!("walking layer {digest}"), move || {
+            layers::walk_layer(bridge, &name, &limits)
+        })
+        .await
+        .map_err(Failure::Content)?
+        .map_err(|e| Failure::Content(format!("layer {digest}: {e}")))?;
         self.cache_layer(digest, &walked).await?;
         Ok(walked)
     }
@@ -615,24 +677,30 @@ impl Scanner {
     /// An image's packages, composition and findings from its layers.
     async fn analyse(
         &self,
-        layers: &[LayerInventory],
+        layers: Vec<LayerInventory>,
         mut problems: Vec<Problem>,
     ) -> Result<(Option<String>, Report), Failure> {
-        let image = layers::merge(layers);
-        let inventory = berth_scan::packages::inventory(&image);
-        let composition = berth_scan::composition::compose(&image);
-        problems.extend(inventory.problems);
-        let mut report = Report {
-            os: inventory.os,
-            packages: inventory.packages,
-            problems,
-            composition: Some(composition),
-            ..Report::default()
-        };
         let database = self.database().await?;
-        if let Some((_, index)) = &database {
-            rematch(index, &mut report);
-        }
+        let index = database.as_ref().map(|(_, index)| index.clone());
+        let report = lane::run("matching", move || {
+            let image = layers::merge(&layers);
+            let inventory = berth_scan::packages::inventory(&image);
+            let composition = berth_scan::composition::compose(&image);
+            problems.extend(inventory.problems);
+            let mut report = Report {
+                os: inventory.os,
+                packages: inventory.packages,
+                problems,
+                composition: Some(composition),
+                ..Report::default()
+            };
+            if let Some(index) = &index {
+                rematch(index, &mut report);
+            }
+            report
+        })
+        .await
+        .map_err(Failure::Content)?;
         Ok((database.map(|(id, _)| id), report))
     }
 
@@ -698,19 +766,23 @@ impl Scanner {
             digest: job.manifest.clone(),
             created: sbom_time(job.requested_at),
         };
-        for (artifact_type, document) in [
-            (SPDX, berth_scan::sbom::spdx(&info, &report.packages)),
-            (
-                CYCLONEDX,
-                berth_scan::sbom::cyclonedx(&info, &report.packages),
-            ),
-        ] {
+        let packages = report.packages.clone();
+        let documents = lane::run("writing the SBOMs", move || {
+            [
+                (SPDX, berth_scan::sbom::spdx(&info, &packages)),
+                (CYCLONEDX, berth_scan::sbom::cyclonedx(&info, &packages)),
+            ]
+            .map(|(kind, doc)| (kind, doc.map_err(|e| e.to_string())))
+        })
+        .await
+        .unwrap_or_else(|why| [SPDX, CYCLONEDX].map(|kind| (kind, Err(why.clone()))));
+        for (artifact_type, document) in documents {
             let pushed = match document {
                 Ok(doc) => {
                     self.push_referrer(repo, job, manifest, artifact_type, doc)
                         .await
                 }
-                Err(e) => Err(e.to_string()),
+                Err(why) => Err(why),
             };
             let entry = match pushed {
                 Ok(digest) => digest,

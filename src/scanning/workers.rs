@@ -242,7 +242,7 @@ impl Rematch {
             self.position.1 = last.manifest.clone();
         }
         let (index, reports) = (index.clone(), scans.clone());
-        let updated = tokio::task::spawn_blocking(move || {
+        let updated = super::lane::run("matching again", move || {
             reports
                 .into_iter()
                 .filter_map(|s| {
@@ -254,8 +254,7 @@ impl Rematch {
                 })
                 .collect::<Vec<_>>()
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         // An index sums its children's reports, once they are all matched
         // against this database (until then it waits for a later pass).
         let mut ready = Vec::with_capacity(updated.len());
