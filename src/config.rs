@@ -43,6 +43,11 @@ pub struct HarborAdapterConfig {
     /// How long a scan's result is kept for Harbor to fetch (in memory:
     /// Harbor asks for a scan again when a report is lost).
     pub results_ttl_secs: u64,
+    /// The registries (`scheme://host[:port]`) whose artifacts Harbor may
+    /// ask Berth to scan, and whose token realms Berth may ask; empty:
+    /// any. A scan request naming another is refused, so that the token
+    /// Harbor holds cannot make Berth fetch from hosts it should not reach.
+    pub registries: Vec<String>,
 }
 
 impl Default for HarborAdapterConfig {
@@ -53,6 +58,7 @@ impl Default for HarborAdapterConfig {
             token_sha256: None,
             workers: 1,
             results_ttl_secs: 3600,
+            registries: Vec::new(),
         }
     }
 }
@@ -62,6 +68,15 @@ impl HarborAdapterConfig {
     pub fn token_hash(&self) -> Option<[u8; 32]> {
         let hex = self.token_sha256.as_deref()?;
         hex::decode(hex.trim()).ok()?.try_into().ok()
+    }
+
+    /// The origins of `registries` (`https://h.example`, the default port
+    /// left out), once `validate` has accepted them.
+    pub fn registry_origins(&self) -> Vec<String> {
+        self.registries
+            .iter()
+            .filter_map(|r| Some(reqwest::Url::parse(r).ok()?.origin().ascii_serialization()))
+            .collect()
     }
 }
 
@@ -654,6 +669,14 @@ impl Config {
         if let Some(v) = env("BERTH_HARBOR_ADAPTER_RESULTS_TTL_SECS") {
             harbor.results_ttl_secs = parse("BERTH_HARBOR_ADAPTER_RESULTS_TTL_SECS", v)?;
         }
+        if let Some(v) = env("BERTH_HARBOR_ADAPTER_REGISTRIES") {
+            harbor.registries = v
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(String::from)
+                .collect();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -696,6 +719,23 @@ impl Config {
                     "harbor_adapter.prefix {p:?} must start with / and not end with one, \
                      and not be under Berth's own routes (/v2, /api, /auth, ...)"
                 )));
+            }
+            for r in &harbor.registries {
+                let origin_only = reqwest::Url::parse(r).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && u.path() == "/"
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                });
+                if !origin_only {
+                    return Err(ConfigError::Invalid(format!(
+                        "harbor_adapter.registries: {r:?} must be an http or https origin, \
+                         scheme://host[:port] with no path"
+                    )));
+                }
             }
         }
         Ok(())
@@ -782,11 +822,18 @@ mod tests {
             "BERTH_HARBOR_ADAPTER_TOKEN_SHA256" => Some(hash.clone()),
             "BERTH_HARBOR_ADAPTER_WORKERS" => Some("3".into()),
             "BERTH_HARBOR_ADAPTER_RESULTS_TTL_SECS" => Some("60".into()),
+            "BERTH_HARBOR_ADAPTER_REGISTRIES" => {
+                Some("https://harbor.example:443, http://10.0.0.5:8080".into())
+            }
             _ => None,
         })
         .unwrap();
         let h = &c.harbor_adapter;
         assert!(h.enabled);
+        assert_eq!(
+            h.registry_origins(),
+            ["https://harbor.example", "http://10.0.0.5:8080"]
+        );
         assert_eq!(
             (h.prefix.as_str(), h.workers, h.results_ttl_secs),
             ("/scanner", 3, 60)
@@ -799,6 +846,16 @@ mod tests {
             ("BERTH_HARBOR_ADAPTER_PREFIX", "/v2/harbor"),
             ("BERTH_HARBOR_ADAPTER_PREFIX", "harbor"),
             ("BERTH_HARBOR_ADAPTER_PREFIX", "/harbor/"),
+            ("BERTH_HARBOR_ADAPTER_REGISTRIES", "harbor.example"),
+            (
+                "BERTH_HARBOR_ADAPTER_REGISTRIES",
+                "https://harbor.example/v2",
+            ),
+            (
+                "BERTH_HARBOR_ADAPTER_REGISTRIES",
+                "https://u:p@harbor.example",
+            ),
+            ("BERTH_HARBOR_ADAPTER_REGISTRIES", "ftp://harbor.example"),
         ] {
             let loaded = Config::load(None, |name| match name {
                 "BERTH_HARBOR_ADAPTER_ENABLED" => Some("true".into()),

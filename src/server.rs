@@ -112,6 +112,7 @@ pub async fn serve(config: Config) -> anyhow_like::Result<()> {
                     .expect("validated: harbor_adapter.token_sha256"),
                 workers: c.workers,
                 results_ttl: Duration::from_secs(c.results_ttl_secs),
+                registries: c.registry_origins(),
             };
             crate::scanning::harbor::Adapter::new(services.scanner.clone(), settings)
         }),

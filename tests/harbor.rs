@@ -706,3 +706,45 @@ async fn reports_expire_after_their_ttl() {
     let r = harbor.get(&format!("/api/v1/scan/{id}/report")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// With `registries` set, a scan of any other registry is refused before
+/// Berth connects anywhere; one of the registries listed is accepted.
+#[tokio::test]
+async fn only_the_registries_listed_are_pulled_from() {
+    let listed = format!("http://{}", common::free_port());
+    let server = common::Server::start_with_env(
+        &[],
+        &[
+            ("BERTH_HARBOR_ADAPTER_ENABLED", "true"),
+            ("BERTH_HARBOR_ADAPTER_TOKEN_SHA256", &token_sha256()),
+            ("BERTH_HARBOR_ADAPTER_REGISTRIES", &listed),
+        ],
+    );
+    let harbor = Harbor::new(&server);
+    let digest = sha256(b"anything");
+    let elsewhere = format!("http://{}", common::free_port());
+    for other in [
+        elsewhere.as_str(),
+        "http://169.254.169.254",
+        "https://127.0.0.1",
+    ] {
+        let r = harbor
+            .post_scan(scan_request(other, "", "library/app", &digest))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{other}");
+        let body: Value = r.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("harbor_adapter.registries"), "{message}");
+    }
+    // Listed (nothing listens there): accepted, and fails when pulled.
+    let id = harbor
+        .submit(scan_request(
+            &format!("{listed}/"),
+            "",
+            "library/app",
+            &digest,
+        ))
+        .await;
+    let (status, _, body, _) = harbor.poll(&id).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+}

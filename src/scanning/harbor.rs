@@ -73,6 +73,7 @@ pub struct Adapter {
     ttl: Duration,
     prefix: String,
     token_hash: [u8; 32],
+    registries: Vec<String>,
 }
 
 /// A request, checked.
@@ -94,6 +95,8 @@ pub struct Settings {
     pub workers: usize,
     /// How long a finished job's report is kept.
     pub results_ttl: Duration,
+    /// Origins of the registries a scan may read from (empty: any).
+    pub registries: Vec<String>,
 }
 
 impl Adapter {
@@ -113,6 +116,7 @@ impl Adapter {
             ttl: settings.results_ttl,
             prefix: settings.prefix,
             token_hash: settings.token_hash,
+            registries: settings.registries,
         })
     }
 
@@ -156,7 +160,7 @@ impl Adapter {
                 api::DOCKER_MANIFEST
             )));
         }
-        let target = check(request).map_err(Refusal::Invalid)?;
+        let target = check(request, &self.registries).map_err(Refusal::Invalid)?;
         let id = uuid::Uuid::new_v4().to_string();
         {
             let mut jobs = self.jobs.lock().expect("not poisoned");
@@ -226,6 +230,7 @@ impl Adapter {
         let remote = Remote {
             client: &self.client,
             target: &target,
+            registries: &self.registries,
             bearer: tokio::sync::Mutex::new(None),
         };
         let manifest = remote.manifest().await?;
@@ -281,8 +286,14 @@ impl Adapter {
     }
 }
 
-/// Checks what a request names before anything uses it.
-fn check(request: ScanRequest) -> Result<Target, String> {
+/// Whether `url` is on one of the `allowed` origins (none listed: any).
+fn allowed(url: &reqwest::Url, allowed: &[String]) -> bool {
+    allowed.is_empty() || allowed.contains(&url.origin().ascii_serialization())
+}
+
+/// Checks what a request names before anything uses it: the registry must
+/// be one of the `registries` allowed (empty: any).
+fn check(request: ScanRequest, registries: &[String]) -> Result<Target, String> {
     let base: reqwest::Url = request
         .registry
         .url
@@ -290,6 +301,12 @@ fn check(request: ScanRequest) -> Result<Target, String> {
         .map_err(|e| format!("registry.url: {e}"))?;
     if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
         return Err("registry.url must be an http or https URL".into());
+    }
+    if !allowed(&base, registries) {
+        return Err(format!(
+            "registry.url {} is not one of harbor_adapter.registries",
+            base.origin().ascii_serialization()
+        ));
     }
     if !base.username().is_empty() || base.password().is_some() {
         return Err("registry.url must not hold credentials (send them as authorization)".into());
@@ -326,6 +343,8 @@ fn check(request: ScanRequest) -> Result<Target, String> {
 struct Remote<'a> {
     client: &'a reqwest::Client,
     target: &'a Target,
+    /// Where token realms may be (`Settings::registries`).
+    registries: &'a [String],
     /// The token the registry's token endpoint gave, once asked.
     bearer: tokio::sync::Mutex<Option<String>>,
 }
@@ -382,6 +401,12 @@ impl Remote<'_> {
             .map_err(|_| "the registry's token realm is not a URL".to_string())?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err("the registry's token realm is not an http or https URL".into());
+        }
+        if !allowed(&url, self.registries) {
+            return Err(format!(
+                "the registry's token realm {} is not one of harbor_adapter.registries",
+                url.origin().ascii_serialization()
+            ));
         }
         {
             let mut q = url.query_pairs_mut();
@@ -651,14 +676,23 @@ mod tests {
     #[test]
     fn requests_are_checked() {
         let d = format!("sha256:{}", "a".repeat(64));
-        assert!(check(request(
-            "https://h.example",
-            Some("Basic eDp5"),
-            "lib/app",
-            &d
-        ))
+        assert!(check(
+            request("https://h.example", Some("Basic eDp5"), "lib/app", &d),
+            &[]
+        )
         .is_ok());
-        assert!(check(request("http://127.0.0.1:5000/", None, "app", &d)).is_ok());
+        assert!(check(request("http://127.0.0.1:5000/", None, "app", &d), &[]).is_ok());
+        let only = ["https://h.example".to_string()];
+        assert!(check(request("https://h.example/", None, "app", &d), &only).is_ok());
+        assert!(check(request("https://h.example:443", None, "app", &d), &only).is_ok());
+        for other in [
+            "http://h.example",
+            "https://h.example:8443",
+            "https://g.example",
+        ] {
+            let refused = check(request(other, None, "app", &d), &only).err().unwrap();
+            assert!(refused.contains("harbor_adapter.registries"), "{refused}");
+        }
         for (url, auth, repo, digest) in [
             ("ftp://h.example", None, "lib/app", d.as_str()),
             ("https://u:p@h.example", None, "lib/app", &d),
@@ -669,7 +703,7 @@ mod tests {
             ("https://h.example", None, "lib/app", "sha256:xyz"),
         ] {
             assert!(
-                check(request(url, auth, repo, digest)).is_err(),
+                check(request(url, auth, repo, digest), &[]).is_err(),
                 "{url} {auth:?} {repo} {digest}"
             );
         }
