@@ -9,6 +9,7 @@ mod nullserver;
 mod registry;
 mod report;
 mod scan;
+mod scanpush;
 mod stats;
 
 use std::collections::BTreeSet;
@@ -141,6 +142,13 @@ struct Args {
     /// Size of the uncompressed layer whose scan's memory is measured.
     #[arg(long, default_value_t = 1024)]
     scan_big_mib: usize,
+    /// Rounds of pushes with scan-on-push on and off, after one that warms
+    /// up (0: none).
+    #[arg(long, default_value_t = 8)]
+    scan_push_rounds: usize,
+    /// Images pushed in each of those rounds.
+    #[arg(long, default_value_t = 32)]
+    scan_push_images: usize,
 }
 
 /// Sizes and counts after --quick and overrides.
@@ -255,6 +263,8 @@ fn main() {
             vulndb: args.scan_vulndb.expect("required"),
             images: args.scan_images,
             big_mib: args.scan_big_mib,
+            push_rounds: args.scan_push_rounds,
+            push_images: args.scan_push_images,
         };
         if let Err(e) = rt.block_on(scan::run(scan_args)) {
             eprintln!("berth-bench: error: {e}");

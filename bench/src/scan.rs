@@ -10,7 +10,9 @@
 //!   images on the same layer, each its own inventory and report);
 //! - the server's peak resident memory above its level before the scan of
 //!   an uncompressed 1 GiB layer (`--scan-big-mib`), sampled from
-//!   /proc/PID/status every 5 ms (`--pid` required).
+//!   /proc/PID/status every 5 ms (`--pid` required);
+//! - pushes into a project that scans on push against one that does not
+//!   (`scanpush`).
 //!
 //! The server must run with scan-on-push off for the `bench-scan` project
 //! (the bench creates it so) and at least one scan worker.
@@ -38,12 +40,14 @@ pub struct ScanArgs {
     pub vulndb: PathBuf,
     pub images: usize,
     pub big_mib: usize,
+    pub push_rounds: usize,
+    pub push_images: usize,
 }
 
 const PROJECT: &str = "bench-scan";
 const OCI_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
-async fn api(
+pub(crate) async fn api(
     conn: &mut Conn,
     method: Method,
     path: &str,
@@ -176,7 +180,7 @@ fn big_tar(mib: usize) -> Bytes {
     Bytes::from(out)
 }
 
-fn line(label: &str, value: String, goal: &str, met: bool) {
+pub(crate) fn line(label: &str, value: String, goal: &str, met: bool) {
     println!(
         "{label:<52} {value:>16}   goal {goal:<22} {}",
         if met { "met" } else { "NOT MET" }
@@ -370,5 +374,14 @@ pub async fn run(a: ScanArgs) -> Result<()> {
         "(no goal)",
         true,
     );
+
+    if a.push_rounds > 0 {
+        log(format!(
+            "pushes with and without scan-on-push, {} rounds",
+            a.push_rounds
+        ));
+        let base = (&layer, layer_digest.as_str());
+        crate::scanpush::run(&target, &mut conn, base, a.push_rounds, a.push_images).await?;
+    }
     Ok(())
 }
