@@ -1,0 +1,3 @@
+//! Berth's image trust core (work in progress).
+
+pub mod keys;
