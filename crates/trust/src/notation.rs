@@ -14,15 +14,19 @@
 //! | `skip` | — | — | — | — |
 //!
 //! Integrity: the envelope is well formed, its critical headers are
-//! understood, the signature verifies with the leaf of the embedded chain,
-//! the leaf may sign code and the payload names the image. Authenticity: the
-//! embedded chain leads to a certificate of one of the statement's trust
-//! stores and the leaf subject matches a trusted identity. Authentic
+//! understood, the signature verifies with the leaf of the embedded chain
+//! and the payload names the image. Authenticity: the leaf may sign code
+//! (keyUsage digitalSignature; EKU, if any, with codeSigning), the embedded
+//! chain is complete (ends with a self-signed certificate) and leads to a
+//! certificate of one of the statement's trust stores, and the leaf subject
+//! matches a trusted identity (each of its attributes is in the subject).
+//! Authentic
 //! timestamp: with no RFC 3161 countersignature (not supported here), every
 //! certificate of the chain is valid at the verification time (or, for the
 //! `notary.x509.signingAuthority` scheme, at the authentic signing time).
-//! Expiry: `io.cncf.notary.expiry`, if present, has not passed.
-//! Revocation (OCSP/CRL) needs the network and is not checked.
+//! Expiry: `io.cncf.notary.expiry`, if present, is not before the
+//! verification time. Revocation (OCSP/CRL) needs the network and is not
+//! checked; trusted identities that overlap are not detected.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -320,11 +324,9 @@ impl Envelope {
         })
     }
 
-    /// Integrity: the chain parses, the leaf may sign code (keyUsage
-    /// digitalSignature; EKU, if present, includes codeSigning), the
-    /// signature verifies with the leaf key, and the payload's
-    /// `targetArtifact` equals `subject` (digest, mediaType and size).
-    /// Returns the parsed chain.
+    /// Integrity: the chain parses, the signature verifies with the leaf
+    /// key, and the payload's `targetArtifact` equals `subject` (digest,
+    /// mediaType and size). Returns the parsed chain, leaf first.
     pub fn check_integrity(&self, subject: &Descriptor) -> Result<Vec<Cert>, Reason> {
         let chain = self
             .chain
@@ -332,19 +334,6 @@ impl Envelope {
             .map(|d| Cert::from_der(d))
             .collect::<Result<Vec<_>, _>>()?;
         let leaf = chain.first().ok_or_else(|| bad("no certificate chain"))?;
-        match leaf.key_usage() {
-            Some(ku) if ku.digital_signature() => {}
-            _ => {
-                return Err(Reason::NotCodeSigning(
-                    "keyUsage lacks digitalSignature".into(),
-                ))
-            }
-        }
-        if let Some(eku) = leaf.extended_key_usage() {
-            if !eku.contains(&const_oid::db::rfc5280::ID_KP_CODE_SIGNING) {
-                return Err(Reason::NotCodeSigning("EKU lacks codeSigning".into()));
-            }
-        }
         leaf.public_key()
             .verify_with(self.alg, &self.signing_input, &self.signature)
             .map_err(|e| match e {
@@ -356,6 +345,26 @@ impl Envelope {
         check_target(&self.payload, subject)?;
         Ok(chain)
     }
+}
+
+/// The signing certificate requirements of the Notary signature
+/// specification that matter here: keyUsage with digitalSignature, and an
+/// EKU, if present, that includes codeSigning.
+fn check_leaf(leaf: &Cert) -> Result<(), Reason> {
+    match leaf.key_usage() {
+        Some(ku) if ku.digital_signature() => {}
+        _ => {
+            return Err(Reason::NotCodeSigning(
+                "keyUsage lacks digitalSignature".into(),
+            ))
+        }
+    }
+    if let Some(eku) = leaf.extended_key_usage() {
+        if !eku.contains(&const_oid::db::rfc5280::ID_KP_CODE_SIGNING) {
+            return Err(Reason::NotCodeSigning("EKU lacks codeSigning".into()));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -458,20 +467,21 @@ fn level_actions(v: &SignatureVerification) -> Result<Option<Actions>, Reason> {
             )))
         }
     };
+    // Supported overrides: authenticity, authenticTimestamp and expiry take
+    // enforce or log; revocation also skip; integrity none.
     for (check, action) in &v.overrides {
-        let action = match action.as_str() {
-            "enforce" => Enforce,
-            "log" => Log,
-            "skip" => Skip,
-            other => return Err(Reason::PolicyInvalid(format!("override action {other:?}"))),
+        let action = match (check.as_str(), action.as_str()) {
+            (_, "enforce") => Enforce,
+            (_, "log") => Log,
+            ("revocation", "skip") => Skip,
+            (_, other) => {
+                return Err(Reason::PolicyInvalid(format!(
+                    "override {check:?}: {other:?}"
+                )))
+            }
         };
         match check.as_str() {
-            "authenticity" if action != Skip => a.authenticity = action,
-            "authenticity" => {
-                return Err(Reason::PolicyInvalid(
-                    "authenticity cannot be skipped".into(),
-                ))
-            }
+            "authenticity" => a.authenticity = action,
             "authenticTimestamp" => a.authentic_timestamp = action,
             "expiry" => a.expiry = action,
             // Revocation is not checked by this crate whatever its action.
@@ -543,6 +553,12 @@ pub fn validate_document(doc: &NotationTrustPolicyDocument) -> Result<Vec<Statem
             }
         }
         let actions = level_actions(&s.signature_verification)?;
+        if actions.is_none() && s.registry_scopes.iter().any(|r| r == "*") {
+            return Err(invalid(format!(
+                "statement {:?}: level skip with the global scope",
+                s.name
+            )));
+        }
         let identities = if actions.is_none() {
             if !s.trust_stores.is_empty() || !s.trusted_identities.is_empty() {
                 return Err(invalid(format!(
@@ -709,8 +725,15 @@ impl NotationTrust {
                 statement.name
             )));
         }
-        // Validity in time is the authentic-timestamp check's business.
+        // The envelope carries the complete chain, ending with a root; it
+        // must lead to a trust store certificate. Validity in time is the
+        // authentic-timestamp check's business.
         let leaf = &chain[0];
+        check_leaf(leaf)?;
+        let last = &chain[chain.len() - 1];
+        if !last.is_issued_by(last) {
+            return Err(Reason::ChainUntrusted);
+        }
         verify_path(leaf, &chain[1..], &anchors, None)?;
         if let Some(ids) = &statement.identities {
             let subject = leaf.subject_attributes();
