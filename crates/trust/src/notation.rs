@@ -36,7 +36,7 @@ use ciborium::Value;
 use serde::Deserialize;
 
 use crate::artifact::Descriptor;
-use crate::keys::{Hash, SigAlg};
+use crate::keys::{Hash, PublicKey, SigAlg};
 use crate::policy::{NotationTrustPolicyDocument, SignatureVerification};
 use crate::x509::{verify_path, Cert};
 use crate::{Reason, SignedAt, Signer, Valid, Verdict};
@@ -242,6 +242,11 @@ impl Envelope {
         let Value::Map(protected) = protected else {
             return Err(hdr("protected header is not a map"));
         };
+        for (i, (label, _)) in protected.iter().enumerate() {
+            if protected[..i].iter().any(|(l, _)| l == label) {
+                return Err(hdr(format!("duplicate protected header {label:?}")));
+            }
+        }
         let get = |m: &[(Value, Value)], k: &Value| {
             m.iter().find(|(l, _)| l == k).map(|(_, v)| v.clone())
         };
@@ -334,6 +339,14 @@ impl Envelope {
             .map(|d| Cert::from_der(d))
             .collect::<Result<Vec<_>, _>>()?;
         let leaf = chain.first().ok_or_else(|| bad("no certificate chain"))?;
+        let expected = expected_alg(leaf.public_key())?;
+        if expected != self.alg {
+            return Err(Reason::UnsupportedAlgorithm(format!(
+                "envelope algorithm {:?} is not the one for a {} key ({expected:?})",
+                self.alg,
+                leaf.public_key().kind()
+            )));
+        }
         leaf.public_key()
             .verify_with(self.alg, &self.signing_input, &self.signature)
             .map_err(|e| match e {
@@ -345,6 +358,31 @@ impl Envelope {
         check_target(&self.payload, subject)?;
         Ok(chain)
     }
+}
+
+/// The algorithm the Notary signature specification pairs with a signing
+/// key: RSA 2048/3072/4096 → PS256/PS384/PS512, P-256 → ES256, P-384 →
+/// ES384 (P-521/ES512 is not supported).
+fn expected_alg(key: &PublicKey) -> Result<SigAlg, Reason> {
+    use rsa::traits::PublicKeyParts;
+    Ok(match key {
+        PublicKey::Rsa(k) => match k.size() {
+            256 => SigAlg::pss(Hash::Sha256),
+            384 => SigAlg::pss(Hash::Sha384),
+            512 => SigAlg::pss(Hash::Sha512),
+            n => {
+                return Err(Reason::UnsupportedAlgorithm(format!(
+                    "RSA-{} signing key",
+                    n * 8
+                )))
+            }
+        },
+        PublicKey::P256(_) => SigAlg::EcdsaFixed(Hash::Sha256),
+        PublicKey::P384(_) => SigAlg::EcdsaFixed(Hash::Sha384),
+        PublicKey::Ed25519(_) => {
+            return Err(Reason::UnsupportedAlgorithm("Ed25519 signing key".into()))
+        }
+    })
 }
 
 /// The signing certificate requirements of the Notary signature

@@ -631,3 +631,32 @@ fn key_based_with_foreign_bundle() {
         Reason::BundleMissing
     );
 }
+
+proptest::proptest! {
+    /// Arbitrary manifests, blobs and bundles are refused, never a panic.
+    #[test]
+    fn arbitrary_input_never_panics(m in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+                                    blob in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+        let _ = SignatureArtifact::from_manifest(&m, |_| Some(blob.clone()));
+        let _ = Bundle::parse(&m);
+        let _ = berth_trust::cosign::SimpleSigning::parse(&m);
+        let _ = TrustPolicy::from_json(&m);
+    }
+
+    /// Any one-bit change of the payload or of the signature is refused.
+    #[test]
+    fn any_bit_flip_is_refused(pos in 0usize..(261 + 72) * 8) {
+        let mut sig = key_sig("cosign-key/payload.json", "cosign-key/signature.b64");
+        let (byte, bit) = (pos / 8, pos % 8);
+        if byte < sig.payload.len() {
+            sig.payload[byte] ^= 1 << bit;
+        } else if byte - sig.payload.len() < sig.signature.len() {
+            let i = byte - sig.payload.len();
+            sig.signature[i] ^= 1 << bit;
+        } else {
+            return Ok(());
+        }
+        let v = check(sig, "cosign-key/manifest.json", &key_trust(&["cosign-key/cosign.pub"]));
+        proptest::prop_assert!(!v.is_valid());
+    }
+}
