@@ -355,6 +355,104 @@ mod tests {
         assert_eq!(key.verify(b"x", &sig), Err(SigError::Invalid));
     }
 
+    /// DERIVED (no upstream vector uses these paths): signatures made here
+    /// with the RustCrypto signers, checked through [`PublicKey`] in both
+    /// ECDSA encodings and with every RSA scheme.
+    #[test]
+    fn ecdsa_both_encodings_p256_and_p384() {
+        use p256::ecdsa::signature::Signer;
+        use spki::EncodePublicKey;
+        let msg = b"berth";
+        let sk = p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+        let sig: p256::ecdsa::Signature = sk.sign(msg);
+        let der = sk.verifying_key().to_public_key_der().unwrap();
+        let key = PublicKey::from_spki_der(der.as_bytes()).unwrap();
+        let h = Hash::Sha256;
+        assert_eq!(
+            key.verify_with(SigAlg::EcdsaFixed(h), msg, &sig.to_bytes()),
+            Ok(())
+        );
+        assert_eq!(
+            key.verify_with(SigAlg::EcdsaDer(h), msg, sig.to_der().as_bytes()),
+            Ok(())
+        );
+        assert_eq!(key.verify(msg, sig.to_der().as_bytes()), Ok(()));
+        assert_eq!(
+            key.verify_with(SigAlg::EcdsaFixed(Hash::Sha384), msg, &sig.to_bytes()),
+            Err(SigError::Invalid)
+        );
+
+        let sk = p384::ecdsa::SigningKey::from_bytes(&[9u8; 48].into()).unwrap();
+        let sig: p384::ecdsa::Signature = sk.sign(msg); // SHA-384
+        let der = sk.verifying_key().to_public_key_der().unwrap();
+        let key = PublicKey::from_spki_der(der.as_bytes()).unwrap();
+        assert_eq!(key.kind(), "ECDSA P-384");
+        assert_eq!(
+            key.verify_with(SigAlg::EcdsaFixed(Hash::Sha384), msg, &sig.to_bytes()),
+            Ok(())
+        );
+        assert_eq!(
+            key.verify_with(SigAlg::EcdsaDer(Hash::Sha384), msg, sig.to_der().as_bytes()),
+            Ok(())
+        );
+        assert_eq!(
+            key.verify_with(SigAlg::EcdsaFixed(Hash::Sha256), msg, &sig.to_bytes()),
+            Err(SigError::Invalid)
+        );
+        // An r||s of the wrong curve's size is malformed, not invalid.
+        assert_eq!(
+            key.verify_with(SigAlg::EcdsaFixed(Hash::Sha384), msg, &[1u8; 64]),
+            Err(SigError::MalformedSignature)
+        );
+    }
+
+    #[test]
+    fn rsa_pkcs1_and_pss_with_each_hash() {
+        use rand_core::OsRng;
+        use spki::EncodePublicKey;
+        let sk = rsa::RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
+        let der = rsa::RsaPublicKey::from(&sk).to_public_key_der().unwrap();
+        let key = PublicKey::from_spki_der(der.as_bytes()).unwrap();
+        assert_eq!(key.kind(), "RSA");
+        let msg = b"berth";
+        for h in [Hash::Sha256, Hash::Sha384, Hash::Sha512] {
+            let (pkcs1, pss) = match h {
+                Hash::Sha256 => (
+                    rsa::Pkcs1v15Sign::new::<Sha256>(),
+                    rsa::Pss::new::<Sha256>(),
+                ),
+                Hash::Sha384 => (
+                    rsa::Pkcs1v15Sign::new::<Sha384>(),
+                    rsa::Pss::new::<Sha384>(),
+                ),
+                Hash::Sha512 => (
+                    rsa::Pkcs1v15Sign::new::<Sha512>(),
+                    rsa::Pss::new::<Sha512>(),
+                ),
+            };
+            let sig = sk.sign(pkcs1, &h.digest(msg)).unwrap();
+            assert_eq!(key.verify_with(SigAlg::RsaPkcs1(h), msg, &sig), Ok(()));
+            assert_eq!(
+                key.verify_with(SigAlg::RsaPkcs1(h), b"other", &sig),
+                Err(SigError::Invalid)
+            );
+            let sig = sk.sign_with_rng(&mut OsRng, pss, &h.digest(msg)).unwrap();
+            assert_eq!(key.verify_with(SigAlg::pss(h), msg, &sig), Ok(()));
+            assert_eq!(
+                key.verify_with(SigAlg::RsaPkcs1(h), msg, &sig),
+                Err(SigError::Invalid)
+            );
+        }
+        // cosign's RSA convention: PKCS#1 v1.5 with SHA-256.
+        let sig = sk
+            .sign(
+                rsa::Pkcs1v15Sign::new::<Sha256>(),
+                &Hash::Sha256.digest(msg),
+            )
+            .unwrap();
+        assert_eq!(key.verify(msg, &sig), Ok(()));
+    }
+
     proptest::proptest! {
         #[test]
         fn any_bytes_as_key_or_signature_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
