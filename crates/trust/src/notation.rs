@@ -910,6 +910,70 @@ mod tests {
         .is_err());
     }
 
+    fn trust(level: &str) -> NotationTrust {
+        let doc = serde_json::json!({"version": "1.0", "trustPolicies": [{
+            "name": "p", "registryScopes": ["*"], "signatureVerification": {"level": level},
+            "trustStores": ["ca:s"], "trustedIdentities": ["*"]}]});
+        let pem = include_str!("../tests/fixtures/notation/signer-cert.pem");
+        NotationTrust {
+            stores: [("ca:s".to_string(), Cert::from_pem_chain(pem).unwrap())].into(),
+            statements: validate_document(&serde_json::from_value(doc).unwrap()).unwrap(),
+        }
+    }
+
+    fn jws() -> (Envelope, Descriptor) {
+        let env = Envelope::parse_jws(include_bytes!(
+            "../tests/fixtures/notation/jws_signature.sig"
+        ))
+        .unwrap();
+        let m = include_bytes!("../tests/fixtures/notation/manifest.json");
+        let subject = Descriptor {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: crate::keys::sha256_digest(m),
+            size: m.len() as u64,
+        };
+        (env, subject)
+    }
+
+    /// DERIVED: the fixtures carry no `io.cncf.notary.expiry`; here the
+    /// parsed envelope's expiry is set by hand (in a real envelope it is a
+    /// signed, critical header) to exercise the level's treatment of it.
+    #[test]
+    fn expiry_by_level() {
+        let (mut env, subject) = jws();
+        let now = 1_800_000_000;
+        env.expiry = Some(now - 1);
+        let expired = Reason::SignatureExpired {
+            expiry: now - 1,
+            at: now,
+        };
+        assert_eq!(
+            trust("strict").verify(&env, &subject, "r", now).reason(),
+            Some(&expired)
+        );
+        let Verdict::Valid(v) = trust("permissive").verify(&env, &subject, "r", now) else {
+            panic!()
+        };
+        assert_eq!(v.logged, vec![expired]);
+        env.expiry = Some(now);
+        assert!(trust("strict").verify(&env, &subject, "r", now).is_valid());
+    }
+
+    /// DERIVED, as above: the scheme switched to signingAuthority by hand.
+    /// It needs a `signingAuthority:` store; a `ca:` store is not one.
+    #[test]
+    fn signing_authority_needs_its_own_store() {
+        let (mut env, subject) = jws();
+        env.scheme = Scheme::SigningAuthority;
+        env.authentic_signing_time = env.signing_time;
+        assert!(matches!(
+            trust("strict")
+                .verify(&env, &subject, "r", 1_800_000_000)
+                .reason(),
+            Some(Reason::NotConfigured(_))
+        ));
+    }
+
     proptest::proptest! {
         #[test]
         fn envelopes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
