@@ -186,7 +186,8 @@ impl PublicKey {
 
     /// Verifies a signature as cosign makes it with a key: ECDSA (any
     /// curve) with SHA-256 and a DER signature, RSASSA-PKCS1-v1_5 with
-    /// SHA-256, or pure Ed25519.
+    /// SHA-256, or pure Ed25519. (SHA-256 for P-384 too: cosign's default
+    /// for key references; a P-384 key used with SHA-384 is refused.)
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SigError> {
         let alg = match self {
             PublicKey::P256(_) | PublicKey::P384(_) => SigAlg::EcdsaDer(Hash::Sha256),

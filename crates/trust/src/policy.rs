@@ -33,7 +33,9 @@ pub struct CosignPolicy {
     /// PEM SubjectPublicKeyInfo keys; a signature by any of them is trusted.
     #[serde(default)]
     pub keys: Vec<String>,
-    /// PEM Fulcio root certificates (one or more per string).
+    /// PEM Fulcio certificates trusted as anchors (one or more per string):
+    /// the roots, and the intermediates too if signatures may come without
+    /// the chain annotation.
     #[serde(default)]
     pub fulcio_roots: Vec<String>,
     /// PEM Rekor log public keys, selected by log ID.

@@ -173,11 +173,11 @@ pub struct Valid {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Verdict {
     /// At least one signature in the artifact is valid under the policy;
-    /// `signature` is the first one found.
+    /// this is the first one found (layer order).
     Valid(Valid),
-    /// No signature is valid; `reason` is why the first one failed (for a
-    /// cosign `.sig` manifest with several layers) and `reasons` is one per
-    /// signature.
+    /// No signature is valid (or the artifact could not be read): `reason`
+    /// is why the first signature failed, `reasons` has one entry per
+    /// signature (several for a cosign `.sig` manifest with several layers).
     Invalid {
         reason: Reason,
         reasons: Vec<Reason>,
