@@ -57,6 +57,11 @@ pub fn small_layer(seed: u64) -> Bytes {
         ),
         ("opt/data", random_bytes(4096, seed)),
     ];
+    gzip_tar(files)
+}
+
+/// A gzip tar of `files` (path, content), made in memory.
+pub fn gzip_tar<P: AsRef<std::path::Path>>(files: impl IntoIterator<Item = (P, Bytes)>) -> Bytes {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     for (path, body) in files {

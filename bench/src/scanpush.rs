@@ -22,7 +22,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::json;
 
-use crate::data::{digest, random_bytes};
+use crate::data::{digest, gzip_tar, random_bytes};
 use crate::http::{err, Conn, Result, Target};
 use crate::log;
 use crate::registry::{push_monolithic, push_small, put_manifest, OCI_CONFIG, OCI_LAYER};
@@ -44,18 +44,7 @@ fn app_layer(n: u64) -> Bytes {
         ),
         (format!("srv/app{n}/data"), random_bytes(4 << 20, n)),
     ];
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    for (path, body) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(body.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, path, &body[..])
-            .expect("a tar in memory");
-    }
-    let gz = tar.into_inner().expect("a tar in memory");
-    Bytes::from(gz.finish().expect("gzip in memory"))
+    gzip_tar(files)
 }
 
 /// An image ready to push: its own layer, config and manifest, with digests.
