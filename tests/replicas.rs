@@ -672,9 +672,11 @@ async fn each_scan_runs_in_exactly_one_replica() {
         let path =
             format!("/api/v1/projects/scanned/repositories/app/artifacts/{digest}/vulnerabilities");
         loop {
-            let v = servers[(n + 1) % 3]
-                .admin(reqwest::Method::GET, &path, serde_json::json!(null))
+            // 404 until the scan-on-push consumer has queued the scan.
+            let r = servers[(n + 1) % 3]
+                .admin_call(reqwest::Method::GET, &path, serde_json::json!(null))
                 .await;
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
             if v["status"] == "finished" {
                 assert_eq!(v["packages"], 1, "{v}");
                 break;
@@ -750,9 +752,10 @@ async fn a_scan_whose_replica_dies_is_finished_by_another() {
     let killed_at = Instant::now();
     let deadline = killed_at + Duration::from_secs(120);
     loop {
-        let v = survivor
-            .admin(reqwest::Method::GET, &path, serde_json::json!(null))
+        let r = survivor
+            .admin_call(reqwest::Method::GET, &path, serde_json::json!(null))
             .await;
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
         if v["status"] == "finished" {
             // Each layer's dpkg status replaces the one below it.
             assert_eq!(v["packages"], 1, "{v}");
