@@ -671,19 +671,8 @@ async fn each_scan_runs_in_exactly_one_replica() {
     for (n, digest) in digests.iter().enumerate() {
         let path =
             format!("/api/v1/projects/scanned/repositories/app/artifacts/{digest}/vulnerabilities");
-        loop {
-            // 404 until the scan-on-push consumer has queued the scan.
-            let r = servers[(n + 1) % 3]
-                .admin_call(reqwest::Method::GET, &path, serde_json::json!(null))
-                .await;
-            let v: serde_json::Value = r.json().await.unwrap_or_default();
-            if v["status"] == "finished" {
-                assert_eq!(v["packages"], 1, "{v}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "{digest} never scanned: {v}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let v = finished_scan(&servers[(n + 1) % 3], &path, deadline).await;
+        assert_eq!(v["packages"], 1, "{v}");
     }
     let logs: Vec<String> = servers.iter().map(|s| s.log()).collect();
     for digest in &digests {
@@ -750,22 +739,11 @@ async fn a_scan_whose_replica_dies_is_finished_by_another() {
     let path =
         format!("/api/v1/projects/taken-over/repositories/app/artifacts/{digest}/vulnerabilities");
     let killed_at = Instant::now();
-    let deadline = killed_at + Duration::from_secs(120);
-    loop {
-        let r = survivor
-            .admin_call(reqwest::Method::GET, &path, serde_json::json!(null))
-            .await;
-        let v: serde_json::Value = r.json().await.unwrap_or_default();
-        if v["status"] == "finished" {
-            // Each layer's dpkg status replaces the one below it.
-            assert_eq!(v["packages"], 1, "{v}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never finished: {v}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    // Taken over when the claim lapsed, not before (the dead replica's
-    // heartbeat had renewed it at most 30 s before the kill).
+    let v = finished_scan(survivor, &path, killed_at + Duration::from_secs(120)).await;
+    // Each layer's dpkg status replaces the one below it.
+    assert_eq!(v["packages"], 1, "{v}");
+    // Taken over within a claim's length of the kill (30 s, renewed every
+    // 10 s), give or take the rest of the scan.
     assert!(killed_at.elapsed() < Duration::from_secs(60));
     let log = survivor.log();
     let ended: Vec<&str> = log
@@ -774,4 +752,25 @@ async fn a_scan_whose_replica_dies_is_finished_by_another() {
         .collect();
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert!(ended[0].contains("finished"), "{}", ended[0]);
+}
+
+/// Polls an artifact's vulnerabilities at `path` on `server` until its scan
+/// has finished, and returns them; 404 until the scan-on-push consumer has
+/// queued the scan.
+async fn finished_scan(
+    server: &common::Server,
+    path: &str,
+    deadline: Instant,
+) -> serde_json::Value {
+    loop {
+        let r = server
+            .admin_call(reqwest::Method::GET, path, serde_json::json!(null))
+            .await;
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        if v["status"] == "finished" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{path} never scanned: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
