@@ -177,7 +177,7 @@ pub async fn run(
         for project in order {
             let images: Vec<Image> = (0..count).map(|i| image(seed + i as u64, base)).collect();
             seed += count as u64;
-            let mut big = big.clone().to_vec();
+            let mut big = big.to_vec();
             big[..8].copy_from_slice(&seed.to_le_bytes());
             let big = Bytes::from(big);
             let big_digest = digest(&big);

@@ -145,7 +145,6 @@ pub struct SbomInput {
     pub skipped: u64,
 }
 
-/// The vulnerability database a replica has loaded.
 /// A running scan's progress (layers read of all), which its heartbeat
 /// writes.
 #[derive(Default)]
@@ -168,6 +167,7 @@ impl Beat {
     }
 }
 
+/// The vulnerability database a replica has loaded.
 struct Loaded {
     id: String,
     index: Arc<Index>,
