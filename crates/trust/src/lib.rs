@@ -27,6 +27,11 @@
 //!
 //! The entry point is [`verify`]; the policy is [`TrustPolicy`] (serde),
 //! compiled once into [`Trust`].
+//!
+//! Signing, for the CLI ([`sign`]): ECDSA P-256 key pairs in cosign's
+//! encrypted key format, the simple-signing payload and the signature
+//! manifest (cosign's `.sig` tag layout or an OCI 1.1 referrer), with the
+//! caller's randomness.
 
 pub mod artifact;
 pub mod cosign;
@@ -34,6 +39,7 @@ pub mod keys;
 pub mod notation;
 pub mod policy;
 pub mod rekor;
+pub mod sign;
 pub mod verdict;
 pub mod x509;
 
