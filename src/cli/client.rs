@@ -97,6 +97,16 @@ impl Api {
         Ok(Api::new(base, login))
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The stored login for the server, if any.
+    pub fn login(&self) -> Option<&Login> {
+        self.login.as_ref()
+    }
+
     pub fn new(base: String, login: Option<Login>) -> Api {
         Api {
             base,

@@ -3,7 +3,9 @@
 //! `berth login` stored. Output is a table for people or `--json`.
 
 mod client;
+mod registry;
 pub mod scan;
+pub mod sign;
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -135,6 +137,14 @@ pub enum ClientCommand {
     /// Images.
     #[command(subcommand)]
     Image(scan::ImageCommand),
+    /// Signing keys (cosign's format).
+    #[command(subcommand)]
+    Key(sign::KeyCommand),
+    /// Sign an image with a cosign key (cosign's signature format).
+    Sign(sign::SignArgs),
+    /// Verify an image's cosign signatures with a public key; exits 1 unless
+    /// one is valid.
+    Verify(sign::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -849,6 +859,9 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
         ClientCommand::Image(scan::ImageCommand::Inspect { image }) => {
             scan::inspect(o, &api()?, &image).await?
         }
+        ClientCommand::Key(c) => sign::key(o, c)?,
+        ClientCommand::Sign(a) => sign::sign(o, &api()?, a).await?,
+        ClientCommand::Verify(a) => sign::verify(o, &api()?, a).await?,
         ClientCommand::Tag(TagCommand::Ls { repository }) => {
             let items = api()?
                 .get_all(&format!(
