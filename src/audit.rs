@@ -88,6 +88,19 @@ fn entry(event: &Event, position: (i64, i64)) -> AuditRecord {
             artifact(repository, digest),
             event.detail.clone(),
         ),
+        Kind::PolicyViolated => (
+            "policy.violated",
+            if named.is_empty() {
+                repository.to_string()
+            } else {
+                artifact(repository, named)
+            },
+            Some(format!(
+                "rule {}: {}",
+                event.resource.as_deref().unwrap_or("?"),
+                event.detail.as_deref().unwrap_or("")
+            )),
+        ),
         other => {
             let action = match other {
                 Kind::ProjectCreated => "project.create",

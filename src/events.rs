@@ -82,6 +82,9 @@ pub enum Kind {
     ScanFailed,
     /// A vulnerability database was imported and is now in use.
     VulndbImported,
+    /// A request broke a rule (`resource`: the rule's name; `detail`:
+    /// `refused: …`, or `audit: …` when a rule in audit mode allowed it).
+    PolicyViolated,
     Login,
     /// A management API request (the operation's name from the access table).
     Request(String),
@@ -108,6 +111,7 @@ impl Kind {
             Kind::ScanCompleted => "scan.completed",
             Kind::ScanFailed => "scan.failed",
             Kind::VulndbImported => "vulndb.imported",
+            Kind::PolicyViolated => "policy.violated",
             Kind::Login => "login",
             Kind::Request(operation) => return format!("{REQUEST_PREFIX}{operation}").into(),
         };
@@ -134,6 +138,7 @@ impl Kind {
             "scan.completed" => Kind::ScanCompleted,
             "scan.failed" => Kind::ScanFailed,
             "vulndb.imported" => Kind::VulndbImported,
+            "policy.violated" => Kind::PolicyViolated,
             "login" => Kind::Login,
             other => Kind::Request(other.strip_prefix(REQUEST_PREFIX)?.to_string()),
         })

@@ -85,9 +85,14 @@ pub enum ClientCommand {
     /// Tags.
     #[command(subcommand)]
     Tag(TagCommand),
-    /// Project rules: naming conventions and immutable tags.
+    /// Project rules: naming conventions, immutable tags, forbidden tags,
+    /// required signatures.
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Trust configurations: the keys and identities a project trusts to
+    /// sign its images.
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Retention policies: which tags a project keeps.
     #[command(subcommand)]
     Retention(RetentionCommand),
@@ -195,17 +200,27 @@ pub enum RetentionCommand {
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
     /// Add a rule. Naming: regular expressions for the whole repository name
-    /// and for tags (or `semver`). Immutable: globs for the repository name
-    /// without the project and for tags (`**` for all).
+    /// and for tags (or `semver`). The other kinds: globs for the repository
+    /// name without the project and for tags (`**` for all, the default of
+    /// forbid-tags and require-signature).
     Add {
         project: String,
-        /// naming or immutable.
+        /// naming, immutable, forbid-tags or require-signature.
         #[arg(long)]
         kind: String,
+        /// What refusals call the rule.
+        #[arg(long)]
+        name: Option<String>,
+        /// enforce (refuse) or audit (allow and record the violation).
+        #[arg(long, default_value = "enforce")]
+        mode: String,
         #[arg(long, default_value = "")]
         repositories: String,
         #[arg(long, default_value = "")]
         tags: String,
+        /// require-signature: the trust configuration a signature must satisfy.
+        #[arg(long)]
+        trust: Option<String>,
     },
     Ls {
         project: String,
@@ -213,6 +228,32 @@ pub enum RuleCommand {
     Rm {
         project: String,
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Add a trust configuration: a cosign public key (PEM), or a whole
+    /// policy (JSON: cosign keys, keyless identities, Notation trust stores
+    /// and trust policy).
+    Add {
+        project: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, conflicts_with = "policy", required_unless_present = "policy")]
+        public_key: Option<std::path::PathBuf>,
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
+        /// Replace the configuration of that name (a key rotated).
+        #[arg(long)]
+        replace: bool,
+    },
+    Ls {
+        project: String,
+    },
+    Rm {
+        project: String,
+        name: String,
     },
 }
 
@@ -561,13 +602,21 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                 RuleCommand::Add {
                     project,
                     kind,
+                    name,
+                    mode,
                     repositories,
                     tags,
+                    trust,
                 } => {
                     let path = format!("/api/v1/projects/{}/rules", encode(&project));
-                    let body = json!({"kind": kind, "repositories": repositories, "tags": tags});
+                    let body = json!({"kind": kind, "name": name, "mode": mode,
+                        "repositories": repositories, "tags": tags, "trust": trust});
                     let v = api.request(Method::POST, &path, Some(&body)).await?;
-                    let id = v["id"].as_str().unwrap_or("?").to_string();
+                    let id = v["name"]
+                        .as_str()
+                        .or(v["id"].as_str())
+                        .unwrap_or("?")
+                        .to_string();
                     show_one(o, &v, &format!("Added {kind} rule {id} to {project}"));
                 }
                 RuleCommand::Ls { project } => {
@@ -580,9 +629,12 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                         &items,
                         &[
                             ("ID", "id"),
+                            ("NAME", "name"),
                             ("KIND", "kind"),
+                            ("MODE", "mode"),
                             ("REPOSITORIES", "repositories"),
                             ("TAGS", "tags"),
+                            ("TRUST", "trust"),
                         ],
                     );
                 }
@@ -594,6 +646,66 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                     );
                     api.request(Method::DELETE, &path, None).await?;
                     show_one(o, &json!({"removed": id}), &format!("Removed rule {id}"));
+                }
+            }
+        }
+        ClientCommand::Trust(c) => {
+            let api = api()?;
+            let base = |project: &str| format!("/api/v1/projects/{}/trust", encode(project));
+            match c {
+                TrustCommand::Add {
+                    project,
+                    name,
+                    public_key,
+                    policy,
+                    replace,
+                } => {
+                    let read = |p: &std::path::Path| {
+                        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+                    };
+                    let policy = match (public_key, policy) {
+                        (Some(key), _) => json!({"cosign": {"keys": [read(&key)?]}}),
+                        (None, Some(p)) => serde_json::from_str::<Value>(&read(&p)?)
+                            .map_err(|e| format!("{}: {e}", p.display()))?,
+                        (None, None) => return Err("--public-key or --policy".into()),
+                    };
+                    let v = if replace {
+                        let path = format!("{}/{}", base(&project), encode(&name));
+                        api.request(Method::PUT, &path, Some(&json!({"policy": policy})))
+                            .await?
+                    } else {
+                        let body = json!({"name": name, "policy": policy});
+                        api.request(Method::POST, &base(&project), Some(&body))
+                            .await?
+                    };
+                    let verb = if replace { "Replaced" } else { "Added" };
+                    show_one(
+                        o,
+                        &v,
+                        &format!("{verb} trust configuration {name} of {project}"),
+                    );
+                }
+                TrustCommand::Ls { project } => {
+                    let v = api.get(&base(&project)).await?;
+                    let items = v.as_array().cloned().unwrap_or_default();
+                    table(
+                        o,
+                        &items,
+                        &[
+                            ("NAME", "name"),
+                            ("FINGERPRINT", "fingerprint"),
+                            ("UPDATED", "updated_at"),
+                        ],
+                    );
+                }
+                TrustCommand::Rm { project, name } => {
+                    let path = format!("{}/{}", base(&project), encode(&name));
+                    api.request(Method::DELETE, &path, None).await?;
+                    show_one(
+                        o,
+                        &json!({"removed": name}),
+                        &format!("Removed trust configuration {name}"),
+                    );
                 }
             }
         }

@@ -41,6 +41,10 @@ CREATE OR REPLACE TRIGGER berth_projects_changed AFTER UPDATE OR DELETE ON proje
     FOR EACH ROW EXECUTE FUNCTION berth_notify_change('project', 'name');
 CREATE OR REPLACE TRIGGER berth_rules_changed AFTER INSERT OR UPDATE OR DELETE ON project_rules
     FOR EACH ROW EXECUTE FUNCTION berth_notify_change('project', 'project');
+CREATE OR REPLACE TRIGGER berth_trust_changed AFTER INSERT OR UPDATE OR DELETE ON trust_configs
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('project', 'project');
+CREATE OR REPLACE TRIGGER berth_referrers_added AFTER INSERT ON repository_manifests
+    FOR EACH ROW WHEN (NEW.subject IS NOT NULL) EXECUTE FUNCTION berth_notify_change('repository', 'repository');
 CREATE OR REPLACE TRIGGER berth_users_changed AFTER UPDATE OR DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION berth_notify_change('access');
 CREATE OR REPLACE TRIGGER berth_robots_changed AFTER UPDATE OR DELETE ON robots
@@ -56,9 +60,10 @@ CREATE OR REPLACE TRIGGER berth_keys_changed AFTER INSERT OR UPDATE OR DELETE ON
 /// What another replica changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A tag of the repository moved, or a manifest left it.
+    /// A tag of the repository moved, a manifest left it, or a referrer
+    /// (a signature) came.
     Repository(String),
-    /// The project's visibility, quota or rules.
+    /// The project's visibility, quota, rules or trust configurations.
     Project(String),
     /// Users, robots or memberships: who may do what.
     Access,

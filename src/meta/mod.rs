@@ -28,6 +28,7 @@ mod retention;
 mod rules;
 mod scans;
 mod transfer;
+mod trust;
 mod writes;
 
 pub use accounts::{
@@ -46,6 +47,7 @@ pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
 pub use scans::{ScanOutcome, ScanRecord, VulndbRecord};
 pub use transfer::{BlobRow, Snapshot, Table};
+pub use trust::{TrustRecord, TrustRefusal, SIGNATURE_ARTIFACT_TYPES};
 
 use std::path::Path;
 use std::str::FromStr;

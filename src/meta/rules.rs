@@ -1,5 +1,5 @@
-//! Project rules (naming conventions, tag immutability) as stored; `policy`
-//! compiles and applies them.
+//! Project rules (naming conventions, tag immutability, forbidden tags,
+//! required signatures) as stored; `policy` compiles and applies them.
 
 use super::{now_millis, MetaError, MetaStore, Refusal};
 
@@ -12,12 +12,17 @@ pub struct RuleRecord {
     pub tags: String,
     pub created_at: i64,
     pub created_by: Option<String>,
+    pub name: Option<String>,
+    /// `enforce` or `audit`.
+    pub mode: String,
+    /// The trust configuration a `require-signature` rule names.
+    pub trust: Option<String>,
 }
 
 impl MetaStore {
     pub async fn project_rules(&self, project: &str) -> Result<Vec<RuleRecord>, MetaError> {
         Ok(sqlx::query_as(
-            "SELECT id, project, kind, repositories, tags, created_at, created_by
+            "SELECT id, project, kind, repositories, tags, created_at, created_by, name, mode, trust
              FROM project_rules WHERE project = $1 ORDER BY created_at, id",
         )
         .bind(project)
@@ -40,9 +45,33 @@ impl MetaStore {
                     if project.is_none() {
                         return Ok(Err(Refusal::NotFound("project")));
                     }
+                    if let Some(trust) = &rule.trust {
+                        let found: Option<i64> = sqlx::query_scalar(
+                            "SELECT 1 FROM trust_configs WHERE project = $1 AND name = $2",
+                        )
+                        .bind(&rule.project)
+                        .bind(trust)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        if found.is_none() {
+                            return Ok(Err(Refusal::NotFound("trust configuration")));
+                        }
+                    }
+                    if let Some(name) = &rule.name {
+                        let taken: Option<i64> = sqlx::query_scalar(
+                            "SELECT 1 FROM project_rules WHERE project = $1 AND name = $2",
+                        )
+                        .bind(&rule.project)
+                        .bind(name)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        if taken.is_some() {
+                            return Ok(Err(Refusal::AlreadyExists));
+                        }
+                    }
                     sqlx::query(
-                        "INSERT INTO project_rules (id, project, kind, repositories, tags, created_at, created_by)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        "INSERT INTO project_rules (id, project, kind, repositories, tags, created_at, created_by, name, mode, trust)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     )
                     .bind(&rule.id)
                     .bind(&rule.project)
@@ -51,6 +80,9 @@ impl MetaStore {
                     .bind(&rule.tags)
                     .bind(now_millis())
                     .bind(&rule.created_by)
+                    .bind(&rule.name)
+                    .bind(&rule.mode)
+                    .bind(&rule.trust)
                     .execute(&mut *conn)
                     .await?;
                     Ok(Ok(()))
@@ -65,12 +97,14 @@ impl MetaStore {
             .write(move |conn| {
                 let (project, id) = (project.clone(), id.clone());
                 Box::pin(async move {
-                    let n = sqlx::query("DELETE FROM project_rules WHERE project = $1 AND id = $2")
-                        .bind(&project)
-                        .bind(&id)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
+                    let n = sqlx::query(
+                        "DELETE FROM project_rules WHERE project = $1 AND (id = $2 OR name = $2)",
+                    )
+                    .bind(&project)
+                    .bind(&id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
                     Ok(n == 1)
                 })
             })

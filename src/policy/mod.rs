@@ -1,13 +1,17 @@
 //! The policy layer: it provides the registry's admission point
 //! (`registry::Admission`), deciding every upload, push, delete and
-//! manifest read from the project's rules: naming conventions (a push that
-//! breaks one is refused with the rule and the offending part), tag
-//! immutability and the quota (both handed to the metadata transaction that
-//! makes the change, which alone can check them without a race). Retention
-//! (`retention.rs`) removes tags through the registry, so through the same
-//! admission point.
+//! manifest read from the project's rules: naming conventions and forbidden
+//! tags (a push that breaks one is refused with the rule's name and the
+//! offending part), required signatures (a pull of an artifact without a
+//! signature valid under the rule's trust configuration is refused,
+//! `signatures.rs`), tag immutability and the quota (both handed to the
+//! metadata transaction that makes the change, which alone can check them
+//! without a race). A rule in `audit` mode allows what it would refuse and
+//! the violation is recorded. Retention (`retention.rs`) removes tags
+//! through the registry, so through the same admission point.
 
 pub mod retention;
+pub mod signatures;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,8 +22,11 @@ use regex::Regex;
 
 use futures_util::future::BoxFuture;
 
-use crate::meta::{Guard, MetaError, MetaStore, Quota, Refusal, RuleRecord, Usage};
+use crate::meta::{
+    Guard, MetaError, MetaStore, Quota, Refusal, RuleRecord, TrustRecord, TrustRefusal, Usage,
+};
 use crate::registry::admission::{self, Admission, Operation, Request, Verdict};
+use signatures::Verifier;
 
 /// A project's limits, its usage, and each repository's usage.
 #[derive(Debug, Clone)]
@@ -42,15 +49,65 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 pub enum RuleKind {
     Naming,
     Immutable,
+    /// No push of a tag that matches.
+    ForbidTags,
+    /// No pull without a signature valid under the rule's trust configuration.
+    RequireSignature,
 }
 
 impl RuleKind {
+    pub const ALL: [RuleKind; 4] = [
+        RuleKind::Naming,
+        RuleKind::Immutable,
+        RuleKind::ForbidTags,
+        RuleKind::RequireSignature,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RuleKind::Naming => "naming",
             RuleKind::Immutable => "immutable",
+            RuleKind::ForbidTags => "forbid-tags",
+            RuleKind::RequireSignature => "require-signature",
         }
     }
+
+    pub fn parse(s: &str) -> Option<RuleKind> {
+        RuleKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Whether a rule refuses what it forbids, or allows it and records the violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Audit,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        [Mode::Enforce, Mode::Audit]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+/// A rule as asked for.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub kind: RuleKind,
+    pub name: Option<String>,
+    pub mode: Mode,
+    pub repositories: String,
+    pub tags: String,
+    pub trust: Option<String>,
 }
 
 /// A rule as configured.
@@ -58,15 +115,40 @@ impl RuleKind {
 pub struct Rule {
     pub id: String,
     pub project: String,
+    /// What refusals call it (None: its id).
+    pub name: Option<String>,
     pub kind: RuleKind,
+    pub mode: Mode,
     /// Naming: a regular expression for the whole repository name (empty:
-    /// any). Immutable: a glob for the name without the project (`**`: all).
+    /// any). The other kinds: a glob for the name without the project
+    /// (`**`: all).
     pub repositories: String,
     /// Naming: a regular expression for tags, or `semver` (empty: any).
-    /// Immutable: a glob for tags.
+    /// The other kinds: a glob for tags (require-signature: for pulls by
+    /// tag; a pull by digest is checked by every rule of the repository).
     pub tags: String,
+    /// require-signature: the trust configuration a signature must satisfy.
+    pub trust: Option<String>,
     pub created_at: i64,
     pub created_by: Option<String>,
+}
+
+impl Rule {
+    /// How refusals name the rule.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// A project's trust configuration, as the API shows it.
+#[derive(Debug, Clone)]
+pub struct TrustConfig {
+    pub name: String,
+    pub policy: berth_trust::TrustPolicy,
+    pub fingerprint: String,
+    pub created_at: i64,
+    pub created_by: Option<String>,
+    pub updated_at: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +161,8 @@ pub enum PolicyError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
@@ -88,7 +172,8 @@ enum Matcher {
         repositories: Option<Regex>,
         tags: Option<Regex>,
     },
-    Immutable {
+    /// Immutable, forbid-tags and require-signature.
+    Globs {
         repositories: GlobMatcher,
         tags: GlobMatcher,
     },
@@ -133,7 +218,7 @@ fn compile(rule: Rule) -> Result<Compiled, PolicyError> {
             repositories: anchored(&rule.repositories, "repositories")?,
             tags: anchored(&rule.tags, "tags")?,
         },
-        RuleKind::Immutable => Matcher::Immutable {
+        RuleKind::Immutable | RuleKind::ForbidTags | RuleKind::RequireSignature => Matcher::Globs {
             repositories: glob(&rule.repositories, "repositories")?,
             tags: glob(&rule.tags, "tags")?,
         },
@@ -142,19 +227,47 @@ fn compile(rule: Rule) -> Result<Compiled, PolicyError> {
 }
 
 fn from_record(r: RuleRecord) -> Option<Rule> {
-    let kind = match r.kind.as_str() {
-        "naming" => RuleKind::Naming,
-        "immutable" => RuleKind::Immutable,
-        _ => return None,
-    };
     Some(Rule {
         id: r.id,
         project: r.project,
-        kind,
+        name: r.name,
+        kind: RuleKind::parse(&r.kind)?,
+        mode: Mode::parse(&r.mode)?,
         repositories: r.repositories,
         tags: r.tags,
+        trust: r.trust,
         created_at: r.created_at,
         created_by: r.created_by,
+    })
+}
+
+/// Rule and trust configuration names: what a refusal quotes and a CLI types.
+fn check_name(name: &str, what: &str) -> Result<(), PolicyError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PolicyError::Invalid(format!(
+            "{what} name {name:?}: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )))
+    }
+}
+
+fn trust_from_record(r: TrustRecord) -> Result<TrustConfig, PolicyError> {
+    let policy = berth_trust::TrustPolicy::from_json(r.policy.as_bytes()).map_err(|e| {
+        PolicyError::Invalid(format!("stored trust configuration {:?}: {e}", r.name))
+    })?;
+    Ok(TrustConfig {
+        name: r.name,
+        policy,
+        fingerprint: r.fingerprint,
+        created_at: r.created_at,
+        created_by: r.created_by,
+        updated_at: r.updated_at,
     })
 }
 
@@ -174,10 +287,12 @@ struct ForRepository {
     applies: Vec<usize>,
 }
 
-/// A project's compiled rules and its quota.
+/// A project's compiled rules, its quota and (when a rule needs them) its
+/// compiled trust configurations by name.
 struct ProjectPolicy {
     rules: Vec<Compiled>,
     quota: Quota,
+    trusts: HashMap<String, Arc<berth_trust::Trust>>,
 }
 
 impl crate::meta::RepositoryRules for ForRepository {
@@ -190,9 +305,12 @@ impl crate::meta::RepositoryRules for ForRepository {
         self.applies.iter().find_map(|&i| {
             let c = &self.project.rules[i];
             match &c.matcher {
-                Matcher::Immutable { tags, .. } if tags.is_match(tag) => Some(format!(
+                Matcher::Globs { tags, .. } if tags.is_match(tag) => Some(format!(
                     "immutability rule {} of project {} (repositories {:?}, tags {:?})",
-                    c.rule.id, c.rule.project, c.rule.repositories, c.rule.tags
+                    c.rule.label(),
+                    c.rule.project,
+                    c.rule.repositories,
+                    c.rule.tags
                 )),
                 _ => None,
             }
@@ -206,6 +324,7 @@ type Cached = (Instant, Arc<ProjectPolicy>);
 pub struct Policy {
     meta: Arc<MetaStore>,
     cache: Mutex<HashMap<String, Cached>>,
+    verifier: Verifier,
 }
 
 impl Policy {
@@ -213,6 +332,7 @@ impl Policy {
         Policy {
             meta,
             cache: Mutex::new(HashMap::new()),
+            verifier: Verifier::default(),
         }
     }
 
@@ -238,9 +358,33 @@ impl Policy {
                     .ok()
             })
             .collect();
+        let mut trusts = HashMap::new();
+        if rules
+            .iter()
+            .any(|c| c.rule.kind == RuleKind::RequireSignature)
+        {
+            for record in self.meta.trust_configs(project).await? {
+                let name = record.name.clone();
+                // Stored configurations were compiled when added; one that
+                // no longer does is missing, so its rules refuse.
+                match trust_from_record(record).and_then(|t| {
+                    t.policy
+                        .compile()
+                        .map_err(|e| PolicyError::Invalid(e.to_string()))
+                }) {
+                    Ok(trust) => {
+                        trusts.insert(name, Arc::new(trust));
+                    }
+                    Err(e) => {
+                        tracing::error!(trust = name, error = %e, "stored trust configuration does not compile")
+                    }
+                }
+            }
+        }
         let rules = Arc::new(ProjectPolicy {
             rules,
             quota: self.meta.project_quota(project).await?,
+            trusts,
         });
         let mut cache = self.cache.lock().expect("policy cache");
         if cache.len() > 10_000 {
@@ -261,53 +405,76 @@ impl Policy {
         self.cache.lock().expect("policy cache").clear();
     }
 
-    /// The refusal of a push into `repo` (of `tag`, for a manifest pushed
-    /// by tag) that a naming rule of its project forbids.
-    fn naming(
+    /// What the naming and forbid-tags rules of its project say about a
+    /// push into `repo` (of `tag`, for a manifest pushed by tag).
+    fn push_rules(
         project: &ProjectPolicy,
         repo: &RepositoryName,
         tag: Option<&Tag>,
-    ) -> Option<admission::Refusal> {
+        found: &mut Findings,
+    ) {
+        let name = within_project(repo);
         for c in project.rules.iter() {
-            let Matcher::Naming { repositories, tags } = &c.matcher else {
-                continue;
-            };
             let rule = &c.rule;
-            let refuse = |message| {
-                Some(admission::Refusal {
-                    rule: rule.id.clone(),
-                    message,
-                })
-            };
-            if repositories
-                .as_ref()
-                .is_some_and(|r| !r.is_match(repo.as_str()))
-            {
-                return refuse(format!(
-                    "naming rule {} of project {}: the repository name {:?} does not match {:?}",
-                    rule.id,
-                    rule.project,
-                    repo.as_str(),
-                    rule.repositories
-                ));
-            }
-            if let (Some(tag), Some(pattern)) = (tag, tags) {
-                if !pattern.is_match(tag.as_str()) {
-                    let wanted = if rule.tags == SEMVER {
-                        "a semantic version such as 1.2.3 or v1.2.3-rc.1".to_string()
-                    } else {
-                        format!("{:?}", rule.tags)
-                    };
-                    return refuse(format!(
-                        "naming rule {} of project {}: the tag {:?} does not match {wanted}",
-                        rule.id,
-                        rule.project,
-                        tag.as_str()
-                    ));
+            let message = match &c.matcher {
+                Matcher::Naming { repositories, tags } => {
+                    Self::naming(rule, repositories, tags, repo, tag)
                 }
+                Matcher::Globs { repositories, tags } if rule.kind == RuleKind::ForbidTags => {
+                    tag.filter(|t| repositories.is_match(name) && tags.is_match(t.as_str()))
+                        .map(|t| {
+                            format!(
+                                "push refused: rule '{}' of project {} forbids the tag {:?} (tags {:?})",
+                                rule.label(),
+                                rule.project,
+                                t.as_str(),
+                                rule.tags
+                            )
+                        })
+                }
+                Matcher::Globs { .. } => None,
+            };
+            if let Some(message) = message {
+                found.add(rule, message);
             }
         }
-        None
+    }
+
+    /// Why a naming rule refuses a push, if it does.
+    fn naming(
+        rule: &Rule,
+        repositories: &Option<Regex>,
+        tags: &Option<Regex>,
+        repo: &RepositoryName,
+        tag: Option<&Tag>,
+    ) -> Option<String> {
+        if repositories
+            .as_ref()
+            .is_some_and(|r| !r.is_match(repo.as_str()))
+        {
+            return Some(format!(
+                "naming rule {} of project {}: the repository name {:?} does not match {:?}",
+                rule.label(),
+                rule.project,
+                repo.as_str(),
+                rule.repositories
+            ));
+        }
+        let (tag, pattern) = (tag?, tags.as_ref()?);
+        if pattern.is_match(tag.as_str()) {
+            return None;
+        }
+        let wanted = if rule.tags == SEMVER {
+            "a semantic version such as 1.2.3 or v1.2.3-rc.1".to_string()
+        } else {
+            format!("{:?}", rule.tags)
+        };
+        Some(format!(
+            "naming rule {} of project {}: the tag {:?} does not match {wanted}",
+            rule.label(),
+            rule.project,
+            tag.as_str()
+        ))
     }
 
     /// The immutability rules and quota that apply to changes in `repo`
@@ -318,7 +485,7 @@ impl Policy {
             .rules
             .iter()
             .enumerate()
-            .filter(|(_, c)| matches!(&c.matcher, Matcher::Immutable { repositories, .. } if repositories.is_match(&name)))
+            .filter(|(_, c)| c.rule.kind == RuleKind::Immutable && matches!(&c.matcher, Matcher::Globs { repositories, .. } if repositories.is_match(&name)))
             .map(|(i, _)| i)
             .collect();
         let rules = ForRepository { project, applies };
@@ -328,32 +495,117 @@ impl Policy {
         Some(Arc::new(rules))
     }
 
+    /// What the require-signature rules of its project say about a pull of
+    /// `manifest` from `repo` by `reference`.
+    async fn pull_rules(
+        &self,
+        project: &ProjectPolicy,
+        request: &Request<'_>,
+        reference: &Reference,
+        manifest: &crate::meta::StoredManifest,
+        found: &mut Findings,
+    ) -> Result<(), MetaError> {
+        let repo = request.repository;
+        let name = within_project(repo);
+        let mut exempt = None;
+        for c in project.rules.iter() {
+            let rule = &c.rule;
+            let Matcher::Globs { repositories, tags } = &c.matcher else {
+                continue;
+            };
+            let applies = rule.kind == RuleKind::RequireSignature
+                && repositories.is_match(name)
+                && match reference {
+                    Reference::Tag(t) => tags.is_match(t.as_str()),
+                    Reference::Digest(_) => true,
+                };
+            if !applies {
+                continue;
+            }
+            // Signatures, attestations and SBOMs stay readable, so signers
+            // and verifiers keep working.
+            if *exempt.get_or_insert_with(|| signatures::is_metadata(&manifest.content)) {
+                return Ok(());
+            }
+            let trust_name = rule.trust.as_deref().unwrap_or_default();
+            let why = match project.trusts.get(trust_name) {
+                None => format!("the trust configuration '{trust_name}' is missing or invalid"),
+                Some(trust) => {
+                    let checked = self
+                        .verifier
+                        .check(request.content, repo, manifest, trust)
+                        .await?;
+                    match &checked.found {
+                        Some(_) => continue,
+                        None => checked.why_not(),
+                    }
+                }
+            };
+            found.add(
+                rule,
+                format!(
+                    "pull refused: rule '{}' of project {} requires a signature trusted by '{trust_name}'; {why}",
+                    rule.label(),
+                    rule.project
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// The verdict on `request`, from its project's rules.
     async fn decide(&self, request: &Request<'_>) -> Result<Verdict, MetaError> {
         let repo = request.repository;
         let project = self.compiled(repo.project()).await?;
-        let naming = |tag| match Self::naming(&project, repo, tag) {
-            Some(refusal) => Verdict::Deny(refusal),
-            None => Verdict::Allow(None),
-        };
-        Ok(match &request.operation {
-            Operation::Upload => naming(None),
+        let mut found = Findings::default();
+        let guard = match &request.operation {
+            Operation::Upload => {
+                Self::push_rules(&project, repo, None, &mut found);
+                None
+            }
             Operation::Push { reference, .. } => {
                 let tag = match reference {
                     Reference::Tag(tag) => Some(tag),
                     Reference::Digest(_) => None,
                 };
-                match naming(tag) {
-                    Verdict::Allow(_) => Verdict::Allow(Self::repository_rules(project, repo)),
-                    refused => refused,
-                }
+                Self::push_rules(&project, repo, tag, &mut found);
+                Self::repository_rules(project.clone(), repo)
             }
             Operation::DeleteTag(_) | Operation::DeleteManifest(_) => {
-                Verdict::Allow(Self::repository_rules(project, repo))
+                Self::repository_rules(project.clone(), repo)
+            }
+            Operation::Pull {
+                reference,
+                manifest,
+            } => {
+                self.pull_rules(&project, request, reference, manifest, &mut found)
+                    .await?;
+                None
             }
             // No rule applies to these yet.
-            Operation::DeleteBlob(_) | Operation::Pull { .. } => Verdict::Allow(None),
-        })
+            Operation::DeleteBlob(_) => None,
+        };
+        Ok(found.verdict(guard))
+    }
+
+    /// The signatures of an artifact and what each trust configuration of
+    /// its project says of them.
+    pub async fn signature_report(
+        &self,
+        content: &dyn admission::Content,
+        repo: &RepositoryName,
+        manifest: &crate::meta::StoredManifest,
+    ) -> Result<Vec<(String, Arc<signatures::Checked>)>, PolicyError> {
+        let mut out = Vec::new();
+        for t in self.trusts(repo.project()).await? {
+            let trust = t
+                .policy
+                .compile()
+                .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+            let checked = self.verifier.check(content, repo, manifest, &trust).await?;
+            out.push((t.name, checked));
+        }
+        Ok(out)
     }
 
     /// Sets a project's limits (None: no limit).
@@ -400,30 +652,74 @@ impl Policy {
     pub async fn add_rule(
         &self,
         project: &str,
-        kind: RuleKind,
-        repositories: &str,
-        tags: &str,
+        spec: RuleSpec,
         by: &str,
     ) -> Result<Rule, PolicyError> {
+        let RuleSpec {
+            kind,
+            name,
+            mode,
+            mut repositories,
+            mut tags,
+            trust,
+        } = spec;
+        if let Some(name) = &name {
+            check_name(name, "rule")?;
+        }
+        match kind {
+            RuleKind::Immutable if repositories.is_empty() || tags.is_empty() => {
+                return Err(PolicyError::Invalid(
+                    "an immutability rule needs both patterns (use ** for all)".into(),
+                ))
+            }
+            RuleKind::Immutable if mode == Mode::Audit => {
+                return Err(PolicyError::Invalid(
+                    "an immutability rule is enforced where tags move; it has no audit mode"
+                        .into(),
+                ))
+            }
+            RuleKind::Naming if repositories.is_empty() && tags.is_empty() => {
+                return Err(PolicyError::Invalid(
+                    "a naming rule needs a repository or a tag pattern".into(),
+                ))
+            }
+            RuleKind::ForbidTags if tags.is_empty() => {
+                return Err(PolicyError::Invalid(
+                    "a forbid-tags rule needs the tags it forbids, e.g. latest".into(),
+                ))
+            }
+            RuleKind::RequireSignature if trust.is_none() => {
+                return Err(PolicyError::Invalid(
+                    "a require-signature rule needs the trust configuration a signature must satisfy (trust)".into(),
+                ))
+            }
+            _ => {}
+        }
+        if trust.is_some() && kind != RuleKind::RequireSignature {
+            return Err(PolicyError::Invalid(format!(
+                "a {} rule has no trust configuration",
+                kind.as_str()
+            )));
+        }
+        if matches!(kind, RuleKind::ForbidTags | RuleKind::RequireSignature) {
+            for pattern in [&mut repositories, &mut tags] {
+                if pattern.is_empty() {
+                    *pattern = "**".into();
+                }
+            }
+        }
         let rule = Rule {
             id: uuid::Uuid::now_v7().to_string(),
             project: project.to_string(),
+            name,
             kind,
-            repositories: repositories.to_string(),
-            tags: tags.to_string(),
+            mode,
+            repositories,
+            tags,
+            trust,
             created_at: 0,
             created_by: Some(by.to_string()),
         };
-        if kind == RuleKind::Immutable && (repositories.is_empty() || tags.is_empty()) {
-            return Err(PolicyError::Invalid(
-                "an immutability rule needs both patterns (use ** for all)".into(),
-            ));
-        }
-        if kind == RuleKind::Naming && repositories.is_empty() && tags.is_empty() {
-            return Err(PolicyError::Invalid(
-                "a naming rule needs a repository or a tag pattern".into(),
-            ));
-        }
         compile(rule.clone())?;
         let record = RuleRecord {
             id: rule.id.clone(),
@@ -433,12 +729,23 @@ impl Policy {
             tags: rule.tags.clone(),
             created_at: 0,
             created_by: rule.created_by.clone(),
+            name: rule.name.clone(),
+            mode: mode.as_str().to_string(),
+            trust: rule.trust.clone(),
         };
         match self.meta.add_project_rule(record).await? {
             Ok(()) => {}
             Err(Refusal::NotFound(what)) => {
-                return Err(PolicyError::NotFound(format!(
-                    "{what} {project:?} not found"
+                let name = match what {
+                    "project" => project,
+                    _ => rule.trust.as_deref().unwrap_or_default(),
+                };
+                return Err(PolicyError::NotFound(format!("{what} {name:?} not found")));
+            }
+            Err(Refusal::AlreadyExists) => {
+                return Err(PolicyError::Conflict(format!(
+                    "project {project:?} already has a rule named {:?}",
+                    rule.name.as_deref().unwrap_or_default()
                 )))
             }
             Err(r) => return Err(PolicyError::Invalid(format!("{r:?}"))),
@@ -461,6 +768,118 @@ impl Policy {
         self.forget(project);
         Ok(())
     }
+
+    /// A project's trust configurations.
+    pub async fn trusts(&self, project: &str) -> Result<Vec<TrustConfig>, PolicyError> {
+        self.meta
+            .trust_configs(project)
+            .await?
+            .into_iter()
+            .map(trust_from_record)
+            .collect()
+    }
+
+    /// Adds a trust configuration, or with `replace` replaces one (a key
+    /// rotated): checked by compiling it, so a malformed key, certificate,
+    /// pattern or Notation document is refused here, not at a pull.
+    pub async fn put_trust(
+        &self,
+        project: &str,
+        name: &str,
+        policy: berth_trust::TrustPolicy,
+        replace: bool,
+        by: &str,
+    ) -> Result<TrustConfig, PolicyError> {
+        check_name(name, "trust configuration")?;
+        let trust = policy
+            .compile()
+            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let c = &policy.cosign;
+        if c.keys.is_empty() && c.identities.is_empty() && policy.notation.trust_policy.is_none() {
+            return Err(PolicyError::Invalid(
+                "a trust configuration needs a cosign key, a keyless identity or a Notation trust policy".into(),
+            ));
+        }
+        let record = TrustRecord {
+            project: project.to_string(),
+            name: name.to_string(),
+            policy: serde_json::to_string(&policy)
+                .map_err(|e| PolicyError::Invalid(e.to_string()))?,
+            fingerprint: trust.fingerprint().to_string(),
+            created_at: 0,
+            created_by: Some(by.to_string()),
+            updated_at: 0,
+        };
+        match self.meta.put_trust_config(record, replace).await? {
+            Ok(()) => {}
+            Err(r) => return Err(trust_refusal(r, project, name)),
+        }
+        self.forget(project);
+        self.trusts(project)
+            .await?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| PolicyError::NotFound(format!("trust configuration {name:?} not found")))
+    }
+
+    /// Removes a trust configuration that no rule names.
+    pub async fn remove_trust(&self, project: &str, name: &str) -> Result<(), PolicyError> {
+        match self.meta.remove_trust_config(project, name).await? {
+            Ok(()) => {
+                self.forget(project);
+                Ok(())
+            }
+            Err(r) => Err(trust_refusal(r, project, name)),
+        }
+    }
+}
+
+fn trust_refusal(r: TrustRefusal, project: &str, name: &str) -> PolicyError {
+    match r {
+        TrustRefusal::ProjectNotFound => {
+            PolicyError::NotFound(format!("project {project:?} not found"))
+        }
+        TrustRefusal::NotFound => PolicyError::NotFound(format!(
+            "trust configuration {name:?} not found in project {project:?}"
+        )),
+        TrustRefusal::AlreadyExists => PolicyError::Conflict(format!(
+            "project {project:?} already has a trust configuration {name:?} (PUT replaces it)"
+        )),
+        TrustRefusal::InUse(rules) => PolicyError::Conflict(format!(
+            "trust configuration {name:?} is named by rules {}: remove them first",
+            rules.join(", ")
+        )),
+    }
+}
+
+/// What the rules found: the first refusal of an enforced rule, and the
+/// violations of rules in audit mode.
+#[derive(Default)]
+struct Findings {
+    refusal: Option<admission::Refusal>,
+    audited: Vec<admission::Refusal>,
+}
+
+impl Findings {
+    fn add(&mut self, rule: &Rule, message: String) {
+        let refusal = admission::Refusal {
+            rule: rule.label().to_string(),
+            message,
+        };
+        match rule.mode {
+            Mode::Enforce if self.refusal.is_none() => self.refusal = Some(refusal),
+            Mode::Enforce => {}
+            Mode::Audit => self.audited.push(refusal),
+        }
+    }
+
+    fn verdict(self, guard: Guard) -> Verdict {
+        match self.refusal {
+            Some(refusal) => Verdict::Deny(refusal),
+            None if self.audited.is_empty() => Verdict::Allow(guard),
+            None => Verdict::Audited(guard, self.audited),
+        }
+    }
 }
 
 impl Admission for Policy {
@@ -477,9 +896,12 @@ mod tests {
         compile(Rule {
             id: "r1".into(),
             project: "team".into(),
+            name: None,
             kind,
+            mode: Mode::Enforce,
             repositories: repositories.into(),
             tags: tags.into(),
+            trust: None,
             created_at: 0,
             created_by: None,
         })
@@ -517,7 +939,7 @@ mod tests {
 
     #[test]
     fn immutable_globs() {
-        let Matcher::Immutable { repositories, tags } =
+        let Matcher::Globs { repositories, tags } =
             rule(RuleKind::Immutable, "apps/*", "v*").matcher
         else {
             panic!()
@@ -529,7 +951,7 @@ mod tests {
         );
         assert!(tags.is_match("v1.0"));
         assert!(!tags.is_match("latest"));
-        let Matcher::Immutable { repositories, .. } = rule(RuleKind::Immutable, "**", "*").matcher
+        let Matcher::Globs { repositories, .. } = rule(RuleKind::Immutable, "**", "*").matcher
         else {
             panic!()
         };

@@ -497,9 +497,10 @@ impl Policy {
                 actor,
                 repository: &repo,
                 operation: Operation::DeleteTag(&tag),
+                content: registry,
             };
             let protected = match self.decide(&request).await? {
-                Verdict::Allow(guard) => {
+                Verdict::Allow(guard) | Verdict::Audited(guard, _) => {
                     guard.is_some_and(|g| g.protecting(tag.as_str()).is_some())
                 }
                 Verdict::Deny(_) => true,

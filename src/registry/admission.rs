@@ -7,15 +7,17 @@
 //! asked and what it may answer.
 //!
 //! An answer is a verdict made before the change (a naming rule, later
-//! signatures and vulnerabilities), plus the rules the metadata transaction
+//! signature, later vulnerabilities), plus the rules the metadata transaction
 //! checks while it makes the change (`meta::RepositoryRules`: immutable
 //! tags and the quota), since only that transaction can check them without
 //! a race.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 
 use crate::events::Actor;
-use crate::meta::{Guard, MetaError};
+use crate::meta::{Guard, MetaError, StoredManifest};
 use crate::oci::{Digest, Manifest, Reference, RepositoryName, Tag};
 
 /// What is about to happen in the repository.
@@ -33,25 +35,58 @@ pub enum Operation<'a> {
     DeleteTag(&'a Tag),
     DeleteManifest(&'a Digest),
     DeleteBlob(&'a Digest),
-    /// A manifest read (GET or HEAD) by `reference`, which names `digest`.
+    /// A manifest read (GET or HEAD) by `reference`, which names
+    /// `manifest`.
     Pull {
         reference: &'a Reference,
-        digest: &'a Digest,
+        manifest: &'a StoredManifest,
     },
 }
 
-/// Who asks for what, where.
-#[derive(Debug)]
+/// Who asks for what, where, and what of the repository's content the
+/// answer may read.
 pub struct Request<'a> {
     pub actor: &'a Actor,
     pub repository: &'a RepositoryName,
     pub operation: Operation<'a>,
+    pub content: &'a dyn Content,
+}
+
+/// The repository content an answer may depend on (the signatures of what
+/// is pulled), read through the registry's caches. An `Err` is an outage.
+pub trait Content: Send + Sync {
+    /// The signature manifests of `subject` (cosign's `.sig` tag, and
+    /// signature referrers), in digest order.
+    fn signatures<'a>(
+        &'a self,
+        repo: &'a RepositoryName,
+        subject: &'a Digest,
+    ) -> BoxFuture<'a, Result<Arc<Vec<Digest>>, MetaError>>;
+    /// A manifest of the repository by digest.
+    fn manifest<'a>(
+        &'a self,
+        repo: &'a RepositoryName,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<Arc<StoredManifest>>, MetaError>>;
+    /// A blob of the repository, if it is at most `max` bytes.
+    fn small_blob<'a>(
+        &'a self,
+        repo: &'a RepositoryName,
+        digest: &'a Digest,
+        max: u64,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, MetaError>>;
+    /// The indexes of the repository that list `child`.
+    fn parents<'a>(
+        &'a self,
+        repo: &'a RepositoryName,
+        child: &'a Digest,
+    ) -> BoxFuture<'a, Result<Vec<Digest>, MetaError>>;
 }
 
 /// A refusal: the rule that refuses and why, as the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// The rule's id.
+    /// The rule's name (its id if it has none).
     pub rule: String,
     pub message: String,
 }
@@ -61,6 +96,9 @@ pub enum Verdict {
     /// Allowed, subject to the rules the transaction that makes the change
     /// checks (None: none).
     Allow(Guard),
+    /// Allowed, though rules in audit mode would refuse it: the registry
+    /// records each violation.
+    Audited(Guard, Vec<Refusal>),
     Deny(Refusal),
 }
 
@@ -68,6 +106,9 @@ impl std::fmt::Debug for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Verdict::Allow(guard) => write!(f, "Allow(rules: {})", guard.is_some()),
+            Verdict::Audited(guard, violations) => {
+                write!(f, "Audited(rules: {}, {violations:?})", guard.is_some())
+            }
             Verdict::Deny(refusal) => write!(f, "Deny({refusal:?})"),
         }
     }

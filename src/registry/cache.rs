@@ -11,6 +11,10 @@
 //!
 //! - Each repository's sorted tag list, so listings and their pages need no
 //!   query. Invalidated like resolutions whenever a tag of the repository moves.
+//! - The signature manifests of each manifest pulled from a repository with
+//!   a signature rule, so that a checked pull costs no query. Invalidated
+//!   with the repository's tags (cosign's `.sig` tag) and when a referrer is
+//!   pushed into it.
 //!
 //! This process's writers invalidate after they commit; with several
 //! replicas, the others' commits arrive as `meta::Change`s
@@ -34,6 +38,10 @@ const MAX_RESOLUTIONS: usize = 200_000;
 pub const MAX_CACHED_TAGS: usize = 100_000;
 /// Tag lists kept before the table is cleared and refilled.
 const MAX_TAG_LISTS: usize = 10_000;
+/// Signature sets kept before the table is cleared and refilled.
+const MAX_SIGNATURE_SETS: usize = 200_000;
+
+type SignatureSets = HashMap<RepositoryName, HashMap<Digest, Arc<Vec<Digest>>>>;
 
 #[derive(Clone)]
 struct ByLength;
@@ -50,6 +58,8 @@ pub struct ManifestCache {
     resolved: RwLock<Resolutions>,
     /// `None` marks a repository with too many tags to keep: list it from the database.
     tag_lists: RwLock<HashMap<RepositoryName, Option<Arc<Vec<String>>>>>,
+    /// Per repository: a manifest's signature manifests.
+    signatures: RwLock<(SignatureSets, usize)>,
     generation: AtomicU64,
 }
 
@@ -81,6 +91,7 @@ impl Default for ManifestCache {
             content: Cache::with_weighter(100_000, CONTENT_BYTES, ByLength),
             resolved: RwLock::new(Resolutions::default()),
             tag_lists: RwLock::new(HashMap::new()),
+            signatures: RwLock::new((HashMap::new(), 0)),
             generation: AtomicU64::new(0),
         }
     }
@@ -151,8 +162,59 @@ impl ManifestCache {
         lists.insert(repo.clone(), tags);
     }
 
+    /// The signature manifests of `subject` in `repo`, if cached.
+    pub fn signatures(&self, repo: &RepositoryName, subject: &Digest) -> Option<Arc<Vec<Digest>>> {
+        let sets = self.signatures.read().unwrap_or_else(|e| e.into_inner());
+        sets.0.get(repo)?.get(subject).cloned()
+    }
+
+    /// Stores a signature set, unless a write intervened since `ticket`.
+    pub fn insert_signatures(
+        &self,
+        ticket: Ticket,
+        repo: &RepositoryName,
+        subject: &Digest,
+        set: Arc<Vec<Digest>>,
+    ) {
+        let mut sets = self.signatures.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) != ticket.0 {
+            return;
+        }
+        if sets.1 >= MAX_SIGNATURE_SETS {
+            *sets = (HashMap::new(), 0);
+        }
+        if sets
+            .0
+            .entry(repo.clone())
+            .or_default()
+            .insert(subject.clone(), set)
+            .is_none()
+        {
+            sets.1 += 1;
+        }
+    }
+
+    fn forget_signatures(&self, repo: Option<&RepositoryName>) {
+        let mut sets = self.signatures.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match repo {
+            Some(repo) => {
+                if let Some(gone) = sets.0.remove(repo) {
+                    sets.1 -= gone.len();
+                }
+            }
+            None => *sets = (HashMap::new(), 0),
+        }
+    }
+
+    /// After a manifest with a subject (a referrer) was pushed into `repo`.
+    pub fn referrer_added(&self, repo: &RepositoryName) {
+        self.forget_signatures(Some(repo));
+    }
+
     /// After a tag of `repo` was created, moved or removed.
     pub fn tag_changed(&self, repo: &RepositoryName, reference: &Reference) {
+        self.forget_signatures(Some(repo));
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
         let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -166,6 +228,7 @@ impl ManifestCache {
 
     /// After another replica changed a tag or removed a manifest of `repo`.
     pub fn repository_changed(&self, repo: &RepositoryName) {
+        self.forget_signatures(Some(repo));
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
         let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -176,6 +239,7 @@ impl ManifestCache {
     /// After manifests were removed, or when changes may have been missed:
     /// forget every resolution and tag list (deletes are rare).
     pub fn clear(&self) {
+        self.forget_signatures(None);
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
         let mut lists = self.tag_lists.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);

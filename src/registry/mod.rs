@@ -13,6 +13,7 @@ mod gc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 /// Value types of the storage layer that the HTTP layer passes through.
 pub use crate::storage::{ByteStream, UploadId};
@@ -155,14 +156,62 @@ impl Registry {
             actor,
             repository,
             operation,
+            content: self,
         };
         match self.admission.admit(&request).await? {
             Verdict::Allow(guard) => Ok(guard),
+            Verdict::Audited(guard, violations) => {
+                for v in violations {
+                    tracing::warn!(actor = %actor.name, repository = %repository, operation = ?request.operation, rule = %v.rule, message = %v.message, "allowed by a rule in audit mode");
+                    self.violation(actor, repository, &request.operation, &v, false);
+                }
+                Ok(guard)
+            }
             Verdict::Deny(refusal) => {
-                tracing::info!(actor = %actor.name, repository = %repository, operation = ?request.operation, rule = %refusal.rule, "refused by a rule");
+                tracing::info!(actor = %actor.name, repository = %repository, operation = ?request.operation, rule = %refusal.rule, message = %refusal.message, "refused by a rule");
+                self.violation(actor, repository, &request.operation, &refusal, true);
                 Err(RegistryError::Denied(refusal.message))
             }
         }
+    }
+
+    /// Records that a rule was broken (`refused`: and the request refused).
+    fn violation(
+        &self,
+        actor: &Actor,
+        repository: &RepositoryName,
+        operation: &Operation<'_>,
+        refusal: &admission::Refusal,
+        refused: bool,
+    ) {
+        let mut event = Event::new(Kind::PolicyViolated, actor, now_millis())
+            .in_repository(repository.as_str())
+            .with_detail(format!(
+                "{}: {}",
+                if refused { "refused" } else { "audit" },
+                refusal.message
+            ));
+        event.resource = Some(refusal.rule.clone());
+        match operation {
+            Operation::Push {
+                reference, digest, ..
+            } => {
+                event.reference = Some(reference.to_string());
+                event.digest = Some(digest.to_string());
+            }
+            Operation::Pull {
+                reference,
+                manifest,
+            } => {
+                event.reference = Some(reference.to_string());
+                event.digest = Some(manifest.digest.to_string());
+            }
+            _ => {}
+        }
+        if refused {
+            event = event.failed();
+        }
+        self.journal.event(event);
     }
 
     /// Removes upload sessions untouched for `ttl`; returns how many.
@@ -251,6 +300,33 @@ impl Registry {
             .await?
             .ok_or(RegistryError::BlobUnknown)?;
         Ok((size, self.blobs.read(blob, &nonce, None).await?))
+    }
+
+    /// A blob's bytes, read for Berth itself, if it is at most `max` bytes.
+    pub async fn small_blob(
+        &self,
+        repo: &RepositoryName,
+        blob: &Digest,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some((size, nonce)) = self.meta.blob_file(repo, blob).await? else {
+            return Ok(None);
+        };
+        if size > max {
+            return Ok(None);
+        }
+        let mut stream = self.blobs.read(blob, &nonce, None).await?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut stream)
+            .await
+            .map_err(|e| RegistryError::StorageUnavailable(e.to_string()))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Ok(None);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
     }
 
     fn record_blob_pull(&self, repo: &RepositoryName, blob: &Digest) {
@@ -465,17 +541,15 @@ impl Registry {
 
     // ---- manifests ---------------------------------------------------------
 
-    /// A manifest by tag or digest, if the admission point lets `actor`
-    /// read it. `count_pull` is false for HEAD requests; a GET is recorded
-    /// (the journal has it before this returns).
-    pub async fn manifest(
+    /// The manifest `reference` names, without asking the admission
+    /// point: for Berth's own reads and for management views of an
+    /// artifact (its signatures) that do not hand it out.
+    pub async fn lookup_manifest(
         &self,
-        actor: &Actor,
         repo: &RepositoryName,
         reference: &Reference,
-        count_pull: bool,
     ) -> Result<Arc<StoredManifest>> {
-        let manifest = match self.manifests.get(repo, reference) {
+        Ok(match self.manifests.get(repo, reference) {
             Some(m) => m,
             None => {
                 let ticket = self.manifests.ticket();
@@ -492,10 +566,23 @@ impl Registry {
                     .insert(ticket, repo, reference, manifest.clone());
                 manifest
             }
-        };
+        })
+    }
+
+    /// A manifest by tag or digest, if the admission point lets `actor`
+    /// read it. `count_pull` is false for HEAD requests; a GET is recorded
+    /// (the journal has it before this returns).
+    pub async fn manifest(
+        &self,
+        actor: &Actor,
+        repo: &RepositoryName,
+        reference: &Reference,
+        count_pull: bool,
+    ) -> Result<Arc<StoredManifest>> {
+        let manifest = self.lookup_manifest(repo, reference).await?;
         let pull = Operation::Pull {
             reference,
-            digest: &manifest.digest,
+            manifest: &manifest,
         };
         self.admit(actor, repo, pull).await?;
         if count_pull {
@@ -582,6 +669,9 @@ impl Registry {
             self.manifests
                 .tag_changed(repo, &Reference::Tag(tag.clone()));
         }
+        if manifest.subject.is_some() {
+            self.manifests.referrer_added(repo);
+        }
         Ok(PushedManifest {
             digest,
             subject: manifest.subject,
@@ -634,6 +724,22 @@ impl Registry {
                 ))),
             },
         }
+    }
+
+    /// The signature manifests of `subject` in `repo` (cached).
+    pub async fn signature_manifests(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Arc<Vec<Digest>>> {
+        if let Some(set) = self.manifests.signatures(repo, subject) {
+            return Ok(set);
+        }
+        let ticket = self.manifests.ticket();
+        let set = Arc::new(self.meta.signature_manifests(repo, subject).await?);
+        self.manifests
+            .insert_signatures(ticket, repo, subject, set.clone());
+        Ok(set)
     }
 
     // ---- discovery ---------------------------------------------------------
@@ -745,5 +851,60 @@ impl Registry {
         let more = found.len() > fits;
         found.truncate(fits);
         Ok((found, more))
+    }
+}
+
+/// An error while reading content for admission: the answer cannot be
+/// given, which is an outage whatever the cause.
+fn outage(e: RegistryError) -> MetaError {
+    MetaError::Unavailable(e.to_string())
+}
+
+impl admission::Content for Registry {
+    fn signatures<'a>(
+        &'a self,
+        repo: &'a RepositoryName,
+        subject: &'a Digest,
+    ) -> BoxFuture<'a, std::result::Result<Arc<Vec<Digest>>, MetaError>> {
+        Box::pin(async move {
+            self.signature_manifests(repo, subject)
+                .await
+                .map_err(outage)
+        })
+    }
+
+    fn manifest<'a>(
+        &'a self,
+        repo: &'a RepositoryName,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, std::result::Result<Option<Arc<StoredManifest>>, MetaError>> {
+        Box::pin(async move {
+            let reference = Reference::Digest(digest.clone());
+            if let Some(m) = self.manifests.get(repo, &reference) {
+                return Ok(Some(m));
+            }
+            Ok(self
+                .meta
+                .manifest_by_digest(repo, digest)
+                .await?
+                .map(Arc::new))
+        })
+    }
+
+    fn small_blob<'a>(
+        &'a self,
+        repo: &'a RepositoryName,
+        digest: &'a Digest,
+        max: u64,
+    ) -> BoxFuture<'a, std::result::Result<Option<Vec<u8>>, MetaError>> {
+        Box::pin(async move { self.small_blob(repo, digest, max).await.map_err(outage) })
+    }
+
+    fn parents<'a>(
+        &'a self,
+        repo: &'a RepositoryName,
+        child: &'a Digest,
+    ) -> BoxFuture<'a, std::result::Result<Vec<Digest>, MetaError>> {
+        Box::pin(async move { self.meta.parents_of(repo, child).await })
     }
 }

@@ -151,6 +151,36 @@ pub static RULES: &[Rule] = &[
     ),
     r(
         "GET",
+        "/api/v1/projects/{project}/trust",
+        Project(Action::ReadPolicies),
+        "trust.list",
+    ),
+    r(
+        "POST",
+        "/api/v1/projects/{project}/trust",
+        Project(Action::ManagePolicies),
+        "trust.create",
+    ),
+    r(
+        "PUT",
+        "/api/v1/projects/{project}/trust/{name}",
+        Project(Action::ManagePolicies),
+        "trust.replace",
+    ),
+    r(
+        "DELETE",
+        "/api/v1/projects/{project}/trust/{name}",
+        Project(Action::ManagePolicies),
+        "trust.delete",
+    ),
+    r(
+        "GET",
+        "/api/v1/projects/{project}/repositories/{repository}/artifacts/{reference}/signatures",
+        Repository(Action::Pull),
+        "artifact.signatures",
+    ),
+    r(
+        "GET",
         "/api/v1/projects/{project}/retention-policies",
         Project(Action::ReadPolicies),
         "retention.list",

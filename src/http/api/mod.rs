@@ -14,6 +14,7 @@ mod robots;
 mod rules;
 mod scans;
 mod system;
+mod trust;
 mod users;
 
 use std::sync::Arc;
@@ -334,6 +335,9 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(users::change_password))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(rules::list, rules::create))
+        .routes(routes!(trust::list, trust::create))
+        .routes(routes!(trust::replace, trust::delete))
+        .routes(routes!(trust::signatures))
         .routes(routes!(quota::set))
         .routes(routes!(quota::usage))
         .routes(routes!(retention::list, retention::create))

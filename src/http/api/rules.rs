@@ -1,4 +1,5 @@
-//! Project rules: naming conventions and tag immutability.
+//! Project rules: naming conventions, tag immutability, forbidden tags and
+//! required signatures.
 
 use std::sync::Arc;
 
@@ -10,20 +11,27 @@ use utoipa::ToSchema;
 
 use super::{ApiFailure, ApiJson, ApiPath, ApiResult, Who};
 use crate::http::AppState;
-use crate::policy::{PolicyError, Rule, RuleKind};
+use crate::policy::{Mode, PolicyError, Rule, RuleKind, RuleSpec};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuleView {
     pub id: String,
-    /// `naming` or `immutable`.
+    /// What refusals call the rule (null: its id).
+    pub name: Option<String>,
+    /// `naming`, `immutable`, `forbid-tags` or `require-signature`.
     pub kind: String,
+    /// `enforce` (refuse) or `audit` (allow and record the violation).
+    pub mode: String,
     /// naming: a regular expression the whole repository name must match
     /// (empty: any). immutable: a glob for the name without the project
     /// (`*` within one path component, `**` across them).
     pub repositories: String,
     /// naming: a regular expression every pushed tag must match, or
-    /// `semver` (empty: any). immutable: a glob for tags.
+    /// `semver` (empty: any). The other kinds: a glob for tags.
     pub tags: String,
+    /// require-signature: the project's trust configuration a signature
+    /// must satisfy.
+    pub trust: Option<String>,
     pub created_at: i64,
     pub created_by: Option<String>,
 }
@@ -32,9 +40,12 @@ impl From<Rule> for RuleView {
     fn from(r: Rule) -> Self {
         RuleView {
             id: r.id,
+            name: r.name,
             kind: r.kind.as_str().to_string(),
+            mode: r.mode.as_str().to_string(),
             repositories: r.repositories,
             tags: r.tags,
+            trust: r.trust,
             created_at: r.created_at,
             created_by: r.created_by,
         }
@@ -44,12 +55,18 @@ impl From<Rule> for RuleView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
-    /// `naming` or `immutable`.
+    /// `naming`, `immutable`, `forbid-tags` or `require-signature`.
     pub kind: String,
+    pub name: Option<String>,
+    /// `enforce` (the default) or `audit`.
+    pub mode: Option<String>,
+    /// Empty: any (forbid-tags and require-signature: `**`).
     #[serde(default)]
     pub repositories: String,
     #[serde(default)]
     pub tags: String,
+    /// require-signature: the trust configuration.
+    pub trust: Option<String>,
 }
 
 impl From<PolicyError> for ApiFailure {
@@ -57,6 +74,7 @@ impl From<PolicyError> for ApiFailure {
         match e {
             PolicyError::NotFound(m) => ApiFailure::NotFound(m),
             PolicyError::Invalid(m) => ApiFailure::Invalid(m),
+            PolicyError::Conflict(m) => ApiFailure::Conflict(m),
             PolicyError::Meta(e) => e.into(),
             PolicyError::Stopped => ApiFailure::Unavailable("the server is stopping".into()),
         }
@@ -74,30 +92,39 @@ pub async fn list(
     Ok(Json(rules.into_iter().map(RuleView::from).collect()))
 }
 
-/// Adds a naming or immutability rule to the project.
+/// Adds a rule to the project.
 #[utoipa::path(post, path = "/api/v1/projects/{project}/rules", tag = "rules",
     params(("project" = String, Path)), request_body = NewRule,
-    responses((status = 201, body = RuleView), (status = 400), (status = 404)))]
+    responses((status = 201, body = RuleView), (status = 400), (status = 404), (status = 409)))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     who: Who,
     ApiPath(project): ApiPath<String>,
     ApiJson(new): ApiJson<NewRule>,
 ) -> ApiResult<(StatusCode, Json<RuleView>)> {
-    let kind = match new.kind.as_str() {
-        "naming" => RuleKind::Naming,
-        "immutable" => RuleKind::Immutable,
-        k => {
-            return Err(ApiFailure::Invalid(format!(
-                "kind must be naming or immutable, not {k:?}"
-            )))
-        }
+    let kind = RuleKind::parse(&new.kind).ok_or_else(|| {
+        ApiFailure::Invalid(format!(
+            "kind must be one of {}, not {:?}",
+            RuleKind::ALL.map(RuleKind::as_str).join(", "),
+            new.kind
+        ))
+    })?;
+    let mode = match new.mode.as_deref() {
+        None => Mode::Enforce,
+        Some(m) => Mode::parse(m).ok_or_else(|| {
+            ApiFailure::Invalid(format!("mode must be enforce or audit, not {m:?}"))
+        })?,
     };
     let by = who.name(&state).await?;
-    let rule = state
-        .policy
-        .add_rule(&project, kind, &new.repositories, &new.tags, &by)
-        .await?;
+    let spec = RuleSpec {
+        kind,
+        name: new.name,
+        mode,
+        repositories: new.repositories,
+        tags: new.tags,
+        trust: new.trust,
+    };
+    let rule = state.policy.add_rule(&project, spec, &by).await?;
     Ok((StatusCode::CREATED, Json(rule.into())))
 }
 
