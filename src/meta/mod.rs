@@ -47,7 +47,7 @@ pub use retention::{RetentionPolicyRecord, RetentionRunRecord, TagRow};
 pub use rules::RuleRecord;
 pub use scans::{ScanOutcome, ScanRecord, VulndbRecord};
 pub use transfer::{BlobRow, Snapshot, Table};
-pub use trust::{TrustRecord, TrustRefusal, SIGNATURE_ARTIFACT_TYPES};
+pub use trust::{TrustRecord, TrustRefusal};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -93,11 +93,22 @@ impl MetaError {
 }
 
 /// A manifest as served: its bytes and media type.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: bytes::Bytes,
+}
+
+/// Without the bytes: it is logged with the operations that read it.
+impl std::fmt::Debug for StoredManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredManifest")
+            .field("digest", &self.digest)
+            .field("media_type", &self.media_type)
+            .field("bytes", &self.content.len())
+            .finish()
+    }
 }
 
 /// What linking a newly written blob did with the caller's file.

@@ -57,21 +57,10 @@ impl MetaStore {
                             return Ok(Err(Refusal::NotFound("trust configuration")));
                         }
                     }
-                    if let Some(name) = &rule.name {
-                        let taken: Option<i64> = sqlx::query_scalar(
-                            "SELECT 1 FROM project_rules WHERE project = $1 AND name = $2",
-                        )
-                        .bind(&rule.project)
-                        .bind(name)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                        if taken.is_some() {
-                            return Ok(Err(Refusal::AlreadyExists));
-                        }
-                    }
-                    sqlx::query(
+                    // The id is new: only the name (unique per project) can conflict.
+                    let n = sqlx::query(
                         "INSERT INTO project_rules (id, project, kind, repositories, tags, created_at, created_by, name, mode, trust)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
                     )
                     .bind(&rule.id)
                     .bind(&rule.project)
@@ -84,8 +73,13 @@ impl MetaStore {
                     .bind(&rule.mode)
                     .bind(&rule.trust)
                     .execute(&mut *conn)
-                    .await?;
-                    Ok(Ok(()))
+                    .await?
+                    .rows_affected();
+                    Ok(if n == 1 {
+                        Ok(())
+                    } else {
+                        Err(Refusal::AlreadyExists)
+                    })
                 })
             })
             .await
@@ -98,7 +92,10 @@ impl MetaStore {
                 let (project, id) = (project.clone(), id.clone());
                 Box::pin(async move {
                     let n = sqlx::query(
-                        "DELETE FROM project_rules WHERE project = $1 AND (id = $2 OR name = $2)",
+                        // By id, else by name: never two rules, whatever they are called.
+                        "DELETE FROM project_rules WHERE project = $1 AND id = COALESCE(
+                           (SELECT id FROM project_rules WHERE project = $1 AND id = $2),
+                           (SELECT id FROM project_rules WHERE project = $1 AND name = $2))",
                     )
                     .bind(&project)
                     .bind(&id)

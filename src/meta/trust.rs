@@ -8,9 +8,9 @@ use super::{digest, now_millis, MetaError, MetaStore};
 use crate::oci::{Digest, RepositoryName};
 
 /// cosign's signature referrers, and Notation's.
-pub const SIGNATURE_ARTIFACT_TYPES: [&str; 2] = [
-    "application/vnd.dev.cosign.artifact.sig.v1+json",
-    "application/vnd.cncf.notary.signature",
+const SIGNATURE_ARTIFACT_TYPES: [&str; 2] = [
+    berth_trust::artifact::COSIGN_SIG_ARTIFACT_TYPE,
+    berth_trust::notation::SIGNATURE_ARTIFACT_TYPE,
 ];
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -13,7 +13,7 @@
 pub mod retention;
 pub mod signatures;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -287,12 +287,12 @@ struct ForRepository {
     applies: Vec<usize>,
 }
 
-/// A project's compiled rules, its quota and (when a rule needs them) its
-/// compiled trust configurations by name.
+/// A project's compiled rules, its quota and its compiled trust
+/// configurations by name.
 struct ProjectPolicy {
     rules: Vec<Compiled>,
     quota: Quota,
-    trusts: HashMap<String, Arc<berth_trust::Trust>>,
+    trusts: BTreeMap<String, Arc<berth_trust::Trust>>,
 }
 
 impl crate::meta::RepositoryRules for ForRepository {
@@ -358,26 +358,21 @@ impl Policy {
                     .ok()
             })
             .collect();
-        let mut trusts = HashMap::new();
-        if rules
-            .iter()
-            .any(|c| c.rule.kind == RuleKind::RequireSignature)
-        {
-            for record in self.meta.trust_configs(project).await? {
-                let name = record.name.clone();
-                // Stored configurations were compiled when added; one that
-                // no longer does is missing, so its rules refuse.
-                match trust_from_record(record).and_then(|t| {
-                    t.policy
-                        .compile()
-                        .map_err(|e| PolicyError::Invalid(e.to_string()))
-                }) {
-                    Ok(trust) => {
-                        trusts.insert(name, Arc::new(trust));
-                    }
-                    Err(e) => {
-                        tracing::error!(trust = name, error = %e, "stored trust configuration does not compile")
-                    }
+        let mut trusts = BTreeMap::new();
+        for record in self.meta.trust_configs(project).await? {
+            let name = record.name.clone();
+            // Stored configurations were compiled when added; one that no
+            // longer does is missing, so its rules refuse.
+            match trust_from_record(record).and_then(|t| {
+                t.policy
+                    .compile()
+                    .map_err(|e| PolicyError::Invalid(e.to_string()))
+            }) {
+                Ok(trust) => {
+                    trusts.insert(name, Arc::new(trust));
+                }
+                Err(e) => {
+                    tracing::error!(trust = name, error = %e, "stored trust configuration does not compile")
                 }
             }
         }
@@ -595,15 +590,12 @@ impl Policy {
         content: &dyn admission::Content,
         repo: &RepositoryName,
         manifest: &crate::meta::StoredManifest,
-    ) -> Result<Vec<(String, Arc<signatures::Checked>)>, PolicyError> {
+    ) -> Result<Vec<(String, Arc<signatures::Checked>)>, MetaError> {
+        let project = self.compiled(repo.project()).await?;
         let mut out = Vec::new();
-        for t in self.trusts(repo.project()).await? {
-            let trust = t
-                .policy
-                .compile()
-                .map_err(|e| PolicyError::Invalid(e.to_string()))?;
-            let checked = self.verifier.check(content, repo, manifest, &trust).await?;
-            out.push((t.name, checked));
+        for (name, trust) in &project.trusts {
+            let checked = self.verifier.check(content, repo, manifest, trust).await?;
+            out.push((name.clone(), checked));
         }
         Ok(out)
     }

@@ -36,13 +36,13 @@ const METADATA_LAYERS: [&str; 7] = [
     "application/vnd.dev.cosign.simplesigning.v1+json",
     "application/vnd.dsse.envelope.v1+json",
     "application/vnd.in-toto+json",
-    "application/vnd.cncf.notary.signature",
-    "application/jose+json",
-    "application/cose",
+    berth_trust::notation::SIGNATURE_ARTIFACT_TYPE,
+    berth_trust::notation::JWS_MEDIA_TYPE,
+    berth_trust::notation::COSE_MEDIA_TYPE,
     "application/spdx+json",
 ];
 const METADATA_LAYER_PREFIXES: [&str; 2] = [
-    "application/vnd.dev.sigstore.bundle",
+    berth_trust::artifact::SIGSTORE_BUNDLE_PREFIX,
     "application/vnd.cyclonedx",
 ];
 

@@ -6,8 +6,8 @@
 //! (`crate::policy`) provides it; the registry only defines what it is
 //! asked and what it may answer.
 //!
-//! An answer is a verdict made before the change (a naming rule, later
-//! signature, later vulnerabilities), plus the rules the metadata transaction
+//! An answer is a verdict made before the change (naming and forbidden tags
+//! on a push, signatures on a pull), plus the rules the metadata transaction
 //! checks while it makes the change (`meta::RepositoryRules`: immutable
 //! tags and the quota), since only that transaction can check them without
 //! a race.

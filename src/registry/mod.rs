@@ -309,13 +309,14 @@ impl Registry {
         blob: &Digest,
         max: u64,
     ) -> Result<Option<Vec<u8>>> {
-        let Some((size, nonce)) = self.meta.blob_file(repo, blob).await? else {
-            return Ok(None);
+        let (size, mut stream) = match self.blob_content(repo, blob).await {
+            Ok(found) => found,
+            Err(RegistryError::BlobUnknown) => return Ok(None),
+            Err(e) => return Err(e),
         };
         if size > max {
             return Ok(None);
         }
-        let mut stream = self.blobs.read(blob, &nonce, None).await?;
         let mut bytes = Vec::with_capacity(size as usize);
         while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut stream)
             .await
@@ -879,15 +880,14 @@ impl admission::Content for Registry {
         digest: &'a Digest,
     ) -> BoxFuture<'a, std::result::Result<Option<Arc<StoredManifest>>, MetaError>> {
         Box::pin(async move {
-            let reference = Reference::Digest(digest.clone());
-            if let Some(m) = self.manifests.get(repo, &reference) {
-                return Ok(Some(m));
+            match self
+                .lookup_manifest(repo, &Reference::Digest(digest.clone()))
+                .await
+            {
+                Ok(m) => Ok(Some(m)),
+                Err(RegistryError::ManifestUnknown | RegistryError::NameUnknown) => Ok(None),
+                Err(e) => Err(outage(e)),
             }
-            Ok(self
-                .meta
-                .manifest_by_digest(repo, digest)
-                .await?
-                .map(Arc::new))
         })
     }
 

@@ -36,6 +36,7 @@ use super::error::{error_response, UNAVAILABLE};
 use super::AppState;
 use crate::auth::{AccountError, Caller};
 use crate::events::{Event, Kind};
+use crate::oci::{Digest, Reference, RepositoryName};
 use crate::registry::RegistryError;
 
 /// Default and largest page sizes of listings.
@@ -117,6 +118,33 @@ impl From<RegistryError> for ApiFailure {
 }
 
 type ApiResult<T> = Result<T, ApiFailure>;
+
+/// The repository `{project}/{repository}` of an artifact route and the
+/// manifest `reference` names there. Read without the admission point:
+/// these are management views of the artifact (its scan, its signatures),
+/// whose access the route's rule decides, not the content handed out.
+async fn artifact(
+    state: &AppState,
+    (project, repository, reference): &(String, String, String),
+) -> ApiResult<(RepositoryName, Arc<crate::meta::StoredManifest>)> {
+    let repo: RepositoryName = format!("{project}/{repository}")
+        .parse()
+        .map_err(|e| ApiFailure::Invalid(format!("repository: {e}")))?;
+    let reference: Reference = reference
+        .parse()
+        .map_err(|e| ApiFailure::Invalid(format!("reference {reference:?}: {e}")))?;
+    let manifest = state.registry.lookup_manifest(&repo, &reference).await?;
+    Ok((repo, manifest))
+}
+
+/// [`artifact`], with the manifest's digest.
+async fn artifact_digest(
+    state: &AppState,
+    path: &(String, String, String),
+) -> ApiResult<(RepositoryName, Digest)> {
+    let (repo, manifest) = artifact(state, path).await?;
+    Ok((repo, manifest.digest.clone()))
+}
 
 /// `Json`, `Query` and `Path` whose rejections are JSON errors like the rest.
 pub struct ApiJson<T>(pub T);

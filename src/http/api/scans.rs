@@ -15,29 +15,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiFailure, ApiPath, ApiQuery, ApiResult, Who};
+use super::{artifact_digest, ApiFailure, ApiPath, ApiQuery, ApiResult, Who};
 use crate::http::AppState;
-use crate::oci::{Digest, Reference, RepositoryName};
+use crate::oci::Digest;
 use crate::scanning::{Report, Summary};
-
-/// The image `{project}/{repository}` and the manifest `reference` names there.
-async fn artifact(
-    state: &AppState,
-    who: &Who,
-    (project, repository, reference): &(String, String, String),
-) -> ApiResult<(RepositoryName, Digest)> {
-    let repo: RepositoryName = format!("{project}/{repository}")
-        .parse()
-        .map_err(|e| ApiFailure::Invalid(format!("repository: {e}")))?;
-    let reference: Reference = reference
-        .parse()
-        .map_err(|e| ApiFailure::Invalid(format!("reference {reference:?}: {e}")))?;
-    let manifest = state
-        .registry
-        .manifest(&who.1, &repo, &reference, false)
-        .await?;
-    Ok((repo, manifest.digest.clone()))
-}
 
 /// Counts of findings by severity.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -116,10 +97,9 @@ impl From<crate::meta::ScanRecord> for ScanView {
     responses((status = 202, body = ScanView)))]
 pub async fn request(
     State(state): State<Arc<AppState>>,
-    who: Who,
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<(StatusCode, Json<ScanView>)> {
-    let (repo, digest) = artifact(&state, &who, &path).await?;
+    let (repo, digest) = artifact_digest(&state, &path).await?;
     state
         .scanner
         .request(&repo, vec![digest.to_string()], true)
@@ -141,10 +121,9 @@ fn never_scanned(digest: &Digest) -> ApiFailure {
     responses((status = 200, body = ScanView), (status = 404)))]
 pub async fn status(
     State(state): State<Arc<AppState>>,
-    who: Who,
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<ScanView>> {
-    let (_, digest) = artifact(&state, &who, &path).await?;
+    let (_, digest) = artifact_digest(&state, &path).await?;
     let scan = state.scanner.scan_record(&digest).await?;
     Ok(Json(scan.ok_or_else(|| never_scanned(&digest))?.into()))
 }
@@ -250,7 +229,6 @@ fn name(value: &impl Serialize) -> String {
     responses((status = 200, body = VulnerabilityReport), (status = 404)))]
 pub async fn vulnerabilities(
     State(state): State<Arc<AppState>>,
-    who: Who,
     ApiPath(path): ApiPath<(String, String, String)>,
     ApiQuery(filter): ApiQuery<FindingFilter>,
 ) -> ApiResult<Json<VulnerabilityReport>> {
@@ -262,7 +240,7 @@ pub async fn vulnerabilities(
             ))
         })?,
     };
-    let (_, digest) = artifact(&state, &who, &path).await?;
+    let (_, digest) = artifact_digest(&state, &path).await?;
     let scan = state
         .scanner
         .scan_record(&digest)
@@ -343,7 +321,6 @@ pub struct SbomFormat {
     responses((status = 200, description = "the SBOM document", content_type = "application/json"), (status = 404)))]
 pub async fn sbom(
     State(state): State<Arc<AppState>>,
-    who: Who,
     ApiPath(path): ApiPath<(String, String, String)>,
     ApiQuery(format): ApiQuery<SbomFormat>,
 ) -> ApiResult<Response> {
@@ -356,7 +333,7 @@ pub async fn sbom(
             )))
         }
     };
-    let (repo, digest) = artifact(&state, &who, &path).await?;
+    let (repo, digest) = artifact_digest(&state, &path).await?;
     let scan = state
         .scanner
         .scan_record(&digest)
@@ -413,10 +390,9 @@ pub struct CompositionView {
     responses((status = 200, body = CompositionView), (status = 404)))]
 pub async fn composition(
     State(state): State<Arc<AppState>>,
-    who: Who,
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<CompositionView>> {
-    let (repo, digest) = artifact(&state, &who, &path).await?;
+    let (repo, digest) = artifact_digest(&state, &path).await?;
     let scan = state
         .scanner
         .scan_record(&digest)

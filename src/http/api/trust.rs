@@ -9,9 +9,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiFailure, ApiJson, ApiPath, ApiResult, Who};
+use super::{artifact, ApiFailure, ApiJson, ApiPath, ApiResult, Who};
 use crate::http::AppState;
-use crate::oci::{Reference, RepositoryName};
 use crate::policy::signatures::Found;
 use crate::policy::TrustConfig;
 
@@ -168,16 +167,10 @@ pub struct SignaturesView {
     responses((status = 200, body = SignaturesView), (status = 404)))]
 pub async fn signatures(
     State(state): State<Arc<AppState>>,
-    ApiPath((project, repository, reference)): ApiPath<(String, String, String)>,
+    ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<SignaturesView>> {
-    let repo: RepositoryName = format!("{project}/{repository}")
-        .parse()
-        .map_err(|e| ApiFailure::Invalid(format!("repository: {e}")))?;
-    let reference: Reference = reference
-        .parse()
-        .map_err(|e| ApiFailure::Invalid(format!("reference {reference:?}: {e}")))?;
+    let (repo, manifest) = artifact(&state, &path).await?;
     let registry = &*state.registry;
-    let manifest = registry.lookup_manifest(&repo, &reference).await?;
     let signatures = registry
         .signature_manifests(&repo, &manifest.digest)
         .await?;
