@@ -512,3 +512,233 @@ async fn referrer_signatures_without_auth() {
         assert_eq!(v["manifest"], sig_digest.as_str());
     }
 }
+
+/// The status and error of a manifest GET (`Ok` with nothing on success).
+async fn pull(api: &Api, repo: &str, reference: &str) -> Result<(), (StatusCode, Value)> {
+    let r = api
+        .http
+        .get(api.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header(header::ACCEPT, OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    match r.status() {
+        StatusCode::OK => Ok(()),
+        status => Err((status, r.json().await.unwrap())),
+    }
+}
+
+/// A GET refused by a rule: 403, the spec's DENIED, and the message.
+async fn refused(api: &Api, repo: &str, reference: &str) -> String {
+    let (status, body) = pull(api, repo, reference)
+        .await
+        .expect_err("the pull should be refused");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    body["errors"][0]["message"].as_str().unwrap().to_string()
+}
+
+/// Rules with trust configurations, through the CLI and /v2 with the
+/// token flow: require-signature refuses unsigned and wrongly signed pulls
+/// (naming the rule), lets HEAD resolve the image so it can be signed
+/// under enforcement, sees a signature pushed later at once, keeps
+/// signatures readable, follows a rotated key; audit mode allows and
+/// records; forbid-tags refuses the push; bad configuration is refused.
+#[tokio::test]
+async fn rules_require_signatures_at_pull_and_forbid_tags_at_push() {
+    let server = common::Server::start_secured();
+    server
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
+    let api = pusher(&server, "team/app").await;
+    let (_, v1) = api.push_image("team/app", "v1", &pattern(3000, 1)).await;
+    let (_, v2) = api.push_image("team/app", "v2", &pattern(3000, 2)).await;
+    let cli = Cli::login(&server);
+    let (a_key, a_pub) = cli.generate("alice", "BERTH_KEY_PASSWORD", "alice");
+    let (b_key, b_pub) = cli.generate("bob", "BERTH_KEY_PASSWORD", "bob");
+    let alice = [("BERTH_KEY_PASSWORD", "alice")];
+    let bob = [("BERTH_KEY_PASSWORD", "bob")];
+
+    // Bad configuration is refused when it is made.
+    let r = server
+        .admin_call(
+            Method::POST,
+            "/api/v1/projects/team/trust",
+            json!({"name": "release", "policy": {"cosign": {"keys": ["not a key"]}}}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e = cli.fails(
+        &[
+            "rule",
+            "add",
+            "team",
+            "--kind",
+            "require-signature",
+            "--trust",
+            "release",
+        ],
+        &[],
+    );
+    assert!(e.contains("not found"), "{e}");
+    cli.ok(
+        &[
+            "trust",
+            "add",
+            "team",
+            "--name",
+            "release",
+            "--public-key",
+            &a_pub,
+        ],
+        &[],
+    );
+    cli.ok(
+        &[
+            "rule",
+            "add",
+            "team",
+            "--kind",
+            "require-signature",
+            "--name",
+            "prod-signed",
+            "--trust",
+            "release",
+        ],
+        &[],
+    );
+    let e = cli.fails(&["trust", "rm", "team", "release"], &[]);
+    assert!(e.contains("prod-signed"), "in use: {e}");
+
+    // Unsigned: refused by tag and by digest, naming the rule; HEAD answers.
+    let m = refused(&api, "team/app", "v1").await;
+    assert!(
+        m.contains("rule 'prod-signed'") && m.contains("'release'") && m.contains("found none"),
+        "{m}"
+    );
+    refused(&api, "team/app", &v1).await;
+    assert_eq!(
+        api.head("/v2/team/app/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+
+    // Signed under enforcement (resolved by HEAD): pulled at once, and the
+    // signature itself stays readable.
+    cli.ok(&["sign", "--key", &a_key, "team/app:v1"], &alice);
+    pull(&api, "team/app", "v1").await.unwrap();
+    pull(&api, "team/app", &v1).await.unwrap();
+    assert!(manifest_json(&api, "team/app", &sig_tag(&v1))
+        .await
+        .is_some());
+
+    // Signed by an untrusted key: refused, saying why.
+    cli.ok(&["sign", "--key", &b_key, "team/app:v2"], &bob);
+    let m = refused(&api, "team/app", "v2").await;
+    assert!(m.contains("none valid"), "{m}");
+    let report = server
+        .admin(
+            Method::GET,
+            "/api/v1/projects/team/repositories/app/artifacts/v2/signatures",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(report["digest"], v2.as_str());
+    assert_eq!(report["signatures"].as_array().unwrap().len(), 1);
+    assert_eq!(report["verdicts"][0]["trust"], "release");
+    assert_eq!(report["verdicts"][0]["status"], "invalid", "{report}");
+    let report = server
+        .admin(
+            Method::GET,
+            "/api/v1/projects/team/repositories/app/artifacts/v1/signatures",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(report["verdicts"][0]["status"], "valid", "{report}");
+    assert_eq!(report["verdicts"][0]["signer"]["kind"], "key", "{report}");
+
+    // The key rotated: bob's signature is trusted, alice's no longer.
+    cli.ok(
+        &[
+            "trust",
+            "add",
+            "team",
+            "--name",
+            "release",
+            "--public-key",
+            &b_pub,
+            "--replace",
+        ],
+        &[],
+    );
+    pull(&api, "team/app", "v2").await.unwrap();
+    refused(&api, "team/app", "v1").await;
+
+    // Audit mode: allowed, and recorded.
+    cli.ok(&["rule", "rm", "team", "prod-signed"], &[]);
+    cli.ok(
+        &[
+            "rule",
+            "add",
+            "team",
+            "--kind",
+            "require-signature",
+            "--name",
+            "watch-signed",
+            "--trust",
+            "release",
+            "--mode",
+            "audit",
+        ],
+        &[],
+    );
+    pull(&api, "team/app", "v1").await.unwrap();
+    let mut recorded = false;
+    for _ in 0..40 {
+        let log = server
+            .admin(
+                Method::GET,
+                "/api/v1/audit-logs?action=policy.violated&limit=100",
+                Value::Null,
+            )
+            .await;
+        recorded = log["items"].as_array().unwrap().iter().any(|e| {
+            e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("rule watch-signed: audit:"))
+        });
+        if recorded {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(recorded, "the audit-mode violation is in the audit log");
+
+    // forbid-tags: the push of `latest` is refused, naming the rule.
+    cli.ok(
+        &[
+            "rule",
+            "add",
+            "team",
+            "--kind",
+            "forbid-tags",
+            "--tags",
+            "latest",
+            "--name",
+            "no-latest",
+        ],
+        &[],
+    );
+    let manifest = manifest_json(&api, "team/app", &v2).await.unwrap();
+    let r = api
+        .put_manifest("team/app", "latest", OCI_MANIFEST, &manifest.to_string())
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED");
+    let m = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        m.contains("rule 'no-latest'") && m.contains("latest"),
+        "{m}"
+    );
+    assert!(manifest_json(&api, "team/app", "latest").await.is_none());
+}

@@ -47,6 +47,13 @@ pub struct Manifest {
     pub digest_header: Option<String>,
 }
 
+/// A manifest as a HEAD states it.
+pub struct Stated {
+    pub digest: String,
+    pub media_type: Option<String>,
+    pub size: u64,
+}
+
 /// A descriptor of a referrers listing.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -202,6 +209,26 @@ impl Registry {
             bytes,
             media_type: h(header::CONTENT_TYPE.as_str()),
             digest_header: h("docker-content-digest"),
+        }))
+    }
+
+    /// What the registry states of a manifest without serving it (HEAD):
+    /// its digest, media type and size; `None` if there is none.
+    pub async fn manifest_head(&self, reference: &str) -> Result<Option<Stated>, String> {
+        let url = self.url(&self.path(&format!("manifests/{reference}")));
+        let r = self
+            .send(|h| h.head(&url).header(header::ACCEPT, MANIFEST_ACCEPT))
+            .await?;
+        if r.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let r = check(r, &format!("manifest {reference}")).await?;
+        let h = |name: &str| header_string(r.headers(), name);
+        Ok(Some(Stated {
+            digest: h("docker-content-digest")
+                .ok_or_else(|| format!("manifest {reference}: the registry states no digest"))?,
+            media_type: h(header::CONTENT_TYPE.as_str()),
+            size: r.content_length().unwrap_or_default(),
         }))
     }
 

@@ -106,12 +106,30 @@ fn parse_image(image: &str) -> Result<ImageRef, String> {
 
 /// The image's manifest descriptor: the digest of the bytes served, which
 /// must be the one asked for (by digest) and the one the registry states.
+/// When the registry will not serve them (a rule requires a signature, and
+/// this is the image to sign), the descriptor it states for a HEAD, as
+/// cosign resolves an image.
 async fn resolve(registry: &Registry, image: &ImageRef) -> Result<Descriptor, String> {
     let name = format!("{}:{}", image.repository, image.reference);
-    let m = registry
-        .manifest(&image.reference)
-        .await?
-        .ok_or_else(|| format!("{name}: no such image"))?;
+    let m = match registry.manifest(&image.reference).await {
+        Ok(m) => m.ok_or_else(|| format!("{name}: no such image"))?,
+        Err(refused) => {
+            let Some(stated) = registry.manifest_head(&image.reference).await? else {
+                return Err(refused);
+            };
+            if image.by_digest && stated.digest != image.reference {
+                return Err(format!(
+                    "{name}: the registry states digest {}",
+                    stated.digest
+                ));
+            }
+            return Ok(Descriptor {
+                media_type: media_type(stated.media_type.as_deref(), None),
+                digest: stated.digest,
+                size: stated.size,
+            });
+        }
+    };
     let digest = sha256_digest(&m.bytes);
     if image.by_digest && digest != image.reference {
         return Err(format!(
@@ -125,22 +143,24 @@ async fn resolve(registry: &Registry, image: &ImageRef) -> Result<Descriptor, St
             ));
         }
     }
-    let media_type = m
-        .media_type
-        .as_deref()
-        .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
-        .filter(|t| !t.is_empty() && t != "application/json")
-        .or_else(|| {
-            serde_json::from_slice::<Value>(&m.bytes)
-                .ok()
-                .and_then(|v| v["mediaType"].as_str().map(str::to_string))
-        })
-        .unwrap_or_else(|| OCI_MANIFEST_MEDIA_TYPE.to_string());
     Ok(Descriptor {
-        media_type,
+        media_type: media_type(m.media_type.as_deref(), Some(&m.bytes)),
         digest,
         size: m.bytes.len() as u64,
     })
+}
+
+/// A manifest's media type: its Content-Type, else its `mediaType` field.
+fn media_type(content_type: Option<&str>, bytes: Option<&[u8]>) -> String {
+    content_type
+        .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
+        .filter(|t| !t.is_empty() && t != "application/json")
+        .or_else(|| {
+            serde_json::from_slice::<Value>(bytes?)
+                .ok()
+                .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| OCI_MANIFEST_MEDIA_TYPE.to_string())
 }
 
 /// The key password: BERTH_KEY_PASSWORD, COSIGN_PASSWORD, or the terminal

@@ -569,14 +569,18 @@ impl Policy {
             Operation::DeleteTag(_) | Operation::DeleteManifest(_) => {
                 Self::repository_rules(project.clone(), repo)
             }
+            // A HEAD hands out no content: signers resolve an unsigned
+            // image's digest with it, as cosign does.
             Operation::Pull {
                 reference,
                 manifest,
+                body: true,
             } => {
                 self.pull_rules(&project, request, reference, manifest, &mut found)
                     .await?;
                 None
             }
+            Operation::Pull { body: false, .. } => None,
             // No rule applies to these yet.
             Operation::DeleteBlob(_) => None,
         };

@@ -35,11 +35,12 @@ pub enum Operation<'a> {
     DeleteTag(&'a Tag),
     DeleteManifest(&'a Digest),
     DeleteBlob(&'a Digest),
-    /// A manifest read (GET or HEAD) by `reference`, which names
-    /// `manifest`.
+    /// A manifest read by `reference`, which names `manifest`: a GET
+    /// (`body`), or a HEAD, which tells only its digest, size and media type.
     Pull {
         reference: &'a Reference,
         manifest: &'a StoredManifest,
+        body: bool,
     },
 }
 

@@ -202,6 +202,7 @@ impl Registry {
             Operation::Pull {
                 reference,
                 manifest,
+                ..
             } => {
                 event.reference = Some(reference.to_string());
                 event.digest = Some(manifest.digest.to_string());
@@ -571,22 +572,24 @@ impl Registry {
     }
 
     /// A manifest by tag or digest, if the admission point lets `actor`
-    /// read it. `count_pull` is false for HEAD requests; a GET is recorded
-    /// (the journal has it before this returns).
+    /// read it. `body` is false for HEAD requests (only the digest, size and
+    /// media type are told); a GET is recorded (the journal has it before
+    /// this returns).
     pub async fn manifest(
         &self,
         actor: &Actor,
         repo: &RepositoryName,
         reference: &Reference,
-        count_pull: bool,
+        body: bool,
     ) -> Result<Arc<StoredManifest>> {
         let manifest = self.lookup_manifest(repo, reference).await?;
         let pull = Operation::Pull {
             reference,
             manifest: &manifest,
+            body,
         };
         self.admit(actor, repo, pull).await?;
-        if count_pull {
+        if body {
             self.journal.record(&Fact::Pull {
                 at: now_millis(),
                 actor: actor.clone(),

@@ -136,10 +136,17 @@ pub struct SignatureVerdictView {
     pub status: String,
     /// The signature manifest that is valid.
     pub signature: Option<String>,
-    /// Who signed and when (key id, keyless identity and issuer, or
-    /// certificate subject).
+    /// Who signed: `{"kind": "key", "key_id"}`, `{"kind": "keyless",
+    /// "identity", "issuer", "certificate_sha256"}` or `{"kind": "x509",
+    /// "subject", "certificate_sha256"}`.
     #[schema(value_type = Option<Object>)]
     pub signer: Option<serde_json::Value>,
+    /// When, and on whose word: `{"source": "rekor_integrated" |
+    /// "notation_signing_time", "unix"}`.
+    #[schema(value_type = Option<Object>)]
+    pub signed_at: Option<serde_json::Value>,
+    /// Checks that failed but that the Notation verification level only logs.
+    pub logged: Vec<String>,
     /// The index that passed, for `valid_by_index`.
     pub index: Option<String>,
     /// Each signature that is not valid under this configuration, and why.
@@ -181,23 +188,14 @@ pub async fn signatures(
     let verdicts = report
         .into_iter()
         .map(|(trust, checked)| {
-            let (status, signature, signer, index) = match &checked.found {
-                Some(Found::Valid(d, v)) => (
-                    "valid",
-                    Some(d.to_string()),
-                    Some(serde_json::to_value(v).unwrap_or_default()),
-                    None,
-                ),
-                Some(Found::Skipped) => ("skipped", None, None, None),
-                Some(Found::Parent(p)) => ("valid_by_index", None, None, Some(p.to_string())),
-                None => ("invalid", None, None, None),
-            };
-            SignatureVerdictView {
+            let mut view = SignatureVerdictView {
                 trust,
-                status: status.into(),
-                signature,
-                signer,
-                index,
+                status: "invalid".into(),
+                signature: None,
+                signer: None,
+                signed_at: None,
+                logged: Vec::new(),
+                index: None,
                 failures: checked
                     .failures
                     .iter()
@@ -206,7 +204,23 @@ pub async fn signatures(
                         reason: why.clone(),
                     })
                     .collect(),
+            };
+            match &checked.found {
+                Some(Found::Valid(d, v)) => {
+                    view.status = "valid".into();
+                    view.signature = Some(d.to_string());
+                    view.signer = serde_json::to_value(&v.signer).ok();
+                    view.signed_at = v.signed_at.and_then(|t| serde_json::to_value(t).ok());
+                    view.logged = v.logged.iter().map(|r| r.to_string()).collect();
+                }
+                Some(Found::Skipped) => view.status = "skipped".into(),
+                Some(Found::Parent(p)) => {
+                    view.status = "valid_by_index".into();
+                    view.index = Some(p.to_string());
+                }
+                None => {}
             }
+            view
         })
         .collect();
     Ok(Json(SignaturesView {
