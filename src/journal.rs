@@ -215,11 +215,27 @@ struct PullKey {
     period: i64,
 }
 
-/// Facts made into what the database records: events (pulls counted per
-/// actor, address, artifact and minute) and pull statistics.
+/// What identical rule violations are counted by, with the minute: a
+/// client retrying a refused pull, or pulling under an audit-mode rule,
+/// makes one event a minute, not one a request.
+type ViolationKey = (
+    Actor,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    &'static str,
+    i64,
+);
+
+/// Facts made into what the database records: events (pulls and rule
+/// violations counted per actor, address, artifact and minute) and pull
+/// statistics.
 fn batch(facts: Vec<Fact>) -> (Vec<Event>, Vec<PullCount>, Vec<PullCount>) {
     let mut events = Vec::new();
     let mut pulls: HashMap<PullKey, i64> = HashMap::new();
+    let mut violations: HashMap<ViolationKey, Event> = HashMap::new();
     let mut manifests: HashMap<(String, String), (i64, i64)> = HashMap::new();
     let mut blobs: HashMap<(String, String), (i64, i64)> = HashMap::new();
     let bump = |map: &mut HashMap<(String, String), (i64, i64)>, r: &str, d: &str, at: i64| {
@@ -251,9 +267,27 @@ fn batch(facts: Vec<Fact>) -> (Vec<Event>, Vec<PullCount>, Vec<PullCount>) {
                 repository,
                 digest,
             } => bump(&mut blobs, &repository, &digest, at),
+            Fact::Event(mut e) if e.kind == Kind::PolicyViolated => {
+                e.at -= e.at.rem_euclid(PULL_PERIOD_MS);
+                let key = (
+                    e.actor.clone(),
+                    e.repository.clone(),
+                    e.digest.clone(),
+                    e.reference.clone(),
+                    e.resource.clone(),
+                    e.detail.clone(),
+                    e.outcome.as_str(),
+                    e.at,
+                );
+                violations
+                    .entry(key)
+                    .and_modify(|seen| seen.count += e.count)
+                    .or_insert(e);
+            }
             Fact::Event(e) => events.push(e),
         }
     }
+    events.extend(violations.into_values());
     for (k, count) in pulls {
         let mut e =
             Event::new(Kind::ArtifactPulled, &k.actor, k.period).in_repository(&k.repository);
@@ -398,6 +432,43 @@ mod tests {
             digest: "sha256:aa".into(),
             reference: reference.into(),
         }
+    }
+
+    #[test]
+    fn violations_are_counted_per_rule_artifact_and_minute() {
+        let violation = |at: i64, detail: &str| {
+            let actor = Actor {
+                name: "a".into(),
+                kind: "user".into(),
+                address: "10.0.0.1".into(),
+            };
+            let mut e = Event::new(Kind::PolicyViolated, &actor, at)
+                .in_repository("team/app")
+                .with_detail(detail);
+            e.resource = Some("signed".into());
+            Fact::Event(e)
+        };
+        let facts = vec![
+            violation(60_000, "audit: unsigned"),
+            violation(61_000, "audit: unsigned"),
+            violation(119_999, "audit: unsigned"),
+            violation(61_000, "refused: unsigned"),
+            violation(120_000, "audit: unsigned"),
+        ];
+        let (events, _, _) = batch(facts);
+        let mut counts: Vec<(i64, String, i64)> = events
+            .iter()
+            .map(|e| (e.at, e.detail.clone().unwrap(), e.count))
+            .collect();
+        counts.sort();
+        assert_eq!(
+            counts,
+            vec![
+                (60_000, "audit: unsigned".into(), 3),
+                (60_000, "refused: unsigned".into(), 1),
+                (120_000, "audit: unsigned".into(), 1),
+            ]
+        );
     }
 
     #[test]

@@ -502,7 +502,6 @@ impl Policy {
     ) -> Result<(), MetaError> {
         let repo = request.repository;
         let name = within_project(repo);
-        let mut exempt = None;
         for c in project.rules.iter() {
             let rule = &c.rule;
             let Matcher::Globs { repositories, tags } = &c.matcher else {
@@ -516,11 +515,6 @@ impl Policy {
                 };
             if !applies {
                 continue;
-            }
-            // Signatures, attestations and SBOMs stay readable, so signers
-            // and verifiers keep working.
-            if *exempt.get_or_insert_with(|| signatures::is_metadata(&manifest.content)) {
-                return Ok(());
             }
             let trust_name = rule.trust.as_deref().unwrap_or_default();
             let why = match project.trusts.get(trust_name) {

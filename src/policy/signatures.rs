@@ -74,7 +74,7 @@ fn is_metadata_layer(media_type: &str) -> bool {
 /// require-signature rule leaves readable: an image manifest with layers,
 /// each of them of such a media type. Nothing can run it, so neither its
 /// tag nor its `subject` (both the pusher's choice) is needed to tell.
-pub fn is_metadata(manifest: &[u8]) -> bool {
+fn is_metadata(manifest: &[u8]) -> bool {
     match serde_json::from_slice::<Shape>(manifest) {
         Ok(s) => {
             s.manifests.is_none()
@@ -88,6 +88,9 @@ pub fn is_metadata(manifest: &[u8]) -> bool {
 /// What made the artifact pass.
 #[derive(Debug, Clone)]
 pub enum Found {
+    /// It is a signature, an attestation or an SBOM ([`is_metadata`]),
+    /// which stays readable so that signers and verifiers keep working.
+    Metadata,
     /// This signature manifest is valid, and who made it.
     Valid(Digest, berth_trust::Valid),
     /// A Notation trust policy says not to verify this repository.
@@ -96,7 +99,8 @@ pub enum Found {
     Parent(Digest),
 }
 
-/// The verdict on one artifact under one trust configuration.
+/// The verdict on one artifact under one trust configuration, cached, so
+/// that a checked pull costs lookups only.
 #[derive(Debug, Clone, Default)]
 pub struct Checked {
     pub found: Option<Found>,
@@ -159,7 +163,14 @@ impl Verifier {
                 return Ok(e.checked.clone());
             }
         }
-        let mut checked = verify(content, repo, subject, &signatures, trust).await?;
+        let mut checked = if is_metadata(&subject.content) {
+            Checked {
+                found: Some(Found::Metadata),
+                failures: Vec::new(),
+            }
+        } else {
+            verify(content, repo, subject, &signatures, trust).await?
+        };
         if checked.found.is_none() {
             // A child of an index passes when the index does.
             for parent in content.parents(repo, &subject.digest).await? {

@@ -132,7 +132,8 @@ pub async fn delete(
 pub struct SignatureVerdictView {
     pub trust: String,
     /// `valid`, `skipped` (a Notation policy skips this repository),
-    /// `valid_by_index` (an index listing it is signed) or `invalid`.
+    /// `valid_by_index` (an index listing it is signed), `exempt` (it is a
+    /// signature, attestation or SBOM) or `invalid`.
     pub status: String,
     /// The signature manifest that is valid.
     pub signature: Option<String>,
@@ -214,6 +215,7 @@ pub async fn signatures(
                     view.logged = v.logged.iter().map(|r| r.to_string()).collect();
                 }
                 Some(Found::Skipped) => view.status = "skipped".into(),
+                Some(Found::Metadata) => view.status = "exempt".into(),
                 Some(Found::Parent(p)) => {
                     view.status = "valid_by_index".into();
                     view.index = Some(p.to_string());
