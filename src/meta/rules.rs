@@ -17,12 +17,15 @@ pub struct RuleRecord {
     pub mode: String,
     /// The trust configuration a `require-signature` rule names.
     pub trust: Option<String>,
+    /// JSON: the settings of vulnerability, size-budget and
+    /// require-annotations rules (`policy::gates::Params`).
+    pub params: Option<String>,
 }
 
 impl MetaStore {
     pub async fn project_rules(&self, project: &str) -> Result<Vec<RuleRecord>, MetaError> {
         Ok(sqlx::query_as(
-            "SELECT id, project, kind, repositories, tags, created_at, created_by, name, mode, trust
+            "SELECT id, project, kind, repositories, tags, created_at, created_by, name, mode, trust, params
              FROM project_rules WHERE project = $1 ORDER BY created_at, id",
         )
         .bind(project)
@@ -59,8 +62,8 @@ impl MetaStore {
                     }
                     // The id is new: only the name (unique per project) can conflict.
                     let n = sqlx::query(
-                        "INSERT INTO project_rules (id, project, kind, repositories, tags, created_at, created_by, name, mode, trust)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                        "INSERT INTO project_rules (id, project, kind, repositories, tags, created_at, created_by, name, mode, trust, params)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
                     )
                     .bind(&rule.id)
                     .bind(&rule.project)
@@ -72,6 +75,7 @@ impl MetaStore {
                     .bind(&rule.name)
                     .bind(&rule.mode)
                     .bind(&rule.trust)
+                    .bind(&rule.params)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected();

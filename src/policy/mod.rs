@@ -10,6 +10,7 @@
 //! the violation is recorded. Retention (`retention.rs`) removes tags
 //! through the registry, so through the same admission point.
 
+pub mod gates;
 pub mod retention;
 pub mod signatures;
 
@@ -53,14 +54,23 @@ pub enum RuleKind {
     ForbidTags,
     /// No pull without a signature valid under the rule's trust configuration.
     RequireSignature,
+    /// No pull of an image with findings at or above a severity.
+    Vulnerability,
+    /// No push of an image over a compressed size or a number of layers.
+    SizeBudget,
+    /// No push of an image without the given annotations (or config labels).
+    RequireAnnotations,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 4] = [
+    pub const ALL: [RuleKind; 7] = [
         RuleKind::Naming,
         RuleKind::Immutable,
         RuleKind::ForbidTags,
         RuleKind::RequireSignature,
+        RuleKind::Vulnerability,
+        RuleKind::SizeBudget,
+        RuleKind::RequireAnnotations,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +79,9 @@ impl RuleKind {
             RuleKind::Immutable => "immutable",
             RuleKind::ForbidTags => "forbid-tags",
             RuleKind::RequireSignature => "require-signature",
+            RuleKind::Vulnerability => "vulnerability",
+            RuleKind::SizeBudget => "size-budget",
+            RuleKind::RequireAnnotations => "require-annotations",
         }
     }
 
@@ -108,6 +121,7 @@ pub struct RuleSpec {
     pub repositories: String,
     pub tags: String,
     pub trust: Option<String>,
+    pub params: gates::Params,
 }
 
 /// A rule as configured.
@@ -129,6 +143,8 @@ pub struct Rule {
     pub tags: String,
     /// require-signature: the trust configuration a signature must satisfy.
     pub trust: Option<String>,
+    /// vulnerability, size-budget and require-annotations: their settings.
+    pub params: gates::Params,
     pub created_at: i64,
     pub created_by: Option<String>,
 }
@@ -172,7 +188,7 @@ enum Matcher {
         repositories: Option<Regex>,
         tags: Option<Regex>,
     },
-    /// Immutable, forbid-tags and require-signature.
+    /// The other kinds.
     Globs {
         repositories: GlobMatcher,
         tags: GlobMatcher,
@@ -218,7 +234,7 @@ fn compile(rule: Rule) -> Result<Compiled, PolicyError> {
             repositories: anchored(&rule.repositories, "repositories")?,
             tags: anchored(&rule.tags, "tags")?,
         },
-        RuleKind::Immutable | RuleKind::ForbidTags | RuleKind::RequireSignature => Matcher::Globs {
+        _ => Matcher::Globs {
             repositories: glob(&rule.repositories, "repositories")?,
             tags: glob(&rule.tags, "tags")?,
         },
@@ -227,7 +243,16 @@ fn compile(rule: Rule) -> Result<Compiled, PolicyError> {
 }
 
 fn from_record(r: RuleRecord) -> Option<Rule> {
+    let params = match r.params.as_deref() {
+        None => gates::Params::default(),
+        Some(p) => serde_json::from_str(p)
+            .map_err(
+                |e| tracing::error!(rule = r.id, error = %e, "stored rule settings do not parse"),
+            )
+            .ok()?,
+    };
     Some(Rule {
+        params,
         id: r.id,
         project: r.project,
         name: r.name,
@@ -325,6 +350,7 @@ pub struct Policy {
     meta: Arc<MetaStore>,
     cache: Mutex<HashMap<String, Cached>>,
     verifier: Verifier,
+    scans: gates::ScanGate,
 }
 
 impl Policy {
@@ -333,6 +359,7 @@ impl Policy {
             meta,
             cache: Mutex::new(HashMap::new()),
             verifier: Verifier::default(),
+            scans: gates::ScanGate::default(),
         }
     }
 
@@ -472,6 +499,54 @@ impl Policy {
         ))
     }
 
+    /// What the size-budget and require-annotations rules of its project
+    /// say about a push of `manifest` into `repo` (by `tag`; a push by
+    /// digest is judged by every rule of the repository).
+    async fn content_rules(
+        project: &ProjectPolicy,
+        content: &dyn admission::Content,
+        repo: &RepositoryName,
+        tag: Option<&Tag>,
+        manifest: &crate::oci::Manifest,
+        found: &mut Findings,
+    ) -> Result<(), MetaError> {
+        let name = within_project(repo);
+        for c in project.rules.iter() {
+            let rule = &c.rule;
+            let Matcher::Globs { repositories, tags } = &c.matcher else {
+                continue;
+            };
+            if !repositories.is_match(name) || tag.is_some_and(|t| !tags.is_match(t.as_str())) {
+                continue;
+            }
+            let why = match rule.kind {
+                RuleKind::SizeBudget => gates::over_budget(&rule.params, manifest),
+                RuleKind::RequireAnnotations => {
+                    let missing =
+                        gates::missing_annotations(content, repo, &rule.params, manifest).await?;
+                    (!missing.is_empty()).then(|| {
+                        format!(
+                            "the image lacks {} (as an annotation or a label)",
+                            missing.join(", ")
+                        )
+                    })
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                found.add(
+                    rule,
+                    format!(
+                        "push refused: rule '{}' of project {}: {why}",
+                        rule.label(),
+                        rule.project
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The immutability rules and quota that apply to changes in `repo`
     /// (None: nothing applies), for the transaction that makes a change.
     fn repository_rules(project: Arc<ProjectPolicy>, repo: &RepositoryName) -> Guard {
@@ -495,20 +570,22 @@ impl Policy {
     async fn pull_rules(
         &self,
         project: &ProjectPolicy,
-        request: &Request<'_>,
+        content: &dyn admission::Content,
+        repo: &RepositoryName,
         reference: &Reference,
         manifest: &crate::meta::StoredManifest,
         found: &mut Findings,
     ) -> Result<(), MetaError> {
-        let repo = request.repository;
         let name = within_project(repo);
         for c in project.rules.iter() {
             let rule = &c.rule;
             let Matcher::Globs { repositories, tags } = &c.matcher else {
                 continue;
             };
-            let applies = rule.kind == RuleKind::RequireSignature
-                && repositories.is_match(name)
+            let applies = matches!(
+                rule.kind,
+                RuleKind::RequireSignature | RuleKind::Vulnerability
+            ) && repositories.is_match(name)
                 && match reference {
                     Reference::Tag(t) => tags.is_match(t.as_str()),
                     Reference::Digest(_) => true,
@@ -516,14 +593,29 @@ impl Policy {
             if !applies {
                 continue;
             }
+            if rule.kind == RuleKind::Vulnerability {
+                let now = chrono::Utc::now().timestamp_millis();
+                if let Some(why) = self
+                    .scans
+                    .refuses(&self.meta, &rule.params, manifest, now)
+                    .await?
+                {
+                    found.add(
+                        rule,
+                        format!(
+                            "pull refused: rule '{}' of project {} forbids vulnerable images; {why}",
+                            rule.label(),
+                            rule.project
+                        ),
+                    );
+                }
+                continue;
+            }
             let trust_name = rule.trust.as_deref().unwrap_or_default();
             let why = match project.trusts.get(trust_name) {
                 None => format!("the trust configuration '{trust_name}' is missing or invalid"),
                 Some(trust) => {
-                    let checked = self
-                        .verifier
-                        .check(request.content, repo, manifest, trust)
-                        .await?;
+                    let checked = self.verifier.check(content, repo, manifest, trust).await?;
                     match &checked.found {
                         Some(_) => continue,
                         None => checked.why_not(),
@@ -552,12 +644,18 @@ impl Policy {
                 Self::push_rules(&project, repo, None, &mut found);
                 None
             }
-            Operation::Push { reference, .. } => {
+            Operation::Push {
+                reference,
+                manifest,
+                ..
+            } => {
                 let tag = match reference {
                     Reference::Tag(tag) => Some(tag),
                     Reference::Digest(_) => None,
                 };
                 Self::push_rules(&project, repo, tag, &mut found);
+                Self::content_rules(&project, request.content, repo, tag, manifest, &mut found)
+                    .await?;
                 Self::repository_rules(project.clone(), repo)
             }
             Operation::DeleteTag(_) | Operation::DeleteManifest(_) => {
@@ -570,8 +668,15 @@ impl Policy {
                 manifest,
                 body: true,
             } => {
-                self.pull_rules(&project, request, reference, manifest, &mut found)
-                    .await?;
+                self.pull_rules(
+                    &project,
+                    request.content,
+                    repo,
+                    reference,
+                    manifest,
+                    &mut found,
+                )
+                .await?;
                 None
             }
             Operation::Pull { body: false, .. } => None,
@@ -579,6 +684,69 @@ impl Policy {
             Operation::DeleteBlob(_) => None,
         };
         Ok(found.verdict(guard))
+    }
+
+    /// Every rule violation of the project's tagged artifacts right now:
+    /// each tag judged as if it were pushed and pulled by that tag, under
+    /// `rules` (a dry run of proposed rules) or the project's own.
+    pub async fn compliance(
+        &self,
+        content: &dyn admission::Content,
+        project: &str,
+        rules: Option<Vec<Rule>>,
+    ) -> Result<(usize, Vec<Violation>), PolicyError> {
+        let mut policy = self.compiled(project).await?;
+        if let Some(rules) = rules {
+            let rules = rules.into_iter().map(compile).collect::<Result<_, _>>()?;
+            policy = Arc::new(ProjectPolicy {
+                rules,
+                quota: policy.quota,
+                trusts: policy.trusts.clone(),
+            });
+        }
+        let mut out = Vec::new();
+        let tags = self.meta.project_tags(project).await?;
+        let judged = tags.len();
+        for (repository, tag, digest, _, _) in tags {
+            // Stored names were validated when stored.
+            let (Ok(repo), Ok(tag), Ok(digest)) = (
+                repository.parse::<RepositoryName>(),
+                tag.parse::<Tag>(),
+                digest.parse::<crate::oci::Digest>(),
+            ) else {
+                continue;
+            };
+            let Some(stored) = content.manifest(&repo, &digest).await? else {
+                continue;
+            };
+            let mut found = Findings::default();
+            Self::push_rules(&policy, &repo, Some(&tag), &mut found);
+            if let Ok(manifest) =
+                crate::oci::Manifest::parse(&stored.content, Some(&stored.media_type))
+            {
+                Self::content_rules(&policy, content, &repo, Some(&tag), &manifest, &mut found)
+                    .await?;
+            }
+            let reference = Reference::Tag(tag.clone());
+            self.pull_rules(&policy, content, &repo, &reference, &stored, &mut found)
+                .await?;
+            out.extend(found.violations.into_iter().map(|(mode, r)| Violation {
+                repository: repository.clone(),
+                tag: tag.as_str().to_string(),
+                digest: digest.to_string(),
+                rule: r.rule,
+                mode,
+                message: r.message,
+            }));
+        }
+        Ok((judged, out))
+    }
+
+    /// A rule as proposed, checked as `add_rule` checks it, not stored.
+    pub fn proposed_rule(&self, project: &str, spec: RuleSpec) -> Result<Rule, PolicyError> {
+        let rule = checked_rule(project, spec, "dry-run")?;
+        compile(rule.clone())?;
+        Ok(rule)
     }
 
     /// The signatures of an artifact and what each trust configuration of
@@ -645,71 +813,9 @@ impl Policy {
         spec: RuleSpec,
         by: &str,
     ) -> Result<Rule, PolicyError> {
-        let RuleSpec {
-            kind,
-            name,
-            mode,
-            mut repositories,
-            mut tags,
-            trust,
-        } = spec;
-        if let Some(name) = &name {
-            check_name(name, "rule")?;
-        }
-        match kind {
-            RuleKind::Immutable if repositories.is_empty() || tags.is_empty() => {
-                return Err(PolicyError::Invalid(
-                    "an immutability rule needs both patterns (use ** for all)".into(),
-                ))
-            }
-            RuleKind::Immutable if mode == Mode::Audit => {
-                return Err(PolicyError::Invalid(
-                    "an immutability rule is enforced where tags move; it has no audit mode"
-                        .into(),
-                ))
-            }
-            RuleKind::Naming if repositories.is_empty() && tags.is_empty() => {
-                return Err(PolicyError::Invalid(
-                    "a naming rule needs a repository or a tag pattern".into(),
-                ))
-            }
-            RuleKind::ForbidTags if tags.is_empty() => {
-                return Err(PolicyError::Invalid(
-                    "a forbid-tags rule needs the tags it forbids, e.g. latest".into(),
-                ))
-            }
-            RuleKind::RequireSignature if trust.is_none() => {
-                return Err(PolicyError::Invalid(
-                    "a require-signature rule needs the trust configuration a signature must satisfy (trust)".into(),
-                ))
-            }
-            _ => {}
-        }
-        if trust.is_some() && kind != RuleKind::RequireSignature {
-            return Err(PolicyError::Invalid(format!(
-                "a {} rule has no trust configuration",
-                kind.as_str()
-            )));
-        }
-        if matches!(kind, RuleKind::ForbidTags | RuleKind::RequireSignature) {
-            for pattern in [&mut repositories, &mut tags] {
-                if pattern.is_empty() {
-                    *pattern = "**".into();
-                }
-            }
-        }
-        let rule = Rule {
-            id: uuid::Uuid::now_v7().to_string(),
-            project: project.to_string(),
-            name,
-            kind,
-            mode,
-            repositories,
-            tags,
-            trust,
-            created_at: 0,
-            created_by: Some(by.to_string()),
-        };
+        let rule = checked_rule(project, spec, by)?;
+        let kind = rule.kind;
+        let mode = rule.mode;
         compile(rule.clone())?;
         let record = RuleRecord {
             id: rule.id.clone(),
@@ -722,6 +828,10 @@ impl Policy {
             name: rule.name.clone(),
             mode: mode.as_str().to_string(),
             trust: rule.trust.clone(),
+            params: (!rule.params.is_empty())
+                .then(|| serde_json::to_string(&rule.params))
+                .transpose()
+                .map_err(|e| PolicyError::Invalid(e.to_string()))?,
         };
         match self.meta.add_project_rule(record).await? {
             Ok(()) => {}
@@ -824,6 +934,122 @@ impl Policy {
     }
 }
 
+/// A rule as asked for, checked: its kind has what it needs and nothing
+/// it does not use; its patterns are defaulted (not yet compiled).
+fn checked_rule(project: &str, spec: RuleSpec, by: &str) -> Result<Rule, PolicyError> {
+    let RuleSpec {
+        kind,
+        name,
+        mode,
+        mut repositories,
+        mut tags,
+        trust,
+        params,
+    } = spec;
+    if let Some(name) = &name {
+        check_name(name, "rule")?;
+    }
+    match kind {
+            RuleKind::Immutable if repositories.is_empty() || tags.is_empty() => {
+                return Err(PolicyError::Invalid(
+                    "an immutability rule needs both patterns (use ** for all)".into(),
+                ))
+            }
+            RuleKind::Immutable if mode == Mode::Audit => {
+                return Err(PolicyError::Invalid(
+                    "an immutability rule is enforced where tags move; it has no audit mode"
+                        .into(),
+                ))
+            }
+            RuleKind::Naming if repositories.is_empty() && tags.is_empty() => {
+                return Err(PolicyError::Invalid(
+                    "a naming rule needs a repository or a tag pattern".into(),
+                ))
+            }
+            RuleKind::ForbidTags if tags.is_empty() => {
+                return Err(PolicyError::Invalid(
+                    "a forbid-tags rule needs the tags it forbids, e.g. latest".into(),
+                ))
+            }
+            RuleKind::RequireSignature if trust.is_none() => {
+                return Err(PolicyError::Invalid(
+                    "a require-signature rule needs the trust configuration a signature must satisfy (trust)".into(),
+                ))
+            }
+            _ => {}
+        }
+    params.check()?;
+    let p = &params;
+    let wanted: &[(bool, &str)] = match kind {
+        RuleKind::Vulnerability => &[(
+            p.severity.is_some(),
+            "the severity it refuses from (severity)",
+        )],
+        RuleKind::SizeBudget => &[(
+            p.max_bytes.is_some() || p.max_layers.is_some(),
+            "max_bytes or max_layers",
+        )],
+        RuleKind::RequireAnnotations => &[(
+            !p.annotations.is_empty(),
+            "the annotation keys it requires (annotations)",
+        )],
+        _ => &[],
+    };
+    if let Some((_, what)) = wanted.iter().find(|(ok, _)| !ok) {
+        return Err(PolicyError::Invalid(format!(
+            "a {} rule needs {what}",
+            kind.as_str()
+        )));
+    }
+    let stray = [
+        ("severity", p.severity.is_some(), RuleKind::Vulnerability),
+        ("unscanned", p.unscanned.is_some(), RuleKind::Vulnerability),
+        ("allow", !p.allow.is_empty(), RuleKind::Vulnerability),
+        ("max_bytes", p.max_bytes.is_some(), RuleKind::SizeBudget),
+        ("max_layers", p.max_layers.is_some(), RuleKind::SizeBudget),
+        (
+            "annotations",
+            !p.annotations.is_empty(),
+            RuleKind::RequireAnnotations,
+        ),
+    ]
+    .into_iter()
+    .find(|(_, set, k)| *set && *k != kind);
+    if let Some((field, _, _)) = stray {
+        return Err(PolicyError::Invalid(format!(
+            "a {} rule has no {field}",
+            kind.as_str()
+        )));
+    }
+    if trust.is_some() && kind != RuleKind::RequireSignature {
+        return Err(PolicyError::Invalid(format!(
+            "a {} rule has no trust configuration",
+            kind.as_str()
+        )));
+    }
+    if !matches!(kind, RuleKind::Naming | RuleKind::Immutable) {
+        for pattern in [&mut repositories, &mut tags] {
+            if pattern.is_empty() {
+                *pattern = "**".into();
+            }
+        }
+    }
+    let rule = Rule {
+        id: uuid::Uuid::now_v7().to_string(),
+        project: project.to_string(),
+        name,
+        kind,
+        mode,
+        repositories,
+        tags,
+        trust,
+        params,
+        created_at: 0,
+        created_by: Some(by.to_string()),
+    };
+    Ok(rule)
+}
+
 fn trust_refusal(r: TrustRefusal, project: &str, name: &str) -> PolicyError {
     match r {
         TrustRefusal::ProjectNotFound => {
@@ -842,12 +1068,22 @@ fn trust_refusal(r: TrustRefusal, project: &str, name: &str) -> PolicyError {
     }
 }
 
-/// What the rules found: the first refusal of an enforced rule, and the
-/// violations of rules in audit mode.
+/// A tagged artifact that breaks a rule, as the compliance report lists it.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    /// The rule's name (or id).
+    pub rule: String,
+    pub mode: Mode,
+    pub message: String,
+}
+
+/// What the rules found: every violation, with the mode of its rule.
 #[derive(Default)]
 struct Findings {
-    refusal: Option<admission::Refusal>,
-    audited: Vec<admission::Refusal>,
+    violations: Vec<(Mode, admission::Refusal)>,
 }
 
 impl Findings {
@@ -856,18 +1092,20 @@ impl Findings {
             rule: rule.label().to_string(),
             message,
         };
-        match rule.mode {
-            Mode::Enforce if self.refusal.is_none() => self.refusal = Some(refusal),
-            Mode::Enforce => {}
-            Mode::Audit => self.audited.push(refusal),
-        }
+        self.violations.push((rule.mode, refusal));
     }
 
+    /// The first violation of an enforced rule refuses; the others are
+    /// recorded if they are in audit mode.
     fn verdict(self, guard: Guard) -> Verdict {
-        match self.refusal {
-            Some(refusal) => Verdict::Deny(refusal),
-            None if self.audited.is_empty() => Verdict::Allow(guard),
-            None => Verdict::Audited(guard, self.audited),
+        let (enforced, audited): (Vec<_>, Vec<_>) = self
+            .violations
+            .into_iter()
+            .partition(|(mode, _)| *mode == Mode::Enforce);
+        match enforced.into_iter().next() {
+            Some((_, refusal)) => Verdict::Deny(refusal),
+            None if audited.is_empty() => Verdict::Allow(guard),
+            None => Verdict::Audited(guard, audited.into_iter().map(|(_, r)| r).collect()),
         }
     }
 }
@@ -892,6 +1130,7 @@ mod tests {
             repositories: repositories.into(),
             tags: tags.into(),
             trust: None,
+            params: gates::Params::default(),
             created_at: 0,
             created_by: None,
         })

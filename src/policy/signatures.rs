@@ -63,7 +63,7 @@ struct Layer {
     digest: String,
 }
 
-fn is_metadata_layer(media_type: &str) -> bool {
+pub(super) fn is_metadata_layer(media_type: &str) -> bool {
     METADATA_LAYERS.contains(&media_type)
         || METADATA_LAYER_PREFIXES
             .iter()
@@ -74,7 +74,7 @@ fn is_metadata_layer(media_type: &str) -> bool {
 /// require-signature rule leaves readable: an image manifest with layers,
 /// each of them of such a media type. Nothing can run it, so neither its
 /// tag nor its `subject` (both the pusher's choice) is needed to tell.
-fn is_metadata(manifest: &[u8]) -> bool {
+pub(super) fn is_metadata(manifest: &[u8]) -> bool {
     match serde_json::from_slice::<Shape>(manifest) {
         Ok(s) => {
             s.manifests.is_none()

@@ -151,6 +151,18 @@ pub static RULES: &[Rule] = &[
     ),
     r(
         "GET",
+        "/api/v1/projects/{project}/compliance",
+        Project(Action::ReadPolicies),
+        "compliance.report",
+    ),
+    r(
+        "POST",
+        "/api/v1/projects/{project}/compliance/dry-run",
+        Project(Action::ReadPolicies),
+        "compliance.dry_run",
+    ),
+    r(
+        "GET",
         "/api/v1/projects/{project}/trust",
         Project(Action::ReadPolicies),
         "trust.list",

@@ -6,6 +6,7 @@
 
 pub(super) mod access_table;
 mod audit;
+mod compliance;
 mod projects;
 mod quota;
 mod repositories;
@@ -372,6 +373,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(retention::delete))
         .routes(routes!(retention::run, retention::runs))
         .routes(routes!(rules::delete))
+        .routes(routes!(compliance::get))
+        .routes(routes!(compliance::dry_run))
         .routes(routes!(audit::list))
         .routes(routes!(audit::project_list))
         .routes(routes!(system::rotate_signing_key))

@@ -1,5 +1,6 @@
-//! Project rules: naming conventions, tag immutability, forbidden tags and
-//! required signatures.
+//! Project rules: naming conventions, tag immutability, forbidden tags,
+//! required signatures, the vulnerability gate, size budgets and required
+//! annotations.
 
 use std::sync::Arc;
 
@@ -11,14 +12,27 @@ use utoipa::ToSchema;
 
 use super::{ApiFailure, ApiJson, ApiPath, ApiResult, Who};
 use crate::http::AppState;
+use crate::policy::gates::{self, Exception, Params, Unscanned};
 use crate::policy::{Mode, PolicyError, Rule, RuleKind, RuleSpec};
+
+/// A finding a vulnerability rule lets through.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionView {
+    /// An advisory id or one of its aliases (a CVE).
+    pub id: String,
+    /// The day (UTC, YYYY-MM-DD) from which it no longer applies (null: never).
+    pub expires: Option<String>,
+    pub reason: Option<String>,
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuleView {
     pub id: String,
     /// What refusals call the rule (null: its id).
     pub name: Option<String>,
-    /// `naming`, `immutable`, `forbid-tags` or `require-signature`.
+    /// `naming`, `immutable`, `forbid-tags`, `require-signature`,
+    /// `vulnerability`, `size-budget` or `require-annotations`.
     pub kind: String,
     /// `enforce` (refuse) or `audit` (allow and record the violation).
     pub mode: String,
@@ -32,13 +46,47 @@ pub struct RuleView {
     /// require-signature: the project's trust configuration a signature
     /// must satisfy.
     pub trust: Option<String>,
+    /// vulnerability: findings at or above this severity (low, medium,
+    /// high, critical) refuse a pull.
+    pub severity: Option<String>,
+    /// vulnerability: what an image without a finished scan gets: `block`
+    /// (the default) or `allow`.
+    pub unscanned: Option<String>,
+    /// vulnerability: findings let through.
+    pub allow: Option<Vec<ExceptionView>>,
+    /// size-budget: the most compressed bytes (config and layers).
+    pub max_bytes: Option<u64>,
+    /// size-budget: the most layers.
+    pub max_layers: Option<u64>,
+    /// require-annotations: keys each image must carry, as a manifest
+    /// annotation or a config label.
+    pub annotations: Option<Vec<String>>,
     pub created_at: i64,
     pub created_by: Option<String>,
 }
 
 impl From<Rule> for RuleView {
     fn from(r: Rule) -> Self {
+        let p = r.params;
         RuleView {
+            severity: p.severity.map(|s| gates::severity_word(s).to_string()),
+            unscanned: p.unscanned.map(|u| match u {
+                Unscanned::Block => "block".to_string(),
+                Unscanned::Allow => "allow".to_string(),
+            }),
+            allow: (!p.allow.is_empty()).then(|| {
+                p.allow
+                    .into_iter()
+                    .map(|e| ExceptionView {
+                        id: e.id,
+                        expires: e.expires,
+                        reason: e.reason,
+                    })
+                    .collect()
+            }),
+            max_bytes: p.max_bytes,
+            max_layers: p.max_layers,
+            annotations: (!p.annotations.is_empty()).then_some(p.annotations),
             id: r.id,
             name: r.name,
             kind: r.kind.as_str().to_string(),
@@ -55,7 +103,8 @@ impl From<Rule> for RuleView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
-    /// `naming`, `immutable`, `forbid-tags` or `require-signature`.
+    /// `naming`, `immutable`, `forbid-tags`, `require-signature`,
+    /// `vulnerability`, `size-budget` or `require-annotations`.
     pub kind: String,
     pub name: Option<String>,
     /// `enforce` (the default) or `audit`.
@@ -67,6 +116,21 @@ pub struct NewRule {
     pub tags: String,
     /// require-signature: the trust configuration.
     pub trust: Option<String>,
+    /// vulnerability: findings at or above this severity (low, medium,
+    /// high, critical) refuse a pull.
+    pub severity: Option<String>,
+    /// vulnerability: what an image without a finished scan gets: `block`
+    /// (the default) or `allow`.
+    pub unscanned: Option<String>,
+    /// vulnerability: findings let through.
+    pub allow: Option<Vec<ExceptionView>>,
+    /// size-budget: the most compressed bytes (config and layers).
+    pub max_bytes: Option<u64>,
+    /// size-budget: the most layers.
+    pub max_layers: Option<u64>,
+    /// require-annotations: keys each image must carry, as a manifest
+    /// annotation or a config label.
+    pub annotations: Option<Vec<String>>,
 }
 
 impl From<PolicyError> for ApiFailure {
@@ -102,6 +166,14 @@ pub async fn create(
     ApiPath(project): ApiPath<String>,
     ApiJson(new): ApiJson<NewRule>,
 ) -> ApiResult<(StatusCode, Json<RuleView>)> {
+    let spec = spec(new)?;
+    let by = who.name(&state).await?;
+    let rule = state.policy.add_rule(&project, spec, &by).await?;
+    Ok((StatusCode::CREATED, Json(rule.into())))
+}
+
+/// A rule as the API takes it, parsed (its kind, mode and settings).
+pub fn spec(new: NewRule) -> Result<RuleSpec, ApiFailure> {
     let kind = RuleKind::parse(&new.kind).ok_or_else(|| {
         ApiFailure::Invalid(format!(
             "kind must be one of {}, not {:?}",
@@ -115,17 +187,44 @@ pub async fn create(
             ApiFailure::Invalid(format!("mode must be enforce or audit, not {m:?}"))
         })?,
     };
-    let by = who.name(&state).await?;
-    let spec = RuleSpec {
+    let params = Params {
+        severity: word("severity (low, medium, high or critical)", new.severity)?,
+        unscanned: word("unscanned (block or allow)", new.unscanned)?,
+        allow: new
+            .allow
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| Exception {
+                id: e.id,
+                expires: e.expires,
+                reason: e.reason,
+            })
+            .collect(),
+        max_bytes: new.max_bytes,
+        max_layers: new.max_layers,
+        annotations: new.annotations.unwrap_or_default(),
+    };
+    Ok(RuleSpec {
+        params,
         kind,
         name: new.name,
         mode,
         repositories: new.repositories,
         tags: new.tags,
         trust: new.trust,
-    };
-    let rule = state.policy.add_rule(&project, spec, &by).await?;
-    Ok((StatusCode::CREATED, Json(rule.into())))
+    })
+}
+
+/// A setting given as one word of a closed set (a severity, block or allow).
+fn word<T: serde::de::DeserializeOwned>(
+    what: &str,
+    v: Option<String>,
+) -> Result<Option<T>, ApiFailure> {
+    v.map(|w| {
+        serde_json::from_value(serde_json::Value::String(w.clone()))
+            .map_err(|_| ApiFailure::Invalid(format!("{what} {w:?} is not a valid value")))
+    })
+    .transpose()
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/rules/{id}", tag = "rules",

@@ -1,0 +1,14 @@
+-- Content rules (src/policy/gates.rs) carry settings: JSON,
+-- policy::gates::Params.
+--   kind = 'vulnerability':       no pull of an image with findings at or
+--                                 above `severity` (less the exceptions in
+--                                 `allow` that have not expired); `unscanned`
+--                                 says what an image without a finished scan
+--                                 gets (block or allow).
+--   kind = 'size-budget':         no push of an image over `max_bytes`
+--                                 compressed or `max_layers` layers.
+--   kind = 'require-annotations': no push of an image without each key of
+--                                 `annotations` as a manifest annotation or
+--                                 a config label.
+-- `repositories` and `tags` are globs as for 'immutable'.
+ALTER TABLE project_rules ADD COLUMN params TEXT;
