@@ -86,9 +86,22 @@ pub enum ClientCommand {
     #[command(subcommand)]
     Tag(TagCommand),
     /// Project rules: naming conventions, immutable tags, forbidden tags,
-    /// required signatures.
+    /// required signatures, the vulnerability gate, size budgets and
+    /// required annotations.
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Every tagged artifact of a project that breaks a rule now; with
+    /// --dry-run, what proposed rules would say of it.
+    Compliance {
+        project: String,
+        /// A JSON file holding a list of proposed rules (as `rule add` sends them).
+        #[arg(long)]
+        dry_run: Option<std::path::PathBuf>,
+        /// With --dry-run: the proposed rules replace the project's rather
+        /// than join them.
+        #[arg(long, requires = "dry_run")]
+        replace: bool,
+    },
     /// Trust configurations: the keys and identities a project trusts to
     /// sign its images.
     #[command(subcommand)]
@@ -203,25 +216,7 @@ pub enum RuleCommand {
     /// and for tags (or `semver`). The other kinds: globs for the repository
     /// name without the project and for tags (`**` for all, the default of
     /// forbid-tags and require-signature).
-    Add {
-        project: String,
-        /// naming, immutable, forbid-tags or require-signature.
-        #[arg(long)]
-        kind: String,
-        /// What refusals call the rule.
-        #[arg(long)]
-        name: Option<String>,
-        /// enforce (refuse) or audit (allow and record the violation).
-        #[arg(long, default_value = "enforce")]
-        mode: String,
-        #[arg(long, default_value = "")]
-        repositories: String,
-        #[arg(long, default_value = "")]
-        tags: String,
-        /// require-signature: the trust configuration a signature must satisfy.
-        #[arg(long)]
-        trust: Option<String>,
-    },
+    Add(Box<RuleAdd>),
     Ls {
         project: String,
     },
@@ -229,6 +224,48 @@ pub enum RuleCommand {
         project: String,
         id: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RuleAdd {
+    pub project: String,
+    /// naming, immutable, forbid-tags, require-signature, vulnerability,
+    /// size-budget or require-annotations.
+    #[arg(long)]
+    pub kind: String,
+    /// What refusals call the rule.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// enforce (refuse) or audit (allow and record the violation).
+    #[arg(long, default_value = "enforce")]
+    pub mode: String,
+    #[arg(long, default_value = "")]
+    pub repositories: String,
+    #[arg(long, default_value = "")]
+    pub tags: String,
+    /// require-signature: the trust configuration a signature must satisfy.
+    #[arg(long)]
+    pub trust: Option<String>,
+    /// vulnerability: refuse pulls of images with findings at or above
+    /// this severity (low, medium, high, critical).
+    #[arg(long)]
+    pub severity: Option<String>,
+    /// vulnerability: what an image without a finished scan gets (block or allow).
+    #[arg(long)]
+    pub unscanned: Option<String>,
+    /// vulnerability: let a finding through, `ID` or `ID:YYYY-MM-DD`
+    /// (the day it stops applying). Repeatable.
+    #[arg(long = "allow")]
+    pub allow: Vec<String>,
+    /// size-budget: the most compressed bytes (config and layers).
+    #[arg(long)]
+    pub max_bytes: Option<u64>,
+    /// size-budget: the most layers.
+    #[arg(long)]
+    pub max_layers: Option<u64>,
+    /// require-annotations: a key each image must carry (annotation or label). Repeatable.
+    #[arg(long = "annotation")]
+    pub annotations: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -599,18 +636,40 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
         ClientCommand::Rule(c) => {
             let api = api()?;
             match c {
-                RuleCommand::Add {
-                    project,
-                    kind,
-                    name,
-                    mode,
-                    repositories,
-                    tags,
-                    trust,
-                } => {
+                RuleCommand::Add(add) => {
+                    let RuleAdd {
+                        project,
+                        kind,
+                        name,
+                        mode,
+                        repositories,
+                        tags,
+                        trust,
+                        severity,
+                        unscanned,
+                        allow,
+                        max_bytes,
+                        max_layers,
+                        annotations,
+                    } = *add;
                     let path = format!("/api/v1/projects/{}/rules", encode(&project));
-                    let body = json!({"kind": kind, "name": name, "mode": mode,
-                        "repositories": repositories, "tags": tags, "trust": trust});
+                    let allow: Vec<_> = allow
+                        .iter()
+                        .map(|a| match a.rsplit_once(':') {
+                            Some((id, expires)) => json!({"id": id, "expires": expires}),
+                            None => json!({"id": a}),
+                        })
+                        .collect();
+                    let mut body = json!({"kind": kind, "name": name, "mode": mode,
+                        "repositories": repositories, "tags": tags, "trust": trust,
+                        "severity": severity, "unscanned": unscanned,
+                        "max_bytes": max_bytes, "max_layers": max_layers});
+                    if !allow.is_empty() {
+                        body["allow"] = json!(allow);
+                    }
+                    if !annotations.is_empty() {
+                        body["annotations"] = json!(annotations);
+                    }
                     let v = api.request(Method::POST, &path, Some(&body)).await?;
                     let id = v["name"]
                         .as_str()
@@ -647,6 +706,43 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                     api.request(Method::DELETE, &path, None).await?;
                     show_one(o, &json!({"removed": id}), &format!("Removed rule {id}"));
                 }
+            }
+        }
+        ClientCommand::Compliance {
+            project,
+            dry_run,
+            replace,
+        } => {
+            let api = api()?;
+            let base = format!("/api/v1/projects/{}/compliance", encode(&project));
+            let v = match dry_run {
+                None => api.get(&base).await?,
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    let rules: Value = serde_json::from_str(&text)
+                        .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+                    let body = json!({"rules": rules, "replace": replace});
+                    api.request(Method::POST, &format!("{base}/dry-run"), Some(&body))
+                        .await?
+                }
+            };
+            if o.json {
+                println!("{v}");
+            } else {
+                let items = v["violations"].as_array().cloned().unwrap_or_default();
+                table(
+                    o,
+                    &items,
+                    &[
+                        ("REPOSITORY", "repository"),
+                        ("TAG", "tag"),
+                        ("RULE", "rule"),
+                        ("MODE", "mode"),
+                        ("MESSAGE", "message"),
+                    ],
+                );
+                println!("{} of {} tags break a rule", v["violating_tags"], v["tags"]);
             }
         }
         ClientCommand::Trust(c) => {
