@@ -4,6 +4,7 @@
 mod common;
 mod support;
 
+use common::Cli;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::*;
@@ -345,4 +346,222 @@ async fn every_write_path_meets_the_same_refusal() {
         header_of(&r, "docker-content-digest"),
         Some(digest.as_str())
     );
+}
+
+/// Size budgets and required annotations refuse pushes (enforce) or record
+/// them (audit); signatures are exempt; the compliance report lists what
+/// breaks a rule now, and a dry run judges proposed rules without storing them.
+#[tokio::test]
+async fn content_rules_refuse_pushes_and_the_compliance_report_lists_violations() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    server
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "team"}))
+        .await;
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    // Pushed before any rule: the report will judge them.
+    let (_, big) = api.push_image("team/app", "big", &vec![7u8; 5000]).await;
+    api.push_image("team/app", "latest", b"small").await;
+
+    // Bad settings are refused when the rule is made, with what is wrong.
+    for (body, says) in [
+        (json!({"kind": "size-budget"}), "max_bytes or max_layers"),
+        (
+            json!({"kind": "size-budget", "max_bytes": 0}),
+            "refuses everything",
+        ),
+        (json!({"kind": "require-annotations"}), "annotations"),
+        (json!({"kind": "vulnerability"}), "severity"),
+        (
+            json!({"kind": "vulnerability", "severity": "dire"}),
+            "severity",
+        ),
+        (
+            json!({"kind": "vulnerability", "severity": "high", "allow": [{"id": "CVE-1", "expires": "soon"}]}),
+            "YYYY-MM-DD",
+        ),
+        (
+            json!({"kind": "naming", "tags": "semver", "max_bytes": 5}),
+            "no max_bytes",
+        ),
+    ] {
+        let r = server
+            .admin_call(Method::POST, "/api/v1/projects/team/rules", body.clone())
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{body}: {text}");
+    }
+
+    let cli = Cli::login(&server);
+    cli.ok(&[
+        "rule",
+        "add",
+        "team",
+        "--kind",
+        "size-budget",
+        "--name",
+        "small",
+        "--max-bytes",
+        "4096",
+    ]);
+    cli.ok(&[
+        "rule",
+        "add",
+        "team",
+        "--kind",
+        "require-annotations",
+        "--name",
+        "sourced",
+        "--mode",
+        "audit",
+        "--annotation",
+        "org.opencontainers.image.source",
+    ]);
+    let rules = cli.json(&["rule", "ls", "team"]);
+    assert_eq!(rules[0]["max_bytes"], 4096);
+    assert_eq!(
+        rules[1]["annotations"],
+        json!(["org.opencontainers.image.source"])
+    );
+
+    // Over the budget: refused with the rule's name and the figures.
+    let config = api.push_blob("team/app", b"{}").await;
+    let layer = api.push_blob("team/app", &vec![1u8; 6000]).await;
+    let manifest = image_manifest(&config, 2, &[(&layer, 6000)], None, None);
+    let r = api
+        .put_manifest("team/app", "huge", OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    let m = body["errors"][0]["message"].as_str().unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED");
+    assert!(
+        m.contains("rule 'small'") && m.contains("6002 bytes") && m.contains("4096"),
+        "{m}"
+    );
+
+    // Within the budget but without the annotation: allowed (audit), and
+    // the violation is in the audit log.
+    api.push_image("team/app", "v1", b"fits").await;
+    // With the label in its config: nothing to record.
+    let labelled = br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"org.opencontainers.image.source":"https://example.com/app"}}}"#;
+    let config = api.push_blob("team/app", labelled).await;
+    let layer = api.push_blob("team/app", b"labelled").await;
+    let manifest = image_manifest(&config, labelled.len(), &[(&layer, 8)], None, None);
+    let r = api
+        .put_manifest("team/app", "v2", OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let violations = loop {
+        let log = server
+            .admin(
+                Method::GET,
+                "/api/v1/audit-logs?action=policy.violated&limit=100",
+                json!(null),
+            )
+            .await;
+        let found: Vec<Value> = log["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("rule sourced: audit:"))
+            })
+            .collect();
+        if !found.is_empty() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        !violations.is_empty(),
+        "the audited push is in the audit log"
+    );
+    assert!(
+        !violations.iter().any(|e| e.to_string().contains(":v2")),
+        "{violations:?}"
+    );
+
+    // A signature-like artifact (a cosign simple-signing layer) is exempt from both.
+    let payload = br#"{"critical":{}}"#;
+    let config = api.push_blob("team/app", b"{}").await;
+    let layer = api.push_blob("team/app", payload).await;
+    let sig = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{OCI_CONFIG}","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"{layer}","size":{}}}]}}"#,
+        payload.len()
+    );
+    let r = api
+        .put_manifest("team/app", "sha256-0.sig", OCI_MANIFEST, &sig)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // The report: `big` breaks the budget (enforce), and every tag without
+    // the annotation breaks `sourced` (audit); v2 and the signature break nothing.
+    let report = cli.json(&["compliance", "team"]);
+    let broken: Vec<(String, String)> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["tag"].as_str().unwrap().to_string(),
+                v["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        broken,
+        [
+            ("big", "small"),
+            ("big", "sourced"),
+            ("latest", "sourced"),
+            ("v1", "sourced")
+        ]
+        .map(|(t, r)| (t.to_string(), r.to_string())),
+        "{report}"
+    );
+    assert_eq!(report["tags"], 5);
+    assert_eq!(report["violating_tags"], 3);
+    let v = &report["violations"][0];
+    assert_eq!(v["digest"], big);
+    assert_eq!(v["mode"], "enforce");
+
+    // A dry run of a proposed forbid-tags rule instead of the project's
+    // rules: only `latest`, and nothing is stored.
+    let proposed =
+        std::env::temp_dir().join(format!("berth-proposed-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &proposed,
+        r#"[{"kind": "forbid-tags", "name": "no-latest", "tags": "latest"}]"#,
+    )
+    .unwrap();
+    let dry = cli.json(&[
+        "compliance",
+        "team",
+        "--dry-run",
+        proposed.to_str().unwrap(),
+        "--replace",
+    ]);
+    std::fs::remove_file(&proposed).unwrap();
+    assert_eq!(dry["violating_tags"], 1, "{dry}");
+    assert_eq!(dry["violations"][0]["tag"], "latest");
+    assert_eq!(dry["violations"][0]["rule"], "no-latest");
+    assert_eq!(
+        cli.json(&["rule", "ls", "team"]).as_array().unwrap().len(),
+        2
+    );
+    // A malformed proposal is refused as a rule would be.
+    let r = server
+        .admin_call(
+            Method::POST,
+            "/api/v1/projects/team/compliance/dry-run",
+            json!({"rules": [{"kind": "size-budget"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }

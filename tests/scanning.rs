@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::Cli;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
@@ -36,68 +37,6 @@ fn vulndata() -> Option<PathBuf> {
         eprintln!("SKIPPED: shared/vulndata not found (set BERTH_SHARED_DIR)");
     }
     found
-}
-
-/// The `berth` CLI, logged in as the administrator.
-struct Cli {
-    credentials: tempdir::Dir,
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-impl Cli {
-    fn login(server: &common::Server) -> Cli {
-        let dir = std::env::temp_dir().join(format!("berth-cli-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cli = Cli {
-            credentials: tempdir::Dir(dir),
-        };
-        cli.ok(&[
-            "login",
-            &server.url(),
-            "-u",
-            "admin",
-            "--password",
-            common::ADMIN_PASSWORD,
-        ]);
-        cli
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(args)
-            .env(
-                "BERTH_CREDENTIALS",
-                self.credentials.0.join("credentials.json"),
-            )
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_PASSWORD")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        serde_json::from_str(&self.ok(&args)).unwrap()
-    }
 }
 
 /// shared/vulndata's bookworm root filesystem as it is in the real one:
@@ -660,4 +599,155 @@ async fn a_client_sbom_is_read_for_an_image_without_a_package_database() {
     assert_eq!(report["sbom_input"]["digest"], sbom_digest.as_str());
     assert_eq!(ids(&report), want);
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The vulnerability gate: a pull of an image with findings at or above
+/// the rule's severity is refused, naming the rule and the findings (by tag
+/// and by digest; HEAD still answers); exceptions let findings through
+/// until they expire; an image without a finished scan is blocked or let
+/// through as the rule says.
+#[tokio::test]
+async fn the_vulnerability_gate_refuses_pulls_by_the_scan() {
+    let Some(data) = vulndata() else { return };
+    let server = common::Server::start();
+    server
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "lib"}))
+        .await;
+    let api = Api::new(server.url());
+    let zip = std::fs::read(data.join("pypi/all.zip")).unwrap();
+    let r = reqwest::Client::new()
+        .put(format!("{}/api/v1/system/vulndb", server.url()))
+        .header("content-type", "application/zip")
+        .body(zip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, digest) = api.push_image("lib/app", "v1", &bookworm(&data)).await;
+    let report = scanned(&server, "lib/app", &digest).await;
+    assert_eq!(report["summary"]["total"], 13, "{report}");
+    let (_, junk) = api
+        .push_image("lib/junk", "v1", b"not a layer at all")
+        .await;
+    assert_eq!(
+        scanned(&server, "lib/junk", &junk).await["status"],
+        "failed"
+    );
+
+    // The most severe findings, and the ones just below.
+    let order = ["low", "medium", "high", "critical"];
+    let rank = |f: &Value| order.iter().position(|o| f["severity"] == *o);
+    let findings = report["findings"].as_array().unwrap();
+    let top = findings
+        .iter()
+        .filter_map(rank)
+        .max()
+        .expect("a rated finding");
+    let worst: Vec<&str> = findings
+        .iter()
+        .filter(|f| rank(f) == Some(top))
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(worst.contains(&"PYSEC-2023-192"), "CVSS 8.1: {worst:?}");
+
+    let cli = Cli::login(&server);
+    let refusal = |reference: String| {
+        let api = &api;
+        async move {
+            let r = api.get(&format!("/v2/{reference}")).await;
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{reference}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["errors"][0]["code"], "DENIED");
+            body["errors"][0]["message"].as_str().unwrap().to_string()
+        }
+    };
+    let rule = |args: &[&str]| {
+        let mut all = vec![
+            "rule",
+            "add",
+            "lib",
+            "--kind",
+            "vulnerability",
+            "--name",
+            "gate",
+        ];
+        all.extend_from_slice(args);
+        cli.ok(&all);
+    };
+    rule(&["--severity", order[top], "--repositories", "app"]);
+    let m = refusal("lib/app/manifests/v1".into()).await;
+    assert!(
+        m.contains("rule 'gate'")
+            && m.contains(&format!(
+                "{} finding(s) at or above {}",
+                worst.len(),
+                order[top]
+            ))
+            && m.contains("PYSEC-2023-192 (high in urllib3)"),
+        "{m}"
+    );
+    refusal(format!("lib/app/manifests/{digest}")).await;
+    assert_eq!(
+        api.head("/v2/lib/app/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    // Out of the rule's repositories: pulled.
+    assert_eq!(
+        api.get("/v2/lib/junk/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+
+    // Exceptions for each of them (by advisory or by CVE alias), in force:
+    // pulled. Expired: refused again.
+    let by_alias: Vec<String> = findings
+        .iter()
+        .filter(|f| rank(f) == Some(top))
+        .map(|f| {
+            let cve = f["aliases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a.as_str().unwrap().starts_with("CVE-"));
+            cve.map_or(f["id"].as_str().unwrap(), |a| a.as_str().unwrap())
+                .to_string()
+        })
+        .collect();
+    let allow = |until: &str| -> Vec<String> {
+        by_alias
+            .iter()
+            .flat_map(|id| ["--allow".to_string(), format!("{id}:{until}")])
+            .collect()
+    };
+    cli.ok(&["rule", "rm", "lib", "gate"]);
+    let mut args = vec!["--severity".to_string(), order[top].to_string()];
+    args.extend(allow("2999-01-01"));
+    rule(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        api.get("/v2/lib/app/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    // Unscanned (a failed scan) with the default: blocked.
+    let m = refusal("lib/junk/manifests/v1".into()).await;
+    assert!(m.contains("no finished scan (scan status: failed)"), "{m}");
+
+    cli.ok(&["rule", "rm", "lib", "gate"]);
+    let mut args = vec![
+        "--severity".to_string(),
+        order[top].to_string(),
+        "--unscanned".into(),
+        "allow".into(),
+    ];
+    args.extend(allow("2020-01-01"));
+    rule(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let m = refusal("lib/app/manifests/v1".into()).await;
+    assert!(m.contains("PYSEC-2023-192"), "expired exceptions: {m}");
+    assert_eq!(
+        api.get("/v2/lib/junk/manifests/v1").await.status(),
+        StatusCode::OK,
+        "unscanned allowed"
+    );
+    // The compliance report says the same.
+    let report = cli.json(&["compliance", "lib"]);
+    assert_eq!(report["violating_tags"], 1, "{report}");
+    assert_eq!(report["violations"][0]["repository"], "lib/app");
 }

@@ -534,3 +534,58 @@ pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().unwrap()
 }
+
+/// The `berth` CLI with a credentials file of its own, logged in to a test
+/// server as the administrator.
+pub struct Cli {
+    dir: TempDir,
+}
+
+impl Cli {
+    pub fn login(server: &Server) -> Cli {
+        let cli = Cli {
+            dir: TempDir::new("berth-cli"),
+        };
+        cli.ok(&[
+            "login",
+            &server.url(),
+            "-u",
+            "admin",
+            "--password",
+            ADMIN_PASSWORD,
+        ]);
+        cli
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .env(
+                "BERTH_CREDENTIALS",
+                self.dir.path().join("credentials.json"),
+            )
+            .env_remove("BERTH_SERVER")
+            .env_remove("BERTH_PASSWORD")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `berth ARGS`, which must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `berth ARGS --json`, parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+}
