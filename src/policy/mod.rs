@@ -200,6 +200,19 @@ struct Compiled {
     matcher: Matcher,
 }
 
+impl Compiled {
+    /// Whether a glob rule covers `name` (the repository within its
+    /// project) and `tag` (None: by digest, which every tag pattern covers).
+    fn covers(&self, name: &str, tag: Option<&Tag>) -> bool {
+        match &self.matcher {
+            Matcher::Globs { repositories, tags } => {
+                repositories.is_match(name) && tag.is_none_or(|t| tags.is_match(t.as_str()))
+            }
+            Matcher::Naming { .. } => false,
+        }
+    }
+}
+
 fn anchored(pattern: &str, what: &str) -> Result<Option<Regex>, PolicyError> {
     if pattern.is_empty() {
         return Ok(None);
@@ -442,17 +455,16 @@ impl Policy {
                 Matcher::Naming { repositories, tags } => {
                     Self::naming(rule, repositories, tags, repo, tag)
                 }
-                Matcher::Globs { repositories, tags } if rule.kind == RuleKind::ForbidTags => {
-                    tag.filter(|t| repositories.is_match(name) && tags.is_match(t.as_str()))
-                        .map(|t| {
-                            format!(
-                                "push refused: rule '{}' of project {} forbids the tag {:?} (tags {:?})",
-                                rule.label(),
-                                rule.project,
-                                t.as_str(),
-                                rule.tags
-                            )
-                        })
+                Matcher::Globs { .. } if rule.kind == RuleKind::ForbidTags => {
+                    tag.filter(|_| c.covers(name, tag)).map(|t| {
+                        format!(
+                            "push refused: rule '{}' of project {} forbids the tag {:?} (tags {:?})",
+                            rule.label(),
+                            rule.project,
+                            t.as_str(),
+                            rule.tags
+                        )
+                    })
                 }
                 Matcher::Globs { .. } => None,
             };
@@ -511,14 +523,8 @@ impl Policy {
         found: &mut Findings,
     ) -> Result<(), MetaError> {
         let name = within_project(repo);
-        for c in project.rules.iter() {
+        for c in project.rules.iter().filter(|c| c.covers(name, tag)) {
             let rule = &c.rule;
-            let Matcher::Globs { repositories, tags } = &c.matcher else {
-                continue;
-            };
-            if !repositories.is_match(name) || tag.is_some_and(|t| !tags.is_match(t.as_str())) {
-                continue;
-            }
             let why = match rule.kind {
                 RuleKind::SizeBudget => gates::over_budget(&rule.params, manifest),
                 RuleKind::RequireAnnotations => {
@@ -550,12 +556,12 @@ impl Policy {
     /// The immutability rules and quota that apply to changes in `repo`
     /// (None: nothing applies), for the transaction that makes a change.
     fn repository_rules(project: Arc<ProjectPolicy>, repo: &RepositoryName) -> Guard {
-        let name = within_project(repo).to_string();
+        let name = within_project(repo);
         let applies: Vec<usize> = project
             .rules
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.rule.kind == RuleKind::Immutable && matches!(&c.matcher, Matcher::Globs { repositories, .. } if repositories.is_match(&name)))
+            .filter(|(_, c)| c.rule.kind == RuleKind::Immutable && c.covers(name, None))
             .map(|(i, _)| i)
             .collect();
         let rules = ForRepository { project, applies };
@@ -565,8 +571,8 @@ impl Policy {
         Some(Arc::new(rules))
     }
 
-    /// What the require-signature rules of its project say about a pull of
-    /// `manifest` from `repo` by `reference`.
+    /// What the require-signature and vulnerability rules of its project
+    /// say about a pull of `manifest` from `repo` by `reference`.
     async fn pull_rules(
         &self,
         project: &ProjectPolicy,
@@ -577,59 +583,47 @@ impl Policy {
         found: &mut Findings,
     ) -> Result<(), MetaError> {
         let name = within_project(repo);
-        for c in project.rules.iter() {
+        let tag = match reference {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
+        };
+        for c in project.rules.iter().filter(|c| c.covers(name, tag)) {
             let rule = &c.rule;
-            let Matcher::Globs { repositories, tags } = &c.matcher else {
-                continue;
-            };
-            let applies = matches!(
-                rule.kind,
-                RuleKind::RequireSignature | RuleKind::Vulnerability
-            ) && repositories.is_match(name)
-                && match reference {
-                    Reference::Tag(t) => tags.is_match(t.as_str()),
-                    Reference::Digest(_) => true,
-                };
-            if !applies {
-                continue;
-            }
-            if rule.kind == RuleKind::Vulnerability {
-                let now = chrono::Utc::now().timestamp_millis();
-                if let Some(why) = self
-                    .scans
-                    .refuses(&self.meta, &rule.params, manifest, now)
-                    .await?
-                {
-                    found.add(
-                        rule,
-                        format!(
-                            "pull refused: rule '{}' of project {} forbids vulnerable images; {why}",
-                            rule.label(),
-                            rule.project
-                        ),
-                    );
+            let why = match rule.kind {
+                RuleKind::Vulnerability => {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    let why = self
+                        .scans
+                        .refuses(&self.meta, &rule.params, manifest, now)
+                        .await?;
+                    why.map(|why| format!("forbids vulnerable images; {why}"))
                 }
-                continue;
-            }
-            let trust_name = rule.trust.as_deref().unwrap_or_default();
-            let why = match project.trusts.get(trust_name) {
-                None => format!("the trust configuration '{trust_name}' is missing or invalid"),
-                Some(trust) => {
-                    let checked = self.verifier.check(content, repo, manifest, trust).await?;
-                    match &checked.found {
-                        Some(_) => continue,
-                        None => checked.why_not(),
-                    }
+                RuleKind::RequireSignature => {
+                    let trust_name = rule.trust.as_deref().unwrap_or_default();
+                    let why = match project.trusts.get(trust_name) {
+                        None => Some(format!(
+                            "the trust configuration '{trust_name}' is missing or invalid"
+                        )),
+                        Some(trust) => {
+                            let checked =
+                                self.verifier.check(content, repo, manifest, trust).await?;
+                            checked.found.is_none().then(|| checked.why_not())
+                        }
+                    };
+                    why.map(|why| format!("requires a signature trusted by '{trust_name}'; {why}"))
                 }
+                _ => None,
             };
-            found.add(
-                rule,
-                format!(
-                    "pull refused: rule '{}' of project {} requires a signature trusted by '{trust_name}'; {why}",
-                    rule.label(),
-                    rule.project
-                ),
-            );
+            if let Some(why) = why {
+                found.add(
+                    rule,
+                    format!(
+                        "pull refused: rule '{}' of project {} {why}",
+                        rule.label(),
+                        rule.project
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -950,34 +944,34 @@ fn checked_rule(project: &str, spec: RuleSpec, by: &str) -> Result<Rule, PolicyE
         check_name(name, "rule")?;
     }
     match kind {
-            RuleKind::Immutable if repositories.is_empty() || tags.is_empty() => {
-                return Err(PolicyError::Invalid(
-                    "an immutability rule needs both patterns (use ** for all)".into(),
-                ))
-            }
-            RuleKind::Immutable if mode == Mode::Audit => {
-                return Err(PolicyError::Invalid(
-                    "an immutability rule is enforced where tags move; it has no audit mode"
-                        .into(),
-                ))
-            }
-            RuleKind::Naming if repositories.is_empty() && tags.is_empty() => {
-                return Err(PolicyError::Invalid(
-                    "a naming rule needs a repository or a tag pattern".into(),
-                ))
-            }
-            RuleKind::ForbidTags if tags.is_empty() => {
-                return Err(PolicyError::Invalid(
-                    "a forbid-tags rule needs the tags it forbids, e.g. latest".into(),
-                ))
-            }
-            RuleKind::RequireSignature if trust.is_none() => {
-                return Err(PolicyError::Invalid(
-                    "a require-signature rule needs the trust configuration a signature must satisfy (trust)".into(),
-                ))
-            }
-            _ => {}
+        RuleKind::Immutable if repositories.is_empty() || tags.is_empty() => {
+            return Err(PolicyError::Invalid(
+                "an immutability rule needs both patterns (use ** for all)".into(),
+            ))
         }
+        RuleKind::Immutable if mode == Mode::Audit => {
+            return Err(PolicyError::Invalid(
+                "an immutability rule is enforced where tags move; it has no audit mode"
+                    .into(),
+            ))
+        }
+        RuleKind::Naming if repositories.is_empty() && tags.is_empty() => {
+            return Err(PolicyError::Invalid(
+                "a naming rule needs a repository or a tag pattern".into(),
+            ))
+        }
+        RuleKind::ForbidTags if tags.is_empty() => {
+            return Err(PolicyError::Invalid(
+                "a forbid-tags rule needs the tags it forbids, e.g. latest".into(),
+            ))
+        }
+        RuleKind::RequireSignature if trust.is_none() => {
+            return Err(PolicyError::Invalid(
+                "a require-signature rule needs the trust configuration a signature must satisfy (trust)".into(),
+            ))
+        }
+        _ => {}
+    }
     params.check()?;
     let p = &params;
     let wanted: &[(bool, &str)] = match kind {
