@@ -232,17 +232,6 @@ struct ReportFindings {
     findings: Vec<Hit>,
 }
 
-#[derive(Deserialize)]
-struct Children {
-    #[serde(default)]
-    manifests: Vec<ChildRef>,
-}
-
-#[derive(Deserialize)]
-struct ChildRef {
-    digest: Digest,
-}
-
 /// What the scanner says about one manifest.
 #[derive(Debug)]
 enum Facts {
@@ -317,8 +306,8 @@ impl ScanGate {
     ) -> Result<Option<String>, MetaError> {
         let mut judged = Vec::new();
         if [OCI_INDEX, DOCKER_MANIFEST_LIST].contains(&manifest.media_type.as_str()) {
-            let children = serde_json::from_slice::<Children>(&manifest.content)
-                .map(|c| c.manifests)
+            let children = Manifest::parse(&manifest.content, Some(&manifest.media_type))
+                .map(|m| m.manifests)
                 .unwrap_or_default();
             for c in children {
                 judged.push((
@@ -334,13 +323,19 @@ impl ScanGate {
             ));
         }
         let threshold = params.severity.unwrap_or(Severity::Critical);
-        let allowed = |h: &Hit| {
-            params.allow.iter().any(|e| {
-                (e.id == h.id || h.aliases.contains(&e.id))
-                    && e.expires
-                        .as_deref()
-                        .is_none_or(|x| expiry(x).is_ok_and(|t| now_millis < t))
+        let live: Vec<&str> = params
+            .allow
+            .iter()
+            .filter(|e| {
+                e.expires
+                    .as_deref()
+                    .is_none_or(|x| expiry(x).is_ok_and(|t| now_millis < t))
             })
+            .map(|e| e.id.as_str())
+            .collect();
+        let allowed = |h: &Hit| {
+            live.iter()
+                .any(|id| h.id == *id || h.aliases.iter().any(|a| a == id))
         };
         let mut blocking: Vec<&Hit> = Vec::new();
         for (child, facts) in &judged {
@@ -370,25 +365,14 @@ impl ScanGate {
         let quoted: Vec<String> = blocking
             .iter()
             .take(QUOTED)
-            .map(|h| format!("{} ({} in {})", h.id, severity_word(h.severity), h.package))
+            .map(|h| format!("{} ({} in {})", h.id, h.severity, h.package))
             .collect();
         Ok(Some(format!(
             "{} finding(s) at or above {}: {}{}",
             blocking.len(),
-            severity_word(threshold),
+            threshold,
             quoted.join(", "),
             if blocking.len() > QUOTED { ", …" } else { "" }
         )))
-    }
-}
-
-pub fn severity_word(s: Severity) -> &'static str {
-    match s {
-        Severity::Unknown => "unknown",
-        Severity::None => "none",
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
     }
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::{ApiFailure, ApiJson, ApiPath, ApiResult, Who};
 use crate::http::AppState;
-use crate::policy::gates::{self, Exception, Params, Unscanned};
+use crate::policy::gates::{Exception, Params, Unscanned};
 use crate::policy::{Mode, PolicyError, Rule, RuleKind, RuleSpec};
 
 /// A finding a vulnerability rule lets through.
@@ -69,7 +69,7 @@ impl From<Rule> for RuleView {
     fn from(r: Rule) -> Self {
         let p = r.params;
         RuleView {
-            severity: p.severity.map(|s| gates::severity_word(s).to_string()),
+            severity: p.severity.map(|s| s.to_string()),
             unscanned: p.unscanned.map(|u| match u {
                 Unscanned::Block => "block".to_string(),
                 Unscanned::Allow => "allow".to_string(),
