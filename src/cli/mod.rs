@@ -637,39 +637,21 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
             let api = api()?;
             match c {
                 RuleCommand::Add(add) => {
-                    let RuleAdd {
-                        project,
-                        kind,
-                        name,
-                        mode,
-                        repositories,
-                        tags,
-                        trust,
-                        severity,
-                        unscanned,
-                        allow,
-                        max_bytes,
-                        max_layers,
-                        annotations,
-                    } = *add;
-                    let path = format!("/api/v1/projects/{}/rules", encode(&project));
-                    let allow: Vec<_> = allow
+                    let RuleAdd { project, kind, .. } = &*add;
+                    let path = format!("/api/v1/projects/{}/rules", encode(project));
+                    let allow: Vec<_> = add
+                        .allow
                         .iter()
                         .map(|a| match a.rsplit_once(':') {
                             Some((id, expires)) => json!({"id": id, "expires": expires}),
                             None => json!({"id": a}),
                         })
                         .collect();
-                    let mut body = json!({"kind": kind, "name": name, "mode": mode,
-                        "repositories": repositories, "tags": tags, "trust": trust,
-                        "severity": severity, "unscanned": unscanned,
-                        "max_bytes": max_bytes, "max_layers": max_layers});
-                    if !allow.is_empty() {
-                        body["allow"] = json!(allow);
-                    }
-                    if !annotations.is_empty() {
-                        body["annotations"] = json!(annotations);
-                    }
+                    let body = json!({"kind": kind, "name": add.name, "mode": add.mode,
+                        "repositories": add.repositories, "tags": add.tags, "trust": add.trust,
+                        "severity": add.severity, "unscanned": add.unscanned, "allow": allow,
+                        "max_bytes": add.max_bytes, "max_layers": add.max_layers,
+                        "annotations": add.annotations});
                     let v = api.request(Method::POST, &path, Some(&body)).await?;
                     let id = v["name"]
                         .as_str()
