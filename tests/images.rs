@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::Cli;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -118,50 +119,6 @@ impl Tmp {
 impl Drop for Tmp {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The `berth` CLI, logged in as the administrator.
-struct Cli {
-    dir: Tmp,
-}
-
-impl Cli {
-    fn login(server: &common::Server) -> Cli {
-        let cli = Cli {
-            dir: Tmp::new("cli"),
-        };
-        cli.ok(&[
-            "login",
-            &server.url(),
-            "-u",
-            "admin",
-            "--password",
-            common::ADMIN_PASSWORD,
-        ]);
-        cli
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(args)
-            .env("BERTH_CREDENTIALS", self.dir.0.join("credentials.json"))
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_PASSWORD")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "berth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        serde_json::from_str(&self.ok(&args)).unwrap()
     }
 }
 

@@ -39,6 +39,17 @@ fn vulndata() -> Option<PathBuf> {
     found
 }
 
+/// `PUT /api/v1/system/vulndb` with a zip of OSV records.
+async fn put_vulndb(server: &common::Server, zip: Vec<u8>) -> reqwest::Response {
+    reqwest::Client::new()
+        .put(format!("{}/api/v1/system/vulndb", server.url()))
+        .header("content-type", "application/zip")
+        .body(zip)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// shared/vulndata's bookworm root filesystem as it is in the real one:
 /// the fixture keeps `etc/os-release` as a file naming its symlink's target.
 fn bookworm(data: &std::path::Path) -> Vec<u8> {
@@ -267,13 +278,7 @@ async fn a_new_database_is_matched_against_stored_inventories() {
 
     // Import the PyPI records only (a zip, as osv.dev publishes them).
     let zip = std::fs::read(data.join("pypi/all.zip")).unwrap();
-    let r = reqwest::Client::new()
-        .put(format!("{}/api/v1/system/vulndb", server.url()))
-        .header("content-type", "application/zip")
-        .body(zip)
-        .send()
-        .await
-        .unwrap();
+    let r = put_vulndb(&server, zip).await;
     assert_eq!(
         r.status(),
         StatusCode::CREATED,
@@ -296,13 +301,7 @@ async fn a_new_database_is_matched_against_stored_inventories() {
     );
 
     // A broken database is refused and the one in use stays.
-    let r = reqwest::Client::new()
-        .put(format!("{}/api/v1/system/vulndb", server.url()))
-        .header("content-type", "application/zip")
-        .body(b"PK\x03\x04 not really a zip".to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = put_vulndb(&server, b"PK\x03\x04 not really a zip".to_vec()).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let status = server
         .admin(Method::GET, "/api/v1/system/vulndb", json!(null))
@@ -377,13 +376,7 @@ async fn scans_and_imports_survive_sigkill() {
     let url = format!("{}/api/v1/system/vulndb", server.url());
     let Some(data) = vulndata() else { return };
     let zip = std::fs::read(data.join("pypi/all.zip")).unwrap();
-    let r = reqwest::Client::new()
-        .put(&url)
-        .header("content-type", "application/zip")
-        .body(zip)
-        .send()
-        .await
-        .unwrap();
+    let r = put_vulndb(&server, zip).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let first: Value = r.json().await.unwrap();
     let body = futures_util::stream::unfold(0u32, |n| async move {
@@ -473,13 +466,7 @@ async fn a_client_sbom_is_read_for_an_image_without_a_package_database() {
     let server = common::Server::start();
     let api = Api::new(server.url());
     let zip = std::fs::read(data.join("pypi/all.zip")).unwrap();
-    let r = reqwest::Client::new()
-        .put(format!("{}/api/v1/system/vulndb", server.url()))
-        .header("content-type", "application/zip")
-        .body(zip)
-        .send()
-        .await
-        .unwrap();
+    let r = put_vulndb(&server, zip).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 
     let root = std::env::temp_dir().join(format!("berth-static-{}", uuid::Uuid::new_v4()));
@@ -615,13 +602,7 @@ async fn the_vulnerability_gate_refuses_pulls_by_the_scan() {
         .await;
     let api = Api::new(server.url());
     let zip = std::fs::read(data.join("pypi/all.zip")).unwrap();
-    let r = reqwest::Client::new()
-        .put(format!("{}/api/v1/system/vulndb", server.url()))
-        .header("content-type", "application/zip")
-        .body(zip)
-        .send()
-        .await
-        .unwrap();
+    let r = put_vulndb(&server, zip).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let (_, digest) = api.push_image("lib/app", "v1", &bookworm(&data)).await;
     let report = scanned(&server, "lib/app", &digest).await;
