@@ -124,8 +124,20 @@ impl Server {
             env,
             child: None,
         };
-        server.child = Some(server.spawn(extra_args));
-        server.wait_ready();
+        // A helper process of another test (a far-side registry, a
+        // receiver) may take the free port first: the server then exits,
+        // and is started again on another port.
+        for attempt in 1.. {
+            server.child = Some(server.spawn(extra_args));
+            match server.ready() {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    eprintln!("{e}; starting again on another port");
+                    server.addr = free_port();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
         server
     }
 
@@ -278,15 +290,27 @@ impl Server {
     }
 
     fn wait_ready(&mut self) {
+        if let Err(e) = self.ready() {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits until this server's own process listens on its port (not
+    /// merely until something accepts connections there).
+    fn ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if std::net::TcpStream::connect(self.addr).is_ok() {
-                return;
+            let Some(child) = self.child.as_mut() else {
+                return Ok(());
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "berth exited before it was ready: {status}\n{}",
+                    self.log()
+                ));
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("berth exited before it was ready: {status}\n{}", self.log());
-                }
+            if listens(child.id(), self.addr.port()) {
+                return Ok(());
             }
             assert!(Instant::now() < deadline, "berth did not start within 30 s");
             std::thread::sleep(Duration::from_millis(20));
@@ -529,6 +553,31 @@ pub fn azurite_store(endpoint: &str, container: &str) -> object_store::azure::Mi
 /// Held (shared) while a server is given a free port and starts, and
 /// (exclusively) while a killed server restarts on its port.
 static PORTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Whether process `pid` holds a socket listening on loopback `port`
+/// (Linux: a listening entry of /proc/net/tcp whose inode is one of the
+/// process's descriptors).
+fn listens(pid: u32, port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (local == port && *f.get(3)? == "0A").then_some(())?;
+            Some(format!("socket:[{}]", f.get(9)?))
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|t| sockets.iter().any(|s| t.as_os_str() == s.as_str()))
+        })
+}
 
 pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
