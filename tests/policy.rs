@@ -565,3 +565,614 @@ async fn content_rules_refuse_pushes_and_the_compliance_report_lists_violations(
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Pushes an image of `layers` for `platform` (`os/arch[/variant]`) with
+/// `annotations` as `repo:tag`, and returns the answer and the digest.
+async fn push_for(
+    api: &Api,
+    repo: &str,
+    tag: &str,
+    platform: &str,
+    layers: &[&[u8]],
+    annotations: Value,
+) -> (reqwest::Response, String) {
+    let mut p = platform.split('/');
+    let (os, arch, variant) = (p.next(), p.next(), p.next());
+    let config = json!({"os": os, "architecture": arch, "variant": variant}).to_string();
+    let config = api.push_blob(repo, config.as_bytes()).await;
+    let mut descriptors = Vec::new();
+    for l in layers {
+        let d = api.push_blob(repo, l).await;
+        descriptors.push(json!({"mediaType": OCI_LAYER, "digest": d, "size": l.len()}));
+    }
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 0},
+        "layers": descriptors, "annotations": annotations,
+    });
+    // The config's size as stored.
+    let size = api
+        .head(&format!("/v2/{repo}/blobs/{config}"))
+        .await
+        .headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    let mut manifest = manifest;
+    manifest["config"]["size"] = size.into();
+    let body = manifest.to_string();
+    let r = api.put_manifest(repo, tag, OCI_MANIFEST, &body).await;
+    (r, sha256(body.as_bytes()))
+}
+
+/// The message of a refusal, after checking it is one.
+async fn refusal(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED");
+    body["errors"][0]["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn platform_and_base_rules_judge_what_an_image_is_and_is_built_on() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    for p in ["library", "team", "other", "lab"] {
+        server
+            .admin(Method::POST, "/api/v1/projects", json!({"name": p}))
+            .await;
+    }
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    let none = json!({});
+    // The allowed base, an image of the project that is not allowed, and
+    // one of another project, pushed before the rules.
+    let (r, debian) = push_for(
+        &api,
+        "library/debian",
+        "bookworm",
+        "linux/amd64",
+        &[b"debian root", b"debian apt"],
+        none.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (r, homebrew) = push_for(
+        &api,
+        "team/base",
+        "1",
+        "linux/amd64",
+        &[b"homebrew"],
+        none.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (r, _) = push_for(
+        &api,
+        "other/base",
+        "1",
+        "linux/amd64",
+        &[b"foreign"],
+        none.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Bad settings are refused when the rule is made.
+    for (body, says) in [
+        (json!({"kind": "platforms"}), "platforms or artifact types"),
+        (json!({"kind": "trusted-base"}), "(bases)"),
+        (
+            json!({"kind": "platforms", "platforms": ["linux/[amd64"]}),
+            "not a valid pattern",
+        ),
+        (
+            json!({"kind": "naming", "tags": "semver", "bases": ["library/*"]}),
+            "no bases",
+        ),
+        (
+            json!({"kind": "naming", "tags": "semver", "on_pull": true}),
+            "no on_pull",
+        ),
+    ] {
+        let r = server
+            .admin_call(Method::POST, "/api/v1/projects/team/rules", body.clone())
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{body}: {text}");
+    }
+
+    let cli = Cli::login(&server);
+    for project in ["team", "lab"] {
+        let mode = if project == "team" {
+            "enforce"
+        } else {
+            "audit"
+        };
+        cli.ok(&[
+            "rule",
+            "add",
+            project,
+            "--kind",
+            "platforms",
+            "--name",
+            "linux",
+            "--mode",
+            mode,
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            "--artifact-type",
+            OCI_CONFIG,
+        ]);
+        cli.ok(&[
+            "rule",
+            "add",
+            project,
+            "--kind",
+            "trusted-base",
+            "--name",
+            "official",
+            "--mode",
+            mode,
+            "--base",
+            "library/debian",
+            "--base",
+            "docker.io/library/*",
+        ]);
+    }
+    let rules = cli.json(&["rule", "ls", "team"]);
+    assert_eq!(rules[0]["platforms"], json!(["linux/amd64", "linux/arm64"]));
+    assert_eq!(rules[0]["artifact_types"], json!([OCI_CONFIG]));
+    assert_eq!(
+        rules[1]["bases"],
+        json!(["library/debian", "docker.io/library/*"])
+    );
+
+    let on_debian: [&[u8]; 3] = [b"debian root", b"debian apt", b"app"];
+    // On the allowed base, for an allowed platform (a variant included).
+    let (r, good) = push_for(
+        &api,
+        "team/app",
+        "1",
+        "linux/amd64",
+        &on_debian,
+        none.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let (r, arm) = push_for(
+        &api,
+        "team/app",
+        "1-arm",
+        "linux/arm64/v8",
+        &on_debian,
+        none.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    // A copy of the base itself is built on it.
+    let (r, _) = push_for(
+        &api,
+        "team/debian",
+        "copy",
+        "linux/amd64",
+        &on_debian[..2],
+        none.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+
+    // Another platform: refused by the rule, naming the platform.
+    let (r, _) = push_for(
+        &api,
+        "team/app",
+        "1-s390x",
+        "linux/s390x",
+        &on_debian,
+        none.clone(),
+    )
+    .await;
+    let m = refusal(r).await;
+    assert!(
+        m.contains("rule 'linux'") && m.contains("linux/s390x"),
+        "{m}"
+    );
+    assert!(!m.contains("official"), "{m}");
+
+    // Built on the project's own base image: refused, naming it.
+    let (r, _) = push_for(
+        &api,
+        "team/app",
+        "2",
+        "linux/amd64",
+        &[b"homebrew", b"app"],
+        none.clone(),
+    )
+    .await;
+    let m = refusal(r).await;
+    assert!(
+        m.contains("rule 'official'") && m.contains(&format!("team/base@{homebrew}")),
+        "{m}"
+    );
+    // On another project's image, or on nothing known: the base is unknown
+    // (another project's content is not named).
+    let (r, _) = push_for(
+        &api,
+        "team/app",
+        "3",
+        "linux/amd64",
+        &[b"foreign", b"app"],
+        none.clone(),
+    )
+    .await;
+    let m = refusal(r).await;
+    assert!(
+        m.contains("its base is unknown") && !m.contains("other/"),
+        "{m}"
+    );
+
+    // The builder's annotation: an allowed base elsewhere is accepted…
+    let claim = |name: &str, digest: &str| json!({"org.opencontainers.image.base.name": name, "org.opencontainers.image.base.digest": digest});
+    let (r, _) = push_for(
+        &api,
+        "team/app",
+        "4",
+        "linux/amd64",
+        &[b"from docker hub"],
+        claim(
+            "docker.io/library/alpine:3.20",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    // …one not allowed is refused…
+    let (r, _) = push_for(
+        &api,
+        "team/app",
+        "5",
+        "linux/amd64",
+        &[b"evil"],
+        claim("docker.io/evil/base:1", ""),
+    )
+    .await;
+    let m = refusal(r).await;
+    assert!(m.contains("declares the base docker.io/evil/base:1"), "{m}");
+    // …and a claim on a base of this registry is checked against its layers.
+    let (r, _) = push_for(
+        &api,
+        "team/app",
+        "6",
+        "linux/amd64",
+        &[b"not debian"],
+        claim("library/debian:bookworm", &debian),
+    )
+    .await;
+    let m = refusal(r).await;
+    assert!(m.contains("does not start with that image's layers"), "{m}");
+
+    // An index is judged by its children's platforms (buildx's attestation
+    // children, unknown/unknown, pass).
+    let mut children = Vec::new();
+    for (d, os, arch) in [
+        (&good, "linux", "amd64"),
+        (&arm, "linux", "arm64"),
+        (&good, "unknown", "unknown"),
+    ] {
+        let r = api.head(&format!("/v2/team/app/manifests/{d}")).await;
+        let size: u64 = r.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        children.push(json!({"mediaType": OCI_MANIFEST, "digest": d, "size": size,
+            "platform": {"os": os, "architecture": arch}}));
+    }
+    let index = |children: &[Value]| {
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).to_string()
+    };
+    let r = api
+        .put_manifest("team/app", "multi", OCI_INDEX, &index(&children))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    children[1]["platform"]["architecture"] = "riscv64".into();
+    let r = api
+        .put_manifest("team/app", "multi-riscv", OCI_INDEX, &index(&children))
+        .await;
+    let m = refusal(r).await;
+    assert!(
+        m.contains(&format!("its child {arm} is for linux/riscv64")),
+        "{m}"
+    );
+
+    // A Helm chart is not an allowed artifact type; it has no base to judge.
+    let chart_config = api.push_blob("team/chart", b"{\"name\":\"app\"}").await;
+    let chart = api.push_blob("team/chart", b"chart tarball").await;
+    let helm = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": chart_config, "size": 14},
+        "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "digest": chart, "size": 13}]});
+    let r = api
+        .put_manifest("team/chart", "0.1.0", OCI_MANIFEST, &helm.to_string())
+        .await;
+    let m = refusal(r).await;
+    assert!(
+        m.contains("rule 'linux'")
+            && m.contains("application/vnd.cncf.helm.config.v1+json")
+            && !m.contains("official"),
+        "{m}"
+    );
+
+    // In audit mode the same pushes are allowed, and the report lists them.
+    let (r, _) = push_for(
+        &api,
+        "lab/app",
+        "s390x",
+        "linux/s390x",
+        &[b"homebrew", b"lab"],
+        none.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let (r, _) = push_for(
+        &api,
+        "lab/app",
+        "ok",
+        "linux/arm64",
+        &on_debian,
+        none.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let report = cli.json(&["compliance", "lab"]);
+    let broken: Vec<(&str, &str, &str)> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["tag"].as_str().unwrap(),
+                v["rule"].as_str().unwrap(),
+                v["mode"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        broken,
+        [("s390x", "linux", "audit"), ("s390x", "official", "audit")],
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_forbidden_tag_can_be_refused_on_pull_too() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    for p in ["prod", "stage"] {
+        server
+            .admin(Method::POST, "/api/v1/projects", json!({"name": p}))
+            .await;
+    }
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    // Pushed before the rules.
+    let (_, latest) = api.push_image("prod/app", "latest", b"old latest").await;
+    api.push_image("prod/app", "1.0", b"one").await;
+    api.push_image("stage/app", "latest", b"staged").await;
+    let cli = Cli::login(&server);
+    cli.ok(&[
+        "rule",
+        "add",
+        "prod",
+        "--kind",
+        "forbid-tags",
+        "--name",
+        "no-latest",
+        "--tags",
+        "latest",
+        "--on-pull",
+    ]);
+    cli.ok(&[
+        "rule",
+        "add",
+        "stage",
+        "--kind",
+        "forbid-tags",
+        "--name",
+        "no-latest",
+        "--tags",
+        "latest",
+        "--on-pull",
+        "--mode",
+        "audit",
+    ]);
+    assert_eq!(cli.json(&["rule", "ls", "prod"])[0]["on_pull"], true);
+
+    let m = refusal(api.get("/v2/prod/app/manifests/latest").await).await;
+    assert!(
+        m.starts_with("pull refused: rule 'no-latest'") && m.contains("\"latest\""),
+        "{m}"
+    );
+    // Other tags, the image by digest, a HEAD (resolving a digest) and the
+    // audited project are served.
+    for path in [
+        "/v2/prod/app/manifests/1.0".to_string(),
+        format!("/v2/prod/app/manifests/{latest}"),
+        "/v2/stage/app/manifests/latest".to_string(),
+    ] {
+        assert_eq!(api.get(&path).await.status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(
+        api.head("/v2/prod/app/manifests/latest").await.status(),
+        StatusCode::OK
+    );
+    // The push is refused as it always was.
+    let config = api.push_blob("prod/app", b"{}").await;
+    let manifest = image_manifest(&config, 2, &[], None, None);
+    let m = refusal(
+        api.put_manifest("prod/app", "latest", OCI_MANIFEST, &manifest)
+            .await,
+    )
+    .await;
+    assert!(m.starts_with("push refused: rule 'no-latest'"), "{m}");
+}
+
+/// Writes an OCI layout at `dir` holding one image for `platform` with
+/// `layers`, tagged `tag`.
+fn oci_layout(dir: &std::path::Path, tag: &str, platform: (&str, &str), layers: &[&[u8]]) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = sha256(bytes);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).unwrap();
+        json!({"digest": d, "size": bytes.len()})
+    };
+    let config = json!({"os": platform.0, "architecture": platform.1, "rootfs": {"type": "layers", "diff_ids": []}});
+    let mut config = put(config.to_string().as_bytes());
+    config["mediaType"] = OCI_CONFIG.into();
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|l| {
+            let mut d = put(l);
+            d["mediaType"] = OCI_LAYER.into();
+            d
+        })
+        .collect();
+    let manifest =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers});
+    let mut m = put(manifest.to_string().as_bytes());
+    m["mediaType"] = OCI_MANIFEST.into();
+    m["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [m]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// skopeo sees each refusal, with the rule's name and the reason.
+#[tokio::test]
+async fn skopeo_shows_the_rule_that_refused_it() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    server
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "prod"}))
+        .await;
+    let dir = common::TempDir::new("berth-skopeo");
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let layout = dir.path().join("layout");
+    oci_layout(&layout, "s390x", ("linux", "s390x"), &[b"s390x layer"]);
+    let skopeo = |args: &[&str]| {
+        let out = std::process::Command::new("skopeo")
+            .arg("--policy")
+            .arg(&policy)
+            .args(args)
+            .output()
+            .expect("skopeo (scripts/install-test-deps installs it)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let src = format!("oci:{}:s390x", layout.display());
+    let creds = format!("admin:{}", common::ADMIN_PASSWORD);
+    let dst = |tag: &str| format!("docker://{}/prod/app:{tag}", server.host());
+    // Pushed before the rules.
+    let (ok, err) = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &src,
+        &dst("latest"),
+    ]);
+    assert!(ok, "{err}");
+
+    let cli = Cli::login(&server);
+    cli.ok(&[
+        "rule",
+        "add",
+        "prod",
+        "--kind",
+        "forbid-tags",
+        "--name",
+        "no-latest",
+        "--tags",
+        "latest",
+        "--on-pull",
+    ]);
+    cli.ok(&[
+        "rule",
+        "add",
+        "prod",
+        "--kind",
+        "platforms",
+        "--name",
+        "amd64-only",
+        "--platform",
+        "linux/amd64",
+    ]);
+    let (ok, err) = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &src,
+        &dst("1.0"),
+    ]);
+    assert!(
+        !ok && err.contains("push refused: rule 'amd64-only'") && err.contains("linux/s390x"),
+        "{err}"
+    );
+    let (ok, err) = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &dst("latest"),
+    ]);
+    assert!(
+        !ok && err.contains("pull refused: rule 'no-latest'"),
+        "{err}"
+    );
+}

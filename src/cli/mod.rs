@@ -86,8 +86,8 @@ pub enum ClientCommand {
     #[command(subcommand)]
     Tag(TagCommand),
     /// Project rules: naming conventions, immutable tags, forbidden tags,
-    /// required signatures, the vulnerability gate, size budgets and
-    /// required annotations.
+    /// required signatures, the vulnerability gate, size budgets, required
+    /// annotations, allowed platforms and artifact types, trusted bases.
     #[command(subcommand)]
     Rule(RuleCommand),
     /// Every tagged artifact of a project that breaks a rule now; with
@@ -230,7 +230,7 @@ pub enum RuleCommand {
 pub struct RuleAdd {
     pub project: String,
     /// naming, immutable, forbid-tags, require-signature, vulnerability,
-    /// size-budget or require-annotations.
+    /// size-budget, require-annotations, platforms or trusted-base.
     #[arg(long)]
     pub kind: String,
     /// What refusals call the rule.
@@ -266,6 +266,20 @@ pub struct RuleAdd {
     /// require-annotations: a key each image must carry (annotation or label). Repeatable.
     #[arg(long = "annotation")]
     pub annotations: Vec<String>,
+    /// forbid-tags: refuse pulls by a forbidden tag too.
+    #[arg(long)]
+    pub on_pull: bool,
+    /// platforms: a platform images may be for (`linux/amd64`, `linux/*`). Repeatable.
+    #[arg(long = "platform")]
+    pub platforms: Vec<String>,
+    /// platforms: an artifact type (an image's: its config media type)
+    /// manifests may have, a glob. Repeatable.
+    #[arg(long = "artifact-type")]
+    pub artifact_types: Vec<String>,
+    /// trusted-base: a repository images may be built on (`library/debian`,
+    /// `base/**`, `docker.io/library/*`). Repeatable.
+    #[arg(long = "base")]
+    pub bases: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -651,7 +665,9 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                         "repositories": add.repositories, "tags": add.tags, "trust": add.trust,
                         "severity": add.severity, "unscanned": add.unscanned, "allow": allow,
                         "max_bytes": add.max_bytes, "max_layers": add.max_layers,
-                        "annotations": add.annotations});
+                        "annotations": add.annotations, "on_pull": add.on_pull,
+                        "platforms": add.platforms, "artifact_types": add.artifact_types,
+                        "bases": add.bases});
                     let v = api.request(Method::POST, &path, Some(&body)).await?;
                     let id = v["name"]
                         .as_str()

@@ -791,6 +791,7 @@ mod tests {
             artifact_type: None,
             urls: None,
             annotations: None,
+            platform: None,
         }
     }
 

@@ -407,6 +407,7 @@ impl MetaStore {
                         .map(|a| serde_json::from_str(&a))
                         .transpose()
                         .map_err(|e| MetaError::Corrupt(format!("annotations: {e}")))?,
+                    platform: None,
                 })
             })
             .collect()

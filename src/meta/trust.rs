@@ -185,4 +185,24 @@ impl MetaStore {
         .await?;
         rows.into_iter().map(digest).collect()
     }
+
+    /// The manifests (with their repositories) that reference `blob`,
+    /// earliest pushed first, at most `limit`: the candidates for the
+    /// base of an image whose first layer it is.
+    pub async fn manifests_with_blob(
+        &self,
+        blob: &Digest,
+        limit: i64,
+    ) -> Result<Vec<(String, Digest)>, MetaError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT rm.repository, rm.digest FROM manifest_blobs mb JOIN repository_manifests rm
+               ON rm.digest = mb.manifest
+             WHERE mb.blob = $1 ORDER BY rm.pushed_at, rm.repository LIMIT $2",
+        )
+        .bind(blob.as_str())
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(|(r, d)| Ok((r, digest(d)?))).collect()
+    }
 }

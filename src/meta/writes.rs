@@ -731,6 +731,7 @@ mod tests {
                 artifact_type: None,
                 urls: None,
                 annotations: None,
+                platform: None,
             })
             .collect();
         let adds = layers

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::{MetaError, MetaStore, StoredManifest};
 use crate::oci::manifest::{DOCKER_MANIFEST_LIST, OCI_ARTIFACT_MANIFEST, OCI_INDEX};
-use crate::oci::{Digest, Manifest, RepositoryName};
+use crate::oci::{Digest, Manifest, Platform, RepositoryName};
 use crate::registry::admission::Content;
 
 use super::signatures::{is_metadata, is_metadata_layer};
@@ -74,6 +74,23 @@ pub struct Params {
     /// annotation or a config label.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<String>,
+    /// forbid-tags: pulls by a forbidden tag are refused too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_pull: bool,
+    /// platforms: the platforms an image may be for (globs over
+    /// `os/architecture[/variant]`; `linux/arm64` also covers its variants).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// platforms: the artifact types (or image config media types) a
+    /// manifest may have (globs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifact_types: Vec<String>,
+    /// trusted-base: the repositories an image may be built on (globs over
+    /// names in this registry, such as `library/debian` or `base/**`, or
+    /// as the `org.opencontainers.image.base.name` annotation gives them,
+    /// such as `docker.io/library/debian`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<String>,
 }
 
 /// When an exception stops applying, in milliseconds since the epoch.
@@ -119,6 +136,15 @@ impl Params {
                 )));
             }
         }
+        for (what, patterns) in [
+            ("platform", &self.platforms),
+            ("artifact type", &self.artifact_types),
+            ("base", &self.bases),
+        ] {
+            for p in patterns {
+                pattern(p, what)?;
+            }
+        }
         if self.max_bytes == Some(0) || self.max_layers == Some(0) {
             return Err(PolicyError::Invalid(
                 "a size budget of 0 refuses everything".into(),
@@ -126,6 +152,31 @@ impl Params {
         }
         Ok(())
     }
+}
+
+/// A pattern of a platforms or trusted-base rule: a glob in which `*`
+/// crosses `/` for platforms and types, and stays within one path
+/// component for repositories (`**` crosses them).
+pub fn pattern(p: &str, what: &str) -> Result<globset::GlobMatcher, PolicyError> {
+    globset::GlobBuilder::new(p)
+        .literal_separator(what == "base")
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| PolicyError::Invalid(format!("the {what} {p:?} is not a valid pattern: {e}")))
+}
+
+/// Patterns checked when the rule was made, compiled for one judgement.
+pub fn matchers(patterns: &[String], what: &str) -> Vec<globset::GlobMatcher> {
+    patterns
+        .iter()
+        .filter_map(|p| pattern(p, what).ok())
+        .collect()
+}
+
+/// Whether an image (not an index, a signature, an attestation or an SBOM)
+/// is what `manifest` describes.
+pub fn is_image(manifest: &Manifest) -> bool {
+    image_size(manifest).is_some()
 }
 
 /// What counts against a size budget: bytes and layers of an image
@@ -214,6 +265,95 @@ pub async fn missing_annotations(
         missing.retain(|k| !labels.contains_key(k));
     }
     Ok(missing)
+}
+
+/// Config media types of container images (whose config names the
+/// image's platform).
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// Whether `manifest` is a container image: an image (see [`is_image`])
+/// with an image config, not a Helm chart or another artifact.
+pub fn is_container_image(manifest: &Manifest) -> bool {
+    is_image(manifest)
+        && manifest.media_type != OCI_ARTIFACT_MANIFEST
+        && manifest
+            .blobs
+            .first()
+            .is_some_and(|c| IMAGE_CONFIGS.contains(&c.media_type.as_str()))
+}
+
+/// Why a platforms rule refuses a push of `manifest` into `repo`, if it
+/// does: an artifact type not allowed, an image config (or an index
+/// child) for a platform not allowed. Signatures, attestations and SBOMs
+/// are exempt; buildx's attestation children (`unknown/unknown`) too.
+pub async fn unallowed_platform(
+    content: &dyn Content,
+    repo: &RepositoryName,
+    params: &Params,
+    manifest: &Manifest,
+) -> Result<Option<String>, MetaError> {
+    let index = !manifest.manifests.is_empty()
+        || [OCI_INDEX, DOCKER_MANIFEST_LIST].contains(&manifest.media_type.as_str());
+    if !index && !is_image(manifest) {
+        return Ok(None);
+    }
+    // An image's type is its config's media type, as OCI 1.1 has it.
+    let config_type = (!index && manifest.media_type != OCI_ARTIFACT_MANIFEST)
+        .then(|| manifest.blobs.first().map(|c| &c.media_type))
+        .flatten();
+    if let Some(t) = manifest.artifact_type.as_ref().or(config_type) {
+        let types = matchers(&params.artifact_types, "artifact type");
+        if !types.is_empty() && !types.iter().any(|g| g.is_match(t)) {
+            return Ok(Some(format!(
+                "its artifact type {t} is not among {}",
+                params.artifact_types.join(", ")
+            )));
+        }
+    }
+    let platforms = matchers(&params.platforms, "platform");
+    if platforms.is_empty() {
+        return Ok(None);
+    }
+    let allowed = |p: &Platform| {
+        let bare = format!("{}/{}", p.os, p.architecture);
+        platforms
+            .iter()
+            .any(|g| g.is_match(p.to_string()) || g.is_match(&bare))
+    };
+    let refusal = |what: String, p: &Platform| {
+        format!(
+            "{what} is for {p}, not among {}",
+            params.platforms.join(", ")
+        )
+    };
+    if index {
+        for child in &manifest.manifests {
+            let Some(p) = &child.platform else { continue };
+            if (p.os.as_str(), p.architecture.as_str()) != ("unknown", "unknown") && !allowed(p) {
+                return Ok(Some(refusal(format!("its child {}", child.digest), p)));
+            }
+        }
+        return Ok(None);
+    }
+    let Some(config) = manifest
+        .blobs
+        .first()
+        .filter(|_| is_container_image(manifest))
+    else {
+        return Ok(None);
+    };
+    let platform = content
+        .small_blob(repo, &config.digest, MAX_CONFIG)
+        .await?
+        .and_then(|b| serde_json::from_slice::<Platform>(&b).ok())
+        .filter(|p| !p.os.is_empty() && !p.architecture.is_empty());
+    Ok(match platform {
+        None => Some("its config names no platform (os and architecture)".into()),
+        Some(p) => (!allowed(&p)).then(|| refusal("the image".into(), &p)),
+    })
 }
 
 /// One finding, as the gate needs it.

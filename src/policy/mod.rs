@@ -10,6 +10,7 @@
 //! the violation is recorded. Retention (`retention.rs`) removes tags
 //! through the registry, so through the same admission point.
 
+pub mod bases;
 pub mod gates;
 pub mod retention;
 pub mod signatures;
@@ -60,10 +61,14 @@ pub enum RuleKind {
     SizeBudget,
     /// No push of an image without the given annotations (or config labels).
     RequireAnnotations,
+    /// No push of an image for a platform, or of an artifact type, not allowed.
+    Platforms,
+    /// No push of an image not built on an allowed base.
+    TrustedBase,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 7] = [
+    pub const ALL: [RuleKind; 9] = [
         RuleKind::Naming,
         RuleKind::Immutable,
         RuleKind::ForbidTags,
@@ -71,6 +76,8 @@ impl RuleKind {
         RuleKind::Vulnerability,
         RuleKind::SizeBudget,
         RuleKind::RequireAnnotations,
+        RuleKind::Platforms,
+        RuleKind::TrustedBase,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +89,8 @@ impl RuleKind {
             RuleKind::Vulnerability => "vulnerability",
             RuleKind::SizeBudget => "size-budget",
             RuleKind::RequireAnnotations => "require-annotations",
+            RuleKind::Platforms => "platforms",
+            RuleKind::TrustedBase => "trusted-base",
         }
     }
 
@@ -511,14 +520,18 @@ impl Policy {
         ))
     }
 
-    /// What the size-budget and require-annotations rules of its project
-    /// say about a push of `manifest` into `repo` (by `tag`; a push by
-    /// digest is judged by every rule of the repository).
+    /// What the size-budget, require-annotations, platforms and
+    /// trusted-base rules of its project say about a push of `manifest`
+    /// (as `digest`) into `repo` (by `tag`; a push by digest is judged by
+    /// every rule of the repository).
+    #[allow(clippy::too_many_arguments)]
     async fn content_rules(
+        &self,
         project: &ProjectPolicy,
         content: &dyn admission::Content,
         repo: &RepositoryName,
         tag: Option<&Tag>,
+        digest: &crate::oci::Digest,
         manifest: &crate::oci::Manifest,
         found: &mut Findings,
     ) -> Result<(), MetaError> {
@@ -536,6 +549,13 @@ impl Policy {
                             missing.join(", ")
                         )
                     })
+                }
+                RuleKind::Platforms => {
+                    gates::unallowed_platform(content, repo, &rule.params, manifest).await?
+                }
+                RuleKind::TrustedBase => {
+                    bases::untrusted_base(&self.meta, content, repo, &rule.params, digest, manifest)
+                        .await?
                 }
                 _ => None,
             };
@@ -612,6 +632,9 @@ impl Policy {
                     };
                     why.map(|why| format!("requires a signature trusted by '{trust_name}'; {why}"))
                 }
+                RuleKind::ForbidTags if rule.params.on_pull => {
+                    tag.map(|t| format!("forbids the tag {:?} (tags {:?})", t.as_str(), rule.tags))
+                }
                 _ => None,
             };
             if let Some(why) = why {
@@ -641,15 +664,23 @@ impl Policy {
             Operation::Push {
                 reference,
                 manifest,
-                ..
+                digest,
             } => {
                 let tag = match reference {
                     Reference::Tag(tag) => Some(tag),
                     Reference::Digest(_) => None,
                 };
                 Self::push_rules(&project, repo, tag, &mut found);
-                Self::content_rules(&project, request.content, repo, tag, manifest, &mut found)
-                    .await?;
+                self.content_rules(
+                    &project,
+                    request.content,
+                    repo,
+                    tag,
+                    digest,
+                    manifest,
+                    &mut found,
+                )
+                .await?;
                 Self::repository_rules(project.clone(), repo)
             }
             Operation::DeleteTag(_) | Operation::DeleteManifest(_) => {
@@ -718,8 +749,16 @@ impl Policy {
             if let Ok(manifest) =
                 crate::oci::Manifest::parse(&stored.content, Some(&stored.media_type))
             {
-                Self::content_rules(&policy, content, &repo, Some(&tag), &manifest, &mut found)
-                    .await?;
+                self.content_rules(
+                    &policy,
+                    content,
+                    &repo,
+                    Some(&tag),
+                    &digest,
+                    &manifest,
+                    &mut found,
+                )
+                .await?;
             }
             let reference = Reference::Tag(tag.clone());
             self.pull_rules(&policy, content, &repo, &reference, &stored, &mut found)
@@ -987,6 +1026,14 @@ fn checked_rule(project: &str, spec: RuleSpec, by: &str) -> Result<Rule, PolicyE
             !p.annotations.is_empty(),
             "the annotation keys it requires (annotations)",
         )],
+        RuleKind::Platforms => &[(
+            !p.platforms.is_empty() || !p.artifact_types.is_empty(),
+            "the platforms or artifact types it allows (platforms, artifact_types)",
+        )],
+        RuleKind::TrustedBase => &[(
+            !p.bases.is_empty(),
+            "the repositories images may be built on (bases)",
+        )],
         _ => &[],
     };
     if let Some((_, what)) = wanted.iter().find(|(ok, _)| !ok) {
@@ -1006,6 +1053,14 @@ fn checked_rule(project: &str, spec: RuleSpec, by: &str) -> Result<Rule, PolicyE
             !p.annotations.is_empty(),
             RuleKind::RequireAnnotations,
         ),
+        ("on_pull", p.on_pull, RuleKind::ForbidTags),
+        ("platforms", !p.platforms.is_empty(), RuleKind::Platforms),
+        (
+            "artifact_types",
+            !p.artifact_types.is_empty(),
+            RuleKind::Platforms,
+        ),
+        ("bases", !p.bases.is_empty(), RuleKind::TrustedBase),
     ]
     .into_iter()
     .find(|(_, set, k)| *set && *k != kind);

@@ -9,6 +9,6 @@ pub mod range;
 pub mod resumable;
 
 pub use digest::{Algorithm, Digest, Hasher};
-pub use manifest::{Descriptor, Manifest};
+pub use manifest::{Descriptor, Manifest, Platform};
 pub use name::{Reference, RepositoryName, Tag};
 pub use resumable::ResumableSha256;

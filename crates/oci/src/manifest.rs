@@ -40,6 +40,31 @@ pub struct Descriptor {
     pub urls: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// In an index: what the child runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+/// What an image runs on, as an index descriptor or an image config names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for Platform {
+    /// `os/architecture[/variant]`, as `--platform` flags write it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        match &self.variant {
+            Some(v) if !v.is_empty() => write!(f, "/{v}"),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Deserialize)]

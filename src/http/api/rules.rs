@@ -1,6 +1,6 @@
 //! Project rules: naming conventions, tag immutability, forbidden tags,
-//! required signatures, the vulnerability gate, size budgets and required
-//! annotations.
+//! required signatures, the vulnerability gate, size budgets, required
+//! annotations, allowed platforms and artifact types, trusted bases.
 
 use std::sync::Arc;
 
@@ -32,7 +32,8 @@ pub struct RuleView {
     /// What refusals call the rule (null: its id).
     pub name: Option<String>,
     /// `naming`, `immutable`, `forbid-tags`, `require-signature`,
-    /// `vulnerability`, `size-budget` or `require-annotations`.
+    /// `vulnerability`, `size-budget`, `require-annotations`, `platforms`
+    /// or `trusted-base`.
     pub kind: String,
     /// `enforce` (refuse) or `audit` (allow and record the violation).
     pub mode: String,
@@ -61,6 +62,18 @@ pub struct RuleView {
     /// require-annotations: keys each image must carry, as a manifest
     /// annotation or a config label.
     pub annotations: Option<Vec<String>>,
+    /// forbid-tags: pulls by a forbidden tag are refused too.
+    pub on_pull: Option<bool>,
+    /// platforms: the platforms an image may be for, globs over
+    /// `os/architecture[/variant]` (`linux/arm64` covers its variants).
+    pub platforms: Option<Vec<String>>,
+    /// platforms: the artifact types (an image's: its config media type)
+    /// a manifest may have, globs.
+    pub artifact_types: Option<Vec<String>>,
+    /// trusted-base: the repositories an image may be built on, globs over
+    /// names in this registry (`library/debian`, `base/**`) or as the
+    /// `org.opencontainers.image.base.name` annotation gives them.
+    pub bases: Option<Vec<String>>,
     pub created_at: i64,
     pub created_by: Option<String>,
 }
@@ -87,6 +100,10 @@ impl From<Rule> for RuleView {
             max_bytes: p.max_bytes,
             max_layers: p.max_layers,
             annotations: (!p.annotations.is_empty()).then_some(p.annotations),
+            on_pull: p.on_pull.then_some(true),
+            platforms: (!p.platforms.is_empty()).then_some(p.platforms),
+            artifact_types: (!p.artifact_types.is_empty()).then_some(p.artifact_types),
+            bases: (!p.bases.is_empty()).then_some(p.bases),
             id: r.id,
             name: r.name,
             kind: r.kind.as_str().to_string(),
@@ -104,7 +121,8 @@ impl From<Rule> for RuleView {
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
     /// `naming`, `immutable`, `forbid-tags`, `require-signature`,
-    /// `vulnerability`, `size-budget` or `require-annotations`.
+    /// `vulnerability`, `size-budget`, `require-annotations`, `platforms`
+    /// or `trusted-base`.
     pub kind: String,
     pub name: Option<String>,
     /// `enforce` (the default) or `audit`.
@@ -131,6 +149,18 @@ pub struct NewRule {
     /// require-annotations: keys each image must carry, as a manifest
     /// annotation or a config label.
     pub annotations: Option<Vec<String>>,
+    /// forbid-tags: pulls by a forbidden tag are refused too.
+    pub on_pull: Option<bool>,
+    /// platforms: the platforms an image may be for, globs over
+    /// `os/architecture[/variant]` (`linux/arm64` covers its variants).
+    pub platforms: Option<Vec<String>>,
+    /// platforms: the artifact types (an image's: its config media type)
+    /// a manifest may have, globs.
+    pub artifact_types: Option<Vec<String>>,
+    /// trusted-base: the repositories an image may be built on, globs over
+    /// names in this registry (`library/debian`, `base/**`) or as the
+    /// `org.opencontainers.image.base.name` annotation gives them.
+    pub bases: Option<Vec<String>>,
 }
 
 impl From<PolicyError> for ApiFailure {
@@ -203,6 +233,10 @@ pub fn spec(new: NewRule) -> Result<RuleSpec, ApiFailure> {
         max_bytes: new.max_bytes,
         max_layers: new.max_layers,
         annotations: new.annotations.unwrap_or_default(),
+        on_pull: new.on_pull.unwrap_or_default(),
+        platforms: new.platforms.unwrap_or_default(),
+        artifact_types: new.artifact_types.unwrap_or_default(),
+        bases: new.bases.unwrap_or_default(),
     };
     Ok(RuleSpec {
         params,
