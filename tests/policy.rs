@@ -1176,3 +1176,147 @@ async fn skopeo_shows_the_rule_that_refused_it() {
         "{err}"
     );
 }
+
+/// Every push rule × scope × mode: one image that breaks each of them is
+/// pushed where a rule covers it (refused, or allowed and reported) and
+/// where its repository or its tag is out of the rule's scope (allowed,
+/// never reported). forbid-tags on pull likewise, for pulls.
+#[tokio::test]
+async fn every_rule_kind_in_and_out_of_scope_in_both_modes() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    let cli = Cli::login(&server);
+    let kinds = [
+        ("forbid-tags", json!({})),
+        ("size-budget", json!({"max_bytes": 100})),
+        (
+            "require-annotations",
+            json!({"annotations": ["org.opencontainers.image.source"]}),
+        ),
+        ("platforms", json!({"platforms": ["linux/amd64"]})),
+        ("trusted-base", json!({"bases": ["library/debian"]})),
+    ];
+    // linux/arm64, 200 bytes of a layer no base has, no annotations, tag latest.
+    let layer = [9u8; 200];
+    for (kind, params) in kinds {
+        for mode in ["enforce", "audit"] {
+            let project = format!("m-{kind}-{mode}");
+            server
+                .admin(Method::POST, "/api/v1/projects", json!({"name": project}))
+                .await;
+            let mut rule = json!({"kind": kind, "name": "r", "mode": mode,
+                "repositories": "in/**", "tags": "latest"});
+            rule.as_object_mut()
+                .unwrap()
+                .extend(params.as_object().unwrap().clone());
+            let r = server
+                .admin_call(
+                    Method::POST,
+                    &format!("/api/v1/projects/{project}/rules"),
+                    rule.clone(),
+                )
+                .await;
+            assert_eq!(
+                r.status(),
+                StatusCode::CREATED,
+                "{rule}: {}",
+                r.text().await.unwrap()
+            );
+            let case = format!("{kind} {mode}");
+            for (repo, tag, covered) in [
+                ("in/app", "latest", true),
+                ("out/app", "latest", false),
+                ("in/app", "stable", false),
+            ] {
+                let (r, _) = push_for(
+                    &api,
+                    &format!("{project}/{repo}"),
+                    tag,
+                    "linux/arm64",
+                    &[&layer],
+                    json!({}),
+                )
+                .await;
+                if covered && mode == "enforce" {
+                    let m = refusal(r).await;
+                    assert!(
+                        m.starts_with(&format!("push refused: rule 'r' of project {project}")),
+                        "{case}: {m}"
+                    );
+                } else {
+                    assert_eq!(
+                        r.status(),
+                        StatusCode::CREATED,
+                        "{case} {repo}:{tag}: {}",
+                        r.text().await.unwrap()
+                    );
+                }
+            }
+            let report = cli.json(&["compliance", &project]);
+            let found: Vec<(&str, &str, &str, &str)> = report["violations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    let s = |k: &str| v[k].as_str().unwrap();
+                    (s("repository"), s("tag"), s("rule"), s("mode"))
+                })
+                .collect();
+            let expected: &[(&str, &str, &str, &str)] = if mode == "audit" {
+                &[("in/app", "latest", "r", "audit")]
+            } else {
+                &[]
+            };
+            let expected: Vec<_> = expected
+                .iter()
+                .map(|&(repo, t, r, m)| (format!("{project}/{repo}"), t, r, m))
+                .collect();
+            let found: Vec<_> = found
+                .into_iter()
+                .map(|(repo, t, r, m)| (repo.to_string(), t, r, m))
+                .collect();
+            assert_eq!(found, expected, "{case}: {report}");
+        }
+    }
+
+    // forbid-tags on pull: the images were there before the rule.
+    for mode in ["enforce", "audit"] {
+        let project = format!("pull-{mode}");
+        server
+            .admin(Method::POST, "/api/v1/projects", json!({"name": project}))
+            .await;
+        for (repo, tag) in [
+            ("in/app", "latest"),
+            ("out/app", "latest"),
+            ("in/app", "stable"),
+        ] {
+            api.push_image(&format!("{project}/{repo}"), tag, b"pulled")
+                .await;
+        }
+        let rule = json!({"kind": "forbid-tags", "name": "r", "mode": mode,
+            "repositories": "in/**", "tags": "latest", "on_pull": true});
+        server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/projects/{project}/rules"),
+                rule,
+            )
+            .await;
+        for (repo, tag, covered) in [
+            ("in/app", "latest", true),
+            ("out/app", "latest", false),
+            ("in/app", "stable", false),
+        ] {
+            let r = api
+                .get(&format!("/v2/{project}/{repo}/manifests/{tag}"))
+                .await;
+            if covered && mode == "enforce" {
+                let m = refusal(r).await;
+                assert!(m.starts_with("pull refused: rule 'r'"), "{m}");
+            } else {
+                assert_eq!(r.status(), StatusCode::OK, "{mode} {repo}:{tag}");
+            }
+        }
+    }
+}
