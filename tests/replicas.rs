@@ -774,3 +774,64 @@ async fn finished_scan(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A rule added on one replica refuses on the others at once (sooner than
+/// their 5 s cache of compiled rules would let it), and its removal there
+/// is applied here likewise.
+#[tokio::test]
+async fn a_rule_changed_on_one_replica_applies_on_the_others_at_once() {
+    use reqwest::Method;
+    use serde_json::json;
+    let Some(servers) = replicas(2, &[("BERTH_AUTH_MODE", "basic")]) else {
+        return;
+    };
+    servers[0]
+        .admin(Method::POST, "/api/v1/projects", json!({"name": "prod"}))
+        .await;
+    let apis: Vec<Api> = servers
+        .iter()
+        .map(|s| Api::with_basic(s.url(), "admin", common::ADMIN_PASSWORD))
+        .collect();
+    apis[0]
+        .push_image("prod/app", "latest", b"replicated")
+        .await;
+    // Each replica has the project's rules (none) compiled and cached.
+    for api in &apis {
+        let r = api.get("/v2/prod/app/manifests/latest").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let within = |what: &'static str| {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        move || assert!(Instant::now() < deadline, "{what} not applied within 2 s")
+    };
+
+    servers[0]
+        .admin(
+            Method::POST,
+            "/api/v1/projects/prod/rules",
+            json!({"kind": "forbid-tags", "name": "no-latest", "tags": "latest", "on_pull": true}),
+        )
+        .await;
+    let check = within("the rule added on the first replica");
+    while apis[1].get("/v2/prod/app/manifests/latest").await.status() == StatusCode::OK {
+        check();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = apis[1].get("/v2/prod/app/manifests/latest").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("rule 'no-latest'"));
+
+    let removed = servers[1]
+        .admin_call(
+            Method::DELETE,
+            "/api/v1/projects/prod/rules/no-latest",
+            json!(null),
+        )
+        .await;
+    assert!(removed.status().is_success(), "{}", removed.status());
+    let check = within("the rule removed on the second replica");
+    while apis[0].get("/v2/prod/app/manifests/latest").await.status() != StatusCode::OK {
+        check();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
