@@ -308,6 +308,7 @@ impl FollowChanges {
         match change {
             Change::Repository(repo) => self.registry.repository_changed(&repo),
             Change::Project(project) => self.policy.forget(&project),
+            Change::Rules => self.policy.forget_all(),
             Change::Access => self.auth.forget_verified(),
             Change::Keys => {
                 if let Err(e) = self.auth.reload_keys().await {

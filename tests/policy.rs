@@ -1320,3 +1320,152 @@ async fn every_rule_kind_in_and_out_of_scope_in_both_modes() {
         }
     }
 }
+
+/// System-wide rules apply to every project their glob (over the whole
+/// repository name) covers; only an administrator manages them.
+#[tokio::test]
+async fn system_wide_rules_apply_to_every_project_they_cover() {
+    use reqwest::Method;
+    let server = common::Server::start_secured();
+    for p in ["prod-a", "prod-b", "dev"] {
+        server
+            .admin(Method::POST, "/api/v1/projects", json!({"name": p}))
+            .await;
+    }
+    server
+        .admin(
+            Method::POST,
+            "/api/v1/users",
+            json!({"name": "maint", "password": "password-123"}),
+        )
+        .await;
+    server
+        .admin(
+            Method::PUT,
+            "/api/v1/projects/prod-a/members/maint",
+            json!({"role": "maintainer"}),
+        )
+        .await;
+    let rule = json!({"kind": "forbid-tags", "name": "no-latest", "repositories": "prod-*/**", "tags": "latest"});
+    // A project's maintainer is not an administrator.
+    for method in [Method::GET, Method::POST] {
+        let r = reqwest::Client::new()
+            .request(method.clone(), format!("{}/api/v1/rules", server.url()))
+            .basic_auth("maint", Some("password-123"))
+            .json(&rule)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method}");
+    }
+    let cli = Cli::login(&server);
+    cli.ok(&[
+        "rule",
+        "add",
+        "--system",
+        "--kind",
+        "forbid-tags",
+        "--name",
+        "no-latest",
+        "--repositories",
+        "prod-*/**",
+        "--tags",
+        "latest",
+    ]);
+    // A second rule of that name, and a system-wide signature rule, are refused.
+    let r = server.admin_call(Method::POST, "/api/v1/rules", rule).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let out = cli.run(&[
+        "rule",
+        "add",
+        "--system",
+        "--kind",
+        "require-signature",
+        "--trust",
+        "release",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("trust configurations are per project"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let system = cli.json(&["rule", "ls", "--system"]);
+    assert_eq!(system.as_array().unwrap().len(), 1, "{system}");
+    assert_eq!(system[0]["repositories"], "prod-*/**");
+    assert_eq!(cli.json(&["rule", "ls", "prod-a"]), json!([]));
+
+    let api = Api::with_basic(server.url(), "admin", common::ADMIN_PASSWORD);
+    let none = json!({});
+    for (repo, tag, refused) in [
+        ("prod-a/app", "latest", true),
+        ("prod-b/web/app", "latest", true),
+        ("prod-a/app", "1.0", false),
+        ("dev/app", "latest", false),
+    ] {
+        let (r, _) = push_for(
+            &api,
+            repo,
+            tag,
+            "linux/amd64",
+            &[repo.as_bytes()],
+            none.clone(),
+        )
+        .await;
+        if refused {
+            let m = refusal(r).await;
+            assert!(
+                m.starts_with("push refused: rule 'no-latest' of the system forbids the tag"),
+                "{m}"
+            );
+        } else {
+            assert_eq!(r.status(), StatusCode::CREATED, "{repo}:{tag}");
+        }
+    }
+
+    // An audited system-wide rule shows in every project's report, and in
+    // a dry run that replaces the project's own rules.
+    cli.ok(&[
+        "rule",
+        "add",
+        "--system",
+        "--kind",
+        "size-budget",
+        "--name",
+        "tiny",
+        "--mode",
+        "audit",
+        "--max-bytes",
+        "10",
+    ]);
+    let report = cli.json(&["compliance", "dev"]);
+    assert_eq!(report["violations"][0]["rule"], "tiny", "{report}");
+    assert_eq!(report["violations"][0]["repository"], "dev/app", "{report}");
+    let proposed =
+        std::env::temp_dir().join(format!("berth-proposed-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&proposed, "[]").unwrap();
+    let dry = cli.json(&[
+        "compliance",
+        "dev",
+        "--dry-run",
+        proposed.to_str().unwrap(),
+        "--replace",
+    ]);
+    std::fs::remove_file(&proposed).unwrap();
+    assert_eq!(dry["violations"][0]["rule"], "tiny", "{dry}");
+
+    // Removed by name: the tag is allowed again.
+    cli.ok(&["rule", "rm", "--system", "no-latest"]);
+    let (r, _) = push_for(
+        &api,
+        "prod-a/app",
+        "latest",
+        "linux/amd64",
+        &[b"again"],
+        none,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let out = cli.run(&["rule", "rm", "--system", "no-latest"]);
+    assert!(!out.status.success());
+}

@@ -777,7 +777,7 @@ async fn finished_scan(
 
 /// A rule added on one replica refuses on the others at once (sooner than
 /// their 5 s cache of compiled rules would let it), and its removal there
-/// is applied here likewise.
+/// is applied here likewise; a system-wide rule too.
 #[tokio::test]
 async fn a_rule_changed_on_one_replica_applies_on_the_others_at_once() {
     use reqwest::Method;
@@ -834,4 +834,24 @@ async fn a_rule_changed_on_one_replica_applies_on_the_others_at_once() {
         check();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+
+    // A system-wide rule likewise.
+    servers[1]
+        .admin(
+            Method::POST,
+            "/api/v1/rules",
+            json!({"kind": "forbid-tags", "name": "nowhere", "tags": "latest", "on_pull": true}),
+        )
+        .await;
+    let check = within("the system-wide rule added on the second replica");
+    while apis[0].get("/v2/prod/app/manifests/latest").await.status() == StatusCode::OK {
+        check();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = apis[0].get("/v2/prod/app/manifests/latest").await;
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("rule 'nowhere' of the system"));
 }

@@ -215,20 +215,45 @@ pub enum RuleCommand {
     /// Add a rule. Naming: regular expressions for the whole repository name
     /// and for tags (or `semver`). The other kinds: globs for the repository
     /// name without the project and for tags (`**` for all, the default of
-    /// forbid-tags and require-signature).
+    /// forbid-tags and require-signature). With --system: a rule for every
+    /// project, whose repository glob matches the whole name (`prod-*/**`).
     Add(Box<RuleAdd>),
-    Ls {
-        project: String,
-    },
+    Ls(RuleScope),
+    /// Remove a rule: `rm PROJECT ID`, or `rm --system ID`.
     Rm {
+        /// The system-wide rules.
+        #[arg(long)]
+        system: bool,
+        /// The project (the rule's id or name with --system).
         project: String,
-        id: String,
+        /// The rule's id or name.
+        id: Option<String>,
     },
+}
+
+/// A project's rules, or the system-wide ones.
+#[derive(Debug, clap::Args)]
+pub struct RuleScope {
+    #[arg(required_unless_present = "system")]
+    pub project: Option<String>,
+    /// The system-wide rules, which apply to every project (administrators).
+    #[arg(long, conflicts_with = "project")]
+    pub system: bool,
+}
+
+impl RuleScope {
+    fn path(&self) -> String {
+        match &self.project {
+            Some(p) => format!("/api/v1/projects/{}/rules", encode(p)),
+            None => "/api/v1/rules".into(),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RuleAdd {
-    pub project: String,
+    #[command(flatten)]
+    pub scope: RuleScope,
     /// naming, immutable, forbid-tags, require-signature, vulnerability,
     /// size-budget, require-annotations, platforms or trusted-base.
     #[arg(long)]
@@ -651,8 +676,8 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
             let api = api()?;
             match c {
                 RuleCommand::Add(add) => {
-                    let RuleAdd { project, kind, .. } = &*add;
-                    let path = format!("/api/v1/projects/{}/rules", encode(project));
+                    let path = add.scope.path();
+                    let kind = &add.kind;
                     let allow: Vec<_> = add
                         .allow
                         .iter()
@@ -674,12 +699,11 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                         .or(v["id"].as_str())
                         .unwrap_or("?")
                         .to_string();
-                    show_one(o, &v, &format!("Added {kind} rule {id} to {project}"));
+                    let to = add.scope.project.as_deref().unwrap_or("the system");
+                    show_one(o, &v, &format!("Added {kind} rule {id} to {to}"));
                 }
-                RuleCommand::Ls { project } => {
-                    let v = api
-                        .get(&format!("/api/v1/projects/{}/rules", encode(&project)))
-                        .await?;
+                RuleCommand::Ls(scope) => {
+                    let v = api.get(&scope.path()).await?;
                     let items = v.as_array().cloned().unwrap_or_default();
                     table(
                         o,
@@ -695,12 +719,26 @@ async fn execute(command: ClientCommand, o: &ClientOptions) -> Result<(), String
                         ],
                     );
                 }
-                RuleCommand::Rm { project, id } => {
-                    let path = format!(
-                        "/api/v1/projects/{}/rules/{}",
-                        encode(&project),
-                        encode(&id)
-                    );
+                RuleCommand::Rm {
+                    system,
+                    project,
+                    id,
+                } => {
+                    let (scope, id) = match (system, id) {
+                        (true, None) => (None, project),
+                        (false, Some(id)) => (Some(project), id),
+                        (true, Some(_)) => {
+                            return Err("rm --system takes only the rule's id".into())
+                        }
+                        (false, None) => {
+                            return Err("rm needs the project and the rule's id".into())
+                        }
+                    };
+                    let scope = RuleScope {
+                        system,
+                        project: scope,
+                    };
+                    let path = format!("{}/{}", scope.path(), encode(&id));
                     api.request(Method::DELETE, &path, None).await?;
                     show_one(o, &json!({"removed": id}), &format!("Removed rule {id}"));
                 }

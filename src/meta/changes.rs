@@ -41,6 +41,8 @@ CREATE OR REPLACE TRIGGER berth_projects_changed AFTER UPDATE OR DELETE ON proje
     FOR EACH ROW EXECUTE FUNCTION berth_notify_change('project', 'name');
 CREATE OR REPLACE TRIGGER berth_rules_changed AFTER INSERT OR UPDATE OR DELETE ON project_rules
     FOR EACH ROW EXECUTE FUNCTION berth_notify_change('project', 'project');
+CREATE OR REPLACE TRIGGER berth_system_rules_changed AFTER INSERT OR UPDATE OR DELETE ON system_rules
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_change('rules');
 CREATE OR REPLACE TRIGGER berth_trust_changed AFTER INSERT OR UPDATE OR DELETE ON trust_configs
     FOR EACH ROW EXECUTE FUNCTION berth_notify_change('project', 'project');
 CREATE OR REPLACE TRIGGER berth_referrers_added AFTER INSERT ON repository_manifests
@@ -65,6 +67,8 @@ pub enum Change {
     Repository(String),
     /// The project's visibility, quota, rules or trust configurations.
     Project(String),
+    /// System-wide rules, which every project's policy includes.
+    Rules,
     /// Users, robots or memberships: who may do what.
     Access,
     /// Signing keys were added or retired.
@@ -80,6 +84,7 @@ impl Change {
             Some(("project", name)) => Change::Project(name.to_string()),
             _ => match payload {
                 "access" => Change::Access,
+                "rules" => Change::Rules,
                 "keys" => Change::Keys,
                 _ => Change::All,
             },
@@ -172,6 +177,7 @@ mod tests {
             Change::Project("team".into())
         );
         assert_eq!(Change::parse("access"), Change::Access);
+        assert_eq!(Change::parse("rules"), Change::Rules);
         assert_eq!(Change::parse("keys"), Change::Keys);
         assert_eq!(Change::parse("???"), Change::All);
     }

@@ -1,11 +1,14 @@
 //! Project rules (naming conventions, tag immutability, forbidden tags,
-//! required signatures) as stored; `policy` compiles and applies them.
+//! required signatures, content rules) and system-wide rules as stored;
+//! `policy` compiles and applies them. A record of a system-wide rule has
+//! an empty `project`.
 
 use super::{now_millis, MetaError, MetaStore, Refusal};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RuleRecord {
     pub id: String,
+    /// Empty: a system-wide rule.
     pub project: String,
     pub kind: String,
     pub repositories: String,
@@ -31,6 +34,74 @@ impl MetaStore {
         .bind(project)
         .fetch_all(&self.reader)
         .await?)
+    }
+
+    pub async fn system_rules(&self) -> Result<Vec<RuleRecord>, MetaError> {
+        Ok(sqlx::query_as(
+            "SELECT id, '' AS project, kind, repositories, tags, created_at, created_by, name, mode,
+                    CAST(NULL AS TEXT) AS trust, params
+             FROM system_rules ORDER BY created_at, id",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Adds a system-wide rule (the record's project is ignored).
+    pub async fn add_system_rule(
+        &self,
+        rule: RuleRecord,
+    ) -> Result<Result<(), Refusal>, MetaError> {
+        self.committer
+            .write(move |conn| {
+                let rule = rule.clone();
+                Box::pin(async move {
+                    // The id is new: only the name can conflict.
+                    let n = sqlx::query(
+                        "INSERT INTO system_rules (id, kind, repositories, tags, created_at, created_by, name, mode, params)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&rule.id)
+                    .bind(&rule.kind)
+                    .bind(&rule.repositories)
+                    .bind(&rule.tags)
+                    .bind(now_millis())
+                    .bind(&rule.created_by)
+                    .bind(&rule.name)
+                    .bind(&rule.mode)
+                    .bind(&rule.params)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    Ok(if n == 1 {
+                        Ok(())
+                    } else {
+                        Err(Refusal::AlreadyExists)
+                    })
+                })
+            })
+            .await
+    }
+
+    /// Removes a system-wide rule by id, else by name.
+    pub async fn remove_system_rule(&self, id: &str) -> Result<bool, MetaError> {
+        let id = id.to_string();
+        self.committer
+            .write(move |conn| {
+                let id = id.clone();
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "DELETE FROM system_rules WHERE id = COALESCE(
+                           (SELECT id FROM system_rules WHERE id = $1),
+                           (SELECT id FROM system_rules WHERE name = $1))",
+                    )
+                    .bind(&id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     pub async fn add_project_rule(

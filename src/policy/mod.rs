@@ -137,6 +137,7 @@ pub struct RuleSpec {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
+    /// Empty: a system-wide rule, which applies to every project.
     pub project: String,
     /// What refusals call it (None: its id).
     pub name: Option<String>,
@@ -162,6 +163,22 @@ impl Rule {
     /// How refusals name the rule.
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Whose rule it is, as refusals say it: `project team`, `the system`.
+    pub fn owner(&self) -> Owner<'_> {
+        Owner(&self.project)
+    }
+}
+
+pub struct Owner<'a>(&'a str);
+
+impl std::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            "" => f.write_str("the system"),
+            p => write!(f, "project {p}"),
+        }
     }
 }
 
@@ -192,6 +209,7 @@ pub enum PolicyError {
     Meta(#[from] MetaError),
 }
 
+#[derive(Clone)]
 enum Matcher {
     Naming {
         repositories: Option<Regex>,
@@ -204,15 +222,21 @@ enum Matcher {
     },
 }
 
+#[derive(Clone)]
 struct Compiled {
     rule: Rule,
     matcher: Matcher,
 }
 
 impl Compiled {
-    /// Whether a glob rule covers `name` (the repository within its
-    /// project) and `tag` (None: by digest, which every tag pattern covers).
-    fn covers(&self, name: &str, tag: Option<&Tag>) -> bool {
+    /// Whether a glob rule covers `repo` (its name within the project; a
+    /// system-wide rule's: the whole name) and `tag` (None: by digest,
+    /// which every tag pattern covers).
+    fn covers(&self, repo: &RepositoryName, tag: Option<&Tag>) -> bool {
+        let name = match self.rule.project.as_str() {
+            "" => repo.as_str(),
+            _ => within_project(repo),
+        };
         match &self.matcher {
             Matcher::Globs { repositories, tags } => {
                 repositories.is_match(name) && tag.is_none_or(|t| tags.is_match(t.as_str()))
@@ -353,9 +377,9 @@ impl crate::meta::RepositoryRules for ForRepository {
             let c = &self.project.rules[i];
             match &c.matcher {
                 Matcher::Globs { tags, .. } if tags.is_match(tag) => Some(format!(
-                    "immutability rule {} of project {} (repositories {:?}, tags {:?})",
+                    "immutability rule {} of {} (repositories {:?}, tags {:?})",
                     c.rule.label(),
-                    c.rule.project,
+                    c.rule.owner(),
                     c.rule.repositories,
                     c.rule.tags
                 )),
@@ -391,10 +415,10 @@ impl Policy {
                 return Ok(rules.clone());
             }
         }
-        let rules: Vec<Compiled> = self
-            .meta
-            .project_rules(project)
-            .await?
+        // System-wide rules first, then the project's own.
+        let mut records = self.meta.system_rules().await?;
+        records.extend(self.meta.project_rules(project).await?);
+        let rules: Vec<Compiled> = records
             .into_iter()
             .filter_map(from_record)
             // Stored rules were compiled when added: one that no longer does is skipped, loudly.
@@ -457,7 +481,6 @@ impl Policy {
         tag: Option<&Tag>,
         found: &mut Findings,
     ) {
-        let name = within_project(repo);
         for c in project.rules.iter() {
             let rule = &c.rule;
             let message = match &c.matcher {
@@ -465,11 +488,11 @@ impl Policy {
                     Self::naming(rule, repositories, tags, repo, tag)
                 }
                 Matcher::Globs { .. } if rule.kind == RuleKind::ForbidTags => {
-                    tag.filter(|_| c.covers(name, tag)).map(|t| {
+                    tag.filter(|_| c.covers(repo, tag)).map(|t| {
                         format!(
-                            "push refused: rule '{}' of project {} forbids the tag {:?} (tags {:?})",
+                            "push refused: rule '{}' of {} forbids the tag {:?} (tags {:?})",
                             rule.label(),
-                            rule.project,
+                            rule.owner(),
                             t.as_str(),
                             rule.tags
                         )
@@ -496,9 +519,9 @@ impl Policy {
             .is_some_and(|r| !r.is_match(repo.as_str()))
         {
             return Some(format!(
-                "naming rule {} of project {}: the repository name {:?} does not match {:?}",
+                "naming rule {} of {}: the repository name {:?} does not match {:?}",
                 rule.label(),
-                rule.project,
+                rule.owner(),
                 repo.as_str(),
                 rule.repositories
             ));
@@ -513,9 +536,9 @@ impl Policy {
             format!("{:?}", rule.tags)
         };
         Some(format!(
-            "naming rule {} of project {}: the tag {:?} does not match {wanted}",
+            "naming rule {} of {}: the tag {:?} does not match {wanted}",
             rule.label(),
-            rule.project,
+            rule.owner(),
             tag.as_str()
         ))
     }
@@ -535,8 +558,7 @@ impl Policy {
         manifest: &crate::oci::Manifest,
         found: &mut Findings,
     ) -> Result<(), MetaError> {
-        let name = within_project(repo);
-        for c in project.rules.iter().filter(|c| c.covers(name, tag)) {
+        for c in project.rules.iter().filter(|c| c.covers(repo, tag)) {
             let rule = &c.rule;
             let why = match rule.kind {
                 RuleKind::SizeBudget => gates::over_budget(&rule.params, manifest),
@@ -563,9 +585,9 @@ impl Policy {
                 found.add(
                     rule,
                     format!(
-                        "push refused: rule '{}' of project {}: {why}",
+                        "push refused: rule '{}' of {}: {why}",
                         rule.label(),
-                        rule.project
+                        rule.owner()
                     ),
                 );
             }
@@ -576,12 +598,11 @@ impl Policy {
     /// The immutability rules and quota that apply to changes in `repo`
     /// (None: nothing applies), for the transaction that makes a change.
     fn repository_rules(project: Arc<ProjectPolicy>, repo: &RepositoryName) -> Guard {
-        let name = within_project(repo);
         let applies: Vec<usize> = project
             .rules
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.rule.kind == RuleKind::Immutable && c.covers(name, None))
+            .filter(|(_, c)| c.rule.kind == RuleKind::Immutable && c.covers(repo, None))
             .map(|(i, _)| i)
             .collect();
         let rules = ForRepository { project, applies };
@@ -602,12 +623,11 @@ impl Policy {
         manifest: &crate::meta::StoredManifest,
         found: &mut Findings,
     ) -> Result<(), MetaError> {
-        let name = within_project(repo);
         let tag = match reference {
             Reference::Tag(t) => Some(t),
             Reference::Digest(_) => None,
         };
-        for c in project.rules.iter().filter(|c| c.covers(name, tag)) {
+        for c in project.rules.iter().filter(|c| c.covers(repo, tag)) {
             let rule = &c.rule;
             let why = match rule.kind {
                 RuleKind::Vulnerability => {
@@ -641,9 +661,9 @@ impl Policy {
                 found.add(
                     rule,
                     format!(
-                        "pull refused: rule '{}' of project {} {why}",
+                        "pull refused: rule '{}' of {} {why}",
                         rule.label(),
-                        rule.project
+                        rule.owner()
                     ),
                 );
             }
@@ -713,7 +733,8 @@ impl Policy {
 
     /// Every rule violation of the project's tagged artifacts right now:
     /// each tag judged as if it were pushed and pulled by that tag, under
-    /// `rules` (a dry run of proposed rules) or the project's own.
+    /// the system-wide rules and `rules` (a dry run of proposed rules) or
+    /// the project's own.
     pub async fn compliance(
         &self,
         content: &dyn admission::Content,
@@ -722,7 +743,13 @@ impl Policy {
     ) -> Result<(usize, Vec<Violation>), PolicyError> {
         let mut policy = self.compiled(project).await?;
         if let Some(rules) = rules {
-            let rules = rules.into_iter().map(compile).collect::<Result<_, _>>()?;
+            // In place of the project's own rules; the system-wide stay.
+            let system = policy.rules.iter().filter(|c| c.rule.project.is_empty());
+            let rules = system
+                .cloned()
+                .map(Ok)
+                .chain(rules.into_iter().map(compile))
+                .collect::<Result<_, _>>()?;
             policy = Arc::new(ProjectPolicy {
                 rules,
                 quota: policy.quota,
@@ -839,7 +866,34 @@ impl Policy {
             .collect())
     }
 
-    /// Adds a rule after checking that its patterns compile.
+    /// Adds a system-wide rule after checking that its patterns compile.
+    pub async fn add_system_rule(&self, spec: RuleSpec, by: &str) -> Result<Rule, PolicyError> {
+        self.add_rule("", spec, by).await
+    }
+
+    /// The system-wide rules.
+    pub async fn system_rules(&self) -> Result<Vec<Rule>, PolicyError> {
+        Ok(self
+            .meta
+            .system_rules()
+            .await?
+            .into_iter()
+            .filter_map(from_record)
+            .collect())
+    }
+
+    pub async fn remove_system_rule(&self, id: &str) -> Result<(), PolicyError> {
+        if !self.meta.remove_system_rule(id).await? {
+            return Err(PolicyError::NotFound(format!(
+                "system-wide rule {id:?} not found"
+            )));
+        }
+        self.forget_all();
+        Ok(())
+    }
+
+    /// Adds a rule to `project` (empty: a system-wide rule) after checking
+    /// that its patterns compile.
     pub async fn add_rule(
         &self,
         project: &str,
@@ -866,7 +920,12 @@ impl Policy {
                 .transpose()
                 .map_err(|e| PolicyError::Invalid(e.to_string()))?,
         };
-        match self.meta.add_project_rule(record).await? {
+        let added = if project.is_empty() {
+            self.meta.add_system_rule(record).await?
+        } else {
+            self.meta.add_project_rule(record).await?
+        };
+        match added {
             Ok(()) => {}
             Err(Refusal::NotFound(what)) => {
                 let name = match what {
@@ -877,19 +936,21 @@ impl Policy {
             }
             Err(Refusal::AlreadyExists) => {
                 return Err(PolicyError::Conflict(format!(
-                    "project {project:?} already has a rule named {:?}",
+                    "{} already has a rule named {:?}",
+                    rule.owner(),
                     rule.name.as_deref().unwrap_or_default()
                 )))
             }
             Err(r) => return Err(PolicyError::Invalid(format!("{r:?}"))),
         }
-        self.forget(project);
-        Ok(self
-            .rules(project)
-            .await?
-            .into_iter()
-            .find(|r| r.id == rule.id)
-            .unwrap_or(rule))
+        let stored = if project.is_empty() {
+            self.forget_all();
+            self.system_rules().await?
+        } else {
+            self.forget(project);
+            self.rules(project).await?
+        };
+        Ok(stored.into_iter().find(|r| r.id == rule.id).unwrap_or(rule))
     }
 
     pub async fn remove_rule(&self, project: &str, id: &str) -> Result<(), PolicyError> {
@@ -983,6 +1044,12 @@ fn checked_rule(project: &str, spec: RuleSpec, by: &str) -> Result<Rule, PolicyE
         check_name(name, "rule")?;
     }
     match kind {
+        RuleKind::RequireSignature if project.is_empty() => {
+            return Err(PolicyError::Invalid(
+                "a system-wide rule cannot require a signature: trust configurations are per project"
+                    .into(),
+            ))
+        }
         RuleKind::Immutable if repositories.is_empty() || tags.is_empty() => {
             return Err(PolicyError::Invalid(
                 "an immutability rule needs both patterns (use ** for all)".into(),

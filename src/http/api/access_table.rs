@@ -280,6 +280,9 @@ pub static RULES: &[Rule] = &[
     r("GET", "/api/v1/users/{user}", SelfOrAdmin, "user.get"),
     r("PATCH", "/api/v1/users/{user}", Admin, "user.update"),
     r("DELETE", "/api/v1/users/{user}", Admin, "user.delete"),
+    r("GET", "/api/v1/rules", Admin, "system_rule.list"),
+    r("POST", "/api/v1/rules", Admin, "system_rule.create"),
+    r("DELETE", "/api/v1/rules/{id}", Admin, "system_rule.delete"),
     r("GET", "/api/v1/audit-logs", Admin, "audit.list"),
     r(
         "POST",

@@ -373,6 +373,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(retention::delete))
         .routes(routes!(retention::run, retention::runs))
         .routes(routes!(rules::delete))
+        .routes(routes!(rules::system_list, rules::system_create))
+        .routes(routes!(rules::system_delete))
         .routes(routes!(compliance::get))
         .routes(routes!(compliance::dry_run))
         .routes(routes!(audit::list))

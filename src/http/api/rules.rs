@@ -1,6 +1,7 @@
 //! Project rules: naming conventions, tag immutability, forbidden tags,
 //! required signatures, the vulnerability gate, size budgets, required
-//! annotations, allowed platforms and artifact types, trusted bases.
+//! annotations, allowed platforms and artifact types, trusted bases; and
+//! the system-wide rules, which apply to every project.
 
 use std::sync::Arc;
 
@@ -269,5 +270,38 @@ pub async fn delete(
     ApiPath((project, id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     state.policy.remove_rule(&project, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The system-wide rules, which apply to every project (their repository
+/// globs match the whole name, project included).
+#[utoipa::path(get, path = "/api/v1/rules", tag = "rules",
+    responses((status = 200, body = Vec<RuleView>)))]
+pub async fn system_list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<RuleView>>> {
+    let rules = state.policy.system_rules().await?;
+    Ok(Json(rules.into_iter().map(RuleView::from).collect()))
+}
+
+/// Adds a system-wide rule (any kind but require-signature).
+#[utoipa::path(post, path = "/api/v1/rules", tag = "rules", request_body = NewRule,
+    responses((status = 201, body = RuleView), (status = 400), (status = 409)))]
+pub async fn system_create(
+    State(state): State<Arc<AppState>>,
+    who: Who,
+    ApiJson(new): ApiJson<NewRule>,
+) -> ApiResult<(StatusCode, Json<RuleView>)> {
+    let spec = spec(new)?;
+    let by = who.name(&state).await?;
+    let rule = state.policy.add_system_rule(spec, &by).await?;
+    Ok((StatusCode::CREATED, Json(rule.into())))
+}
+
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules",
+    params(("id" = String, Path)), responses((status = 204), (status = 404)))]
+pub async fn system_delete(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.policy.remove_system_rule(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
